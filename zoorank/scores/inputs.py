@@ -1,0 +1,86 @@
+"""What a score reads (:class:`ScoreInputs`) and what it returns (:class:`ScoreOutput`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zoorank.errors import InvalidInputError
+
+
+@dataclass
+class ScoreInputs:
+    """Everything one forward pass of a model over the target data yields.
+
+    Attributes:
+        labels: ``(n,)`` integer class labels, ``0..C-1`` after :func:`check_labels`.
+        features: ``(n, d)`` pre-logit features (the input of the classifier head).
+        logits: ``(n, k)`` raw source-task logits (softmax is applied by the score).
+        taps: layer name -> ``(m, c, h, w)`` feature maps, taps in network order, for the
+            ``m`` samples listed in ``tap_rows`` (a class-balanced subset of the ``n``).
+        tap_rows: ``(m,)`` indices into ``labels`` of the samples that have taps.
+        images: ``(n, c, h, w)`` float32 preprocessed inputs (for input-space scores).
+        model: callable ``images (b,c,h,w) tensor -> pre-logits (b,d) tensor``, differentiable,
+            for input-space scores (constrained margins, fragmentation, translation).
+        meta: facts about the model (e.g. ``imagenet_top1``) for static priors.
+        seed: seed for any randomness inside a score.
+    """
+
+    labels: np.ndarray
+    features: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    taps: Mapping[str, np.ndarray] | None = None
+    tap_rows: np.ndarray | None = None
+    images: np.ndarray | None = None
+    model: Callable[..., Any] | None = None
+    meta: Mapping[str, Any] | None = None
+    seed: int = 0
+
+
+@dataclass
+class ScoreOutput:
+    """A score's raw value plus anything worth storing beside it (JSON-serialisable)."""
+
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def check_labels(labels: np.ndarray, *, min_classes: int = 2, min_per_class: int = 1) -> np.ndarray:
+    """Labels as ``0..C-1`` int64 ``(n,)``; refuses fewer than ``min_classes`` classes."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise InvalidInputError(f"labels must be 1-D (n,), got shape {labels.shape}", field="labels")
+    _, encoded, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if counts.size < min_classes:
+        raise InvalidInputError(
+            f"need at least {min_classes} classes, got {counts.size}", field="labels"
+        )
+    if counts.min() < min_per_class:
+        raise InvalidInputError(
+            f"every class needs at least {min_per_class} samples; the smallest has {counts.min()}",
+            field="labels",
+        )
+    return encoded.astype(np.int64)
+
+
+def check_matrix(x: np.ndarray, n: int, *, name: str = "features") -> np.ndarray:
+    """``x`` as a finite float64 ``(n, d)`` array, or a clear error."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise InvalidInputError(f"{name} must be 2-D (n, d), got shape {x.shape}", field=name)
+    if x.shape[0] != n:
+        raise InvalidInputError(
+            f"{name} has {x.shape[0]} rows but labels have {n}; they must match", field=name
+        )
+    if not np.issubdtype(x.dtype, np.number):
+        raise InvalidInputError(f"{name} must be numeric, got dtype {x.dtype}", field=name)
+    x = x.astype(np.float64, copy=False)
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise InvalidInputError(
+            f"{name} contain {bad} non-finite values (NaN or inf); clean them first", field=name
+        )
+    return x

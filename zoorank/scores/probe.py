@@ -1,0 +1,73 @@
+"""Linear-probe accuracy: held-out accuracy of a multinomial logistic regression on features.
+
+A direct, model-agnostic proxy for linear transfer (Kornblith et al. 2019, "Do better
+ImageNet models transfer better?", linear evaluation protocol): standardise the pre-logit
+features, fit an L2-regularised logistic regression on k-1 folds, score the held-out fold,
+average over a stratified, seeded k-fold split.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from zoorank.errors import InvalidInputError
+from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels, check_matrix
+from zoorank.scores.registry import ScoreSpec, register_score
+
+
+def linear_probe_accuracy(
+    features_nd: np.ndarray,
+    labels_n: np.ndarray,
+    *,
+    folds: int = 3,
+    c: float = 1.0,
+    seed: int = 0,
+) -> tuple[float, list[float]]:
+    """Mean held-out accuracy over ``folds`` stratified folds, and the per-fold accuracies.
+
+    Raises:
+        InvalidInputError: a class with fewer than ``folds`` samples, non-finite features.
+    """
+    labels_n = check_labels(labels_n, min_per_class=folds)
+    x = check_matrix(features_nd, labels_n.shape[0])
+    if folds < 2:
+        raise InvalidInputError("folds must be at least 2", field="params")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    accuracies = []
+    for train, test in splitter.split(x, labels_n):
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            probe.fit(x[train], labels_n[train])
+        accuracies.append(float((probe.predict(x[test]) == labels_n[test]).mean()))
+    return float(np.mean(accuracies)), accuracies
+
+
+def _compute(inputs: ScoreInputs, *, folds: int, c: float) -> ScoreOutput:
+    assert inputs.features is not None
+    mean, per_fold = linear_probe_accuracy(
+        inputs.features, inputs.labels, folds=folds, c=c, seed=inputs.seed
+    )
+    return ScoreOutput(value=mean, details={"fold_accuracies": per_fold})
+
+
+register_score(
+    ScoreSpec(
+        name="linear_probe",
+        family="baseline",
+        compute=_compute,
+        needs=frozenset({"features"}),
+        direction="higher",
+        paper="Kornblith, Shlens, Le 2019, Do Better ImageNet Models Transfer Better? (CVPR)",
+        cost="moderate",
+        params={"folds": 3, "c": 1.0},
+        description="Stratified k-fold accuracy of a logistic-regression probe on pre-logits.",
+    )
+)
