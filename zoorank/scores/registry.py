@@ -8,7 +8,7 @@ imports every score module, so the registry is complete after that import.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +40,9 @@ class ScoreSpec:
     cost: Cost = "cheap"
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # Optional pool-relative step (e.g. NCTI): the raw outputs of every model of one job ->
+    # one normalised value per model, same order. Stored beside the raw value, never instead.
+    pool_normalise: Callable[[Sequence[ScoreOutput]], list[float]] | None = None
 
     def resolve_params(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with ``given``; unknown names or wrong types raise."""
