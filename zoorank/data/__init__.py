@@ -1,0 +1,15 @@
+"""Dataset references -> labelled images, stratified subsampling and content fingerprints."""
+
+from zoorank.data.datasets import ImageDataset, list_builtin_datasets, load_dataset
+from zoorank.data.refs import DatasetRef, parse_dataset_ref
+from zoorank.data.subsample import class_balanced_rows, stratified_subsample
+
+__all__ = [
+    "DatasetRef",
+    "ImageDataset",
+    "class_balanced_rows",
+    "list_builtin_datasets",
+    "load_dataset",
+    "parse_dataset_ref",
+    "stratified_subsample",
+]
