@@ -30,7 +30,7 @@ mean over taps (``summary="mean"``) or the last tap's value (``summary="last"``)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from sklearn.metrics import silhouette_score
@@ -155,12 +155,13 @@ def _compute_clusters(
         )
     taps, labels = check_taps(inputs)
     names = list(taps)
-    last = pooled(taps[names[-1]], pooling=pooling)  # type: ignore[arg-type]
+    mode = cast(Pooling, pooling)
+    last = pooled(taps[names[-1]], pooling=mode)
     pick = content_order_subset(
         content_keys(last, seed=inputs.seed), labels, size=samples, seed=inputs.seed
     )
     per_tap = {
-        name: class_silhouette(pooled(taps[name][pick], pooling=pooling), labels[pick])  # type: ignore[arg-type]
+        name: class_silhouette(pooled(taps[name][pick], pooling=mode), labels[pick])
         for name in names
     }
     value = per_tap[names[-1]] if summary == "last" else float(np.mean(list(per_tap.values())))

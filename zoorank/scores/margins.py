@@ -26,7 +26,7 @@ margin next to the normalised Euclidean distance to the nearest row of another c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -184,8 +184,8 @@ def _compute(
         inputs.labels,
         holdout=holdout,
         c=c,
-        pair=pair,
-        seed=inputs.seed,  # type: ignore[arg-type]
+        pair=cast(Pair, pair),
+        seed=inputs.seed,
     )
     x = check_matrix(inputs.features, inputs.labels.shape[0])
     labels = check_labels(inputs.labels)

@@ -23,7 +23,7 @@ Padding -- what enters at the edge the content leaves:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -136,8 +136,8 @@ def _compute(
         inputs.model,
         images[subset],
         max_shift=max_shift,
-        padding=padding,
-        batch_size=batch_size,  # type: ignore[arg-type]
+        padding=cast(Padding, padding),
+        batch_size=batch_size,
     )
     details = {
         "samples": int(subset.size),
