@@ -110,3 +110,21 @@ def test_bad_steps_are_refused() -> None:
     xy, labels = _separable()
     with pytest.raises(InvalidInputError, match="steps"):
         get_score("hidden_fragmentation")(ScoreInputs(labels=labels, features=xy), steps=1)
+
+
+def test_hidden_nearest_neighbour_variant_sees_interleaved_classes() -> None:
+    score = get_score("hidden_fragmentation")
+    xy, labels = _separable()
+    assert score(ScoreInputs(labels=labels, features=xy), classifier="nearest_neighbour").value == 0
+    xy, labels = _checkerboard(400)
+    out = score(ScoreInputs(labels=labels, features=xy), classifier="nearest_neighbour")
+    assert out.value > 0.5 and out.details["classifier"] == "nearest_neighbour"
+    with pytest.raises(InvalidInputError, match="classifier"):
+        score(ScoreInputs(labels=labels, features=xy), classifier="svm")
+
+
+def test_hidden_paths_join_held_out_rows_only() -> None:
+    xy, labels = _checkerboard(100)
+    out = get_score("hidden_fragmentation")(ScoreInputs(labels=labels, features=xy), holdout=0.2)
+    used = np.unique(np.asarray(out.details["pairs"]))
+    assert used.size <= 20 + 2  # about a fifth of the rows (rounding per class)

@@ -17,10 +17,13 @@ is the mean of ``F`` over seeded same-class pairs; lower is better.
 Two variants share the classifier "linear probe on the pre-logits":
 
 * ``fragmentation`` -- paths between input images, classified by model + probe;
-* ``hidden_fragmentation`` -- paths between the pre-logit vectors, classified by the probe.
-  A linear probe's decision regions are convex, so a hidden path changes class only when its
-  endpoints are predicted differently; that variant mostly measures how often two samples of
-  one class land in different probe regions (plus third classes crossed on the way).
+* ``hidden_fragmentation`` -- paths between the pre-logit vectors of *held-out* samples,
+  classified by a probe fitted on the other rows. A linear probe's decision regions are
+  convex, so a hidden path changes class only when its endpoints are predicted differently;
+  that variant mostly measures how often two samples of one class land in different probe
+  regions (plus third classes crossed on the way). ``classifier="nearest_neighbour"`` uses a
+  1-NN rule over the train rows instead, whose regions (unions of Voronoi cells) are not
+  convex, so it also sees same-class paths that pass through another class's samples.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from zoorank.scores._geometry import (
     check_images,
     check_model_output,
     content_keys,
+    content_order_split,
     fit_linear_probe,
     forward_batched,
 )
@@ -166,22 +170,54 @@ def _compute_input(
     return _summary(changes, ends, chosen, steps)
 
 
-def _compute_hidden(inputs: ScoreInputs, *, pairs: int, steps: int, c: float) -> ScoreOutput:
-    assert inputs.features is not None
-    labels = check_labels(inputs.labels)
-    features = check_matrix(inputs.features, labels.shape[0])
-    probe = fit_linear_probe(features, labels, c=c)
+def nearest_neighbour_classifier(train_nd: np.ndarray, labels_n: np.ndarray) -> Classify:
+    """1-NN (Euclidean) over ``train_nd``: rows ``(b, d)`` -> the label of the nearest train row.
+
+    Example:
+        >>> nn1 = nearest_neighbour_classifier(np.array([[0.0], [10.0]]), np.array([3, 5]))
+        >>> nn1(np.array([[1.0], [6.0]]))
+        array([3, 5])
+    """
+    train_sq = (train_nd**2).sum(axis=1)
 
     def classify(batch: np.ndarray) -> np.ndarray:
-        return probe.scores(batch).argmax(axis=1)
+        sq = train_sq[None, :] - 2.0 * batch @ train_nd.T  # + ||b||², the same for every row
+        return labels_n[sq.argmin(axis=1)]
 
-    chosen = same_class_pairs(
-        content_keys(features, seed=inputs.seed), labels, pairs=pairs, seed=inputs.seed
-    )
+    return classify
+
+
+def _compute_hidden(
+    inputs: ScoreInputs, *, pairs: int, steps: int, c: float, holdout: float, classifier: str
+) -> ScoreOutput:
+    assert inputs.features is not None
+    labels = check_labels(inputs.labels, min_per_class=2)
+    features = check_matrix(inputs.features, labels.shape[0])
+    keys = content_keys(features, seed=inputs.seed)
+    # Fitted on every row, a probe on separable pre-logits puts both ends of every same-class
+    # path in one convex region and the score is 0 for every model; paths therefore join
+    # held-out rows, and the classifier sees only the train rows.
+    train, test = content_order_split(keys, labels, holdout=holdout, seed=inputs.seed)
+    if classifier == "probe":
+        probe = fit_linear_probe(features[train], labels[train], c=c)
+
+        def classify(batch: np.ndarray) -> np.ndarray:
+            return probe.scores(batch).argmax(axis=1)
+
+    elif classifier == "nearest_neighbour":
+        classify = nearest_neighbour_classifier(features[train], labels[train])
+    else:
+        raise InvalidInputError(
+            f"classifier must be 'probe' or 'nearest_neighbour', got {classifier!r}",
+            field="params",
+        )
+    chosen = test[same_class_pairs(keys[test], labels[test], pairs=pairs, seed=inputs.seed)]
     changes, ends = path_class_changes(
         classify, features[chosen[:, 0]], features[chosen[:, 1]], steps=steps, batch_size=4096
     )
-    return _summary(changes, ends, chosen, steps)
+    output = _summary(changes, ends, chosen, steps)
+    output.details["classifier"] = classifier
+    return output
 
 
 _PAPER = (
@@ -215,10 +251,16 @@ register_score(
         direction="lower",
         paper=_PAPER,
         cost="cheap",
-        params={"pairs": 256, "steps": 32, "c": 1.0},
+        params={
+            "pairs": 256,
+            "steps": 32,
+            "c": 1.0,
+            "holdout": 0.5,
+            "classifier": "probe",
+        },
         description=(
-            "Mean number of class changes of a linear probe along straight paths between the "
-            "pre-logits of same-class samples."
+            "Mean number of class changes of a linear probe (or 1-NN) fitted on a train split, "
+            "along straight paths between the pre-logits of held-out same-class samples."
         ),
     )
 )
