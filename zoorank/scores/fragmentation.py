@@ -198,6 +198,7 @@ def _compute_hidden(
     # path in one convex region and the score is 0 for every model; paths therefore join
     # held-out rows, and the classifier sees only the train rows.
     train, test = content_order_split(keys, labels, holdout=holdout, seed=inputs.seed)
+    classify: Classify
     if classifier == "probe":
         probe = fit_linear_probe(features[train], labels[train], c=c)
 
