@@ -72,10 +72,12 @@ def principal_directions(
         raise InvalidInputError(f"variance must be in (0, 1], got {variance}", field="params")
     if flat_pd.shape[0] < 2:
         raise InvalidInputError("PCA needs at least 2 images", field="images")
-    x = torch.as_tensor(flat_pd, dtype=torch.float64)
-    x = x - x.mean(dim=0)
-    gram = x @ x.T  # (p, p)
-    eigvals, eigvecs = torch.linalg.eigh(gram)
+    mean = flat_pd.mean(axis=0, dtype=np.float64)
+    gram = np.zeros((flat_pd.shape[0], flat_pd.shape[0]))
+    for cols in _column_chunks(flat_pd.shape[1]):  # float64 in slices: O(p·chunk) extra memory
+        xc = flat_pd[:, cols].astype(np.float64) - mean[cols]
+        gram += xc @ xc.T
+    eigvals, eigvecs = torch.linalg.eigh(torch.from_numpy(gram))
     eigvals, eigvecs = eigvals.flip(0).clamp_min(0.0), eigvecs.flip(1)
     total = float(eigvals.sum())
     if not total > 0:
@@ -88,8 +90,26 @@ def principal_directions(
     else:
         m = int(np.searchsorted(np.cumsum(eigvals.numpy()) / total, variance - 1e-12) + 1)
         m = min(m, rank)
-    basis = x.T @ eigvecs[:, :m] / eigvals[:m].sqrt()  # (D, m), orthonormal columns
-    return basis.float().numpy()
+    coefficients = (eigvecs[:, :m] / eigvals[:m].sqrt()).numpy()  # (p, m)
+    basis = np.empty((flat_pd.shape[1], m), dtype=np.float32)  # orthonormal columns
+    for cols in _column_chunks(flat_pd.shape[1]):
+        basis[cols] = (flat_pd[:, cols].astype(np.float64) - mean[cols]).T @ coefficients
+    return basis
+
+
+def total_std(flat_pd: np.ndarray) -> float:
+    """``sqrt(Σ_k Var(x_k))`` of rows ``(p, D)`` (population variance), in column slices.
+
+    Example:
+        >>> total_std(np.array([[0.0, 1.0], [2.0, 1.0]]))
+        1.0
+    """
+    return float(np.sqrt(sum(flat_pd[:, cols].var(axis=0, dtype=np.float64).sum()
+                             for cols in _column_chunks(flat_pd.shape[1]))))  # fmt: skip
+
+
+def _column_chunks(width: int, size: int = 8192) -> list[slice]:
+    return [slice(start, min(start + size, width)) for start in range(0, width, size)]
 
 
 @dataclass(frozen=True)
@@ -247,7 +267,7 @@ def _compute(
     pca_rows = content_order_subset(keys, labels, size=pca_samples, seed=inputs.seed + 7)
     flat = images[pca_rows].reshape(pca_rows.size, -1)
     basis = principal_directions(flat, variance=variance, components=components)
-    scale = float(np.sqrt(flat.astype(np.float64).var(axis=0).sum())) if normalise else 1.0
+    scale = total_std(flat) if normalise else 1.0
     result = constrained_margins(
         classifier,
         images[subset],
