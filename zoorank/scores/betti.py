@@ -1,0 +1,421 @@
+"""Betti decay: how fast the topology of the feature maps simplifies with depth.
+
+Suresh, Das, Abrol, Dutta Roy. "On Characterizing the Evolution of Embedding Space of Neural
+Networks using Algebraic Topology", arXiv 2311.04592 (Pattern Recognition Letters 2024), as
+their released code computes it (DESIGN §5.1):
+
+1. Taps ``l = 1..L`` in network order (:mod:`zoorank.features.taps`); per image and tap the
+   feature map ``(c, h, w)`` of raw activations is a 3-D volume.
+2. Sublevel V-construction cubical persistence; Betti numbers at η counted as the authors do,
+   an interval alive when ``b ≤ η ≤ d`` (:mod:`zoorank.topology.fast` computes this exactly
+   without persistence).
+3. ``Ω_l`` = class-balanced mean over images of ``β0 + β1 + β2`` (mean of per-class means).
+4. ``y = Ω / ||Ω||₂`` against ``x_l = l``; ``Ridge(alpha=1e-3)`` on ``PolynomialFeatures(3)``
+   of x gives ``y ≈ c0 + c1 x + c2 x² + c3 x³``; **θ = c1 + ½ c2 + ½ c3**, lower is better
+   (the Betti numbers fall faster with depth).
+
+Registered scores (all ``needs={"taps"}``, direction "lower"):
+
+* ``betti_decay`` -- the paper's recipe: one raw threshold η (default 0.5), ``x = 1..L``.
+* ``betti_decay_norm`` -- comparable across architectures: depth ``x = (l−1)/(L−1) ∈ [0, 1]``
+  and a per-tap threshold ``η_l`` = the ``quantile``-quantile of tap l's activations (pooled
+  over the images used), so neither the activation scale nor the number of taps moves θ.
+* ``betti_auc`` -- as ``betti_decay_norm`` but ``Ω_l`` is the mean Betti sum over a grid of
+  ``points`` quantile thresholds in ``[low, high]`` (the normalised area under the Betti
+  curve, trapezoid rule) instead of one threshold.
+
+Shapes: ``inputs.taps`` maps tap name -> ``(m, c, h, w)`` in network order; ``inputs.tap_rows``
+``(m,)`` indexes ``inputs.labels``. At most ``images_per_class`` images per class are used
+(chosen by a hash of their content, so the choice does not depend on sample order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import Ridge
+from sklearn.preprocessing import PolynomialFeatures
+
+from zoorank.errors import InvalidInputError
+from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels
+from zoorank.scores.registry import ScoreSpec, register_score
+from zoorank.topology.batch import betti_numbers_batch
+
+PAPER = (
+    "Suresh, Das, Abrol, Dutta Roy 2023, On Characterizing the Evolution of Embedding Space "
+    "of Neural Networks using Algebraic Topology (arXiv 2311.04592, Pattern Recognition Letters)"
+)
+RIDGE_ALPHA = 1e-3
+POLYNOMIAL_DEGREE = 3
+THETA_WEIGHTS = np.array([0.0, 1.0, 0.5, 0.5])  # applied to (c0, c1, c2, c3), as the authors'
+AUTHORS_ETA_GRID_STEP = 0.25  # their notebook's Betti curves: η = 0, 0.25, ..., 1.75
+MIN_TAPS = POLYNOMIAL_DEGREE + 1
+
+
+def betti_decay_rate(
+    omega: np.ndarray, *, depth: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """θ of a Betti-sum profile ``Ω`` over taps; lower = faster decay.
+
+    ``y = Ω/||Ω||₂``; fit ``y ≈ c0 + c1 x + c2 x² + c3 x³`` by ``Ridge(alpha=1e-3)`` on
+    ``PolynomialFeatures(3)(x)`` (sklearn: the intercept is not penalised and the constant
+    column's coefficient is 0); ``θ = c1 + ½ c2 + ½ c3``.
+
+    Args:
+        omega: ``(L,)`` non-negative Betti sums per tap, L ≥ 4, not all zero.
+        depth: ``(L,)`` tap positions x; default ``1..L`` (the paper's).
+
+    Returns:
+        θ and the coefficients ``(c1, c2, c3)``.
+
+    Raises:
+        InvalidInputError: fewer than 4 taps, non-finite or all-zero Ω, depth of another length.
+
+    Example:
+        >>> decaying, _ = betti_decay_rate(np.array([8.0, 6.0, 4.0, 2.0]))
+        >>> flat, _ = betti_decay_rate(np.ones(4))
+        >>> bool(decaying < 0), round(flat, 12)
+        (True, 0.0)
+    """
+    omega = np.asarray(omega, dtype=np.float64).ravel()
+    if omega.size < MIN_TAPS:
+        raise InvalidInputError(
+            f"Betti decay fits a cubic over taps and needs at least {MIN_TAPS} taps, got "
+            f"{omega.size}",
+            field="taps",
+        )
+    if not np.isfinite(omega).all():
+        raise InvalidInputError("the Betti profile Ω holds non-finite values", field="taps")
+    norm = float(np.linalg.norm(omega))
+    if norm == 0.0:
+        raise InvalidInputError(
+            "every tap has Betti sum 0 at this threshold (the sublevel sets are empty); raise "
+            "eta or use betti_decay_norm",
+            field="params",
+        )
+    x = np.arange(1, omega.size + 1, dtype=np.float64) if depth is None else np.asarray(depth)
+    x = x.astype(np.float64).ravel()
+    if x.shape != omega.shape:
+        raise InvalidInputError(f"depth has {x.size} entries for {omega.size} taps", field="taps")
+    design = PolynomialFeatures(POLYNOMIAL_DEGREE).fit_transform(x.reshape(-1, 1))  # (L, 4)
+    model = Ridge(alpha=RIDGE_ALPHA).fit(design, omega / norm)
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    return float(coef @ THETA_WEIGHTS), coef[1:]
+
+
+@dataclass(frozen=True)
+class TapData:
+    """The validated taps a Betti score works on."""
+
+    names: list[str]
+    maps: list[np.ndarray]  # each (k, c, h, w), only the selected images
+    labels: np.ndarray  # (k,) 0..C-1
+    positions: np.ndarray  # (k,) positions into the original tap arrays
+    depth_index: np.ndarray  # (L,) 0-based positions of the kept taps among all taps
+    total_taps: int
+
+
+def prepare_taps(inputs: ScoreInputs, *, images_per_class: int, max_taps: int) -> TapData:
+    """Validate ``inputs.taps``/``tap_rows``, keep ≤ ``images_per_class`` images per class and
+    ≤ ``max_taps`` taps (evenly spaced, first and last kept; 0 = all).
+
+    Raises:
+        InvalidInputError: fewer than 4 taps, a tap that is not ``(m, c, h, w)``, taps of
+            different m, NaN/inf in a tap, tap rows out of range, fewer than 2 classes among
+            the tapped images, bad ``images_per_class``/``max_taps``.
+    """
+    if images_per_class < 1:
+        raise InvalidInputError("images_per_class must be at least 1", field="params")
+    if max_taps != 0 and max_taps < MIN_TAPS:
+        raise InvalidInputError(
+            f"max_taps must be 0 (all taps) or at least {MIN_TAPS}, got {max_taps}",
+            field="params",
+        )
+    assert inputs.taps is not None
+    names = list(inputs.taps)
+    if len(names) < MIN_TAPS:
+        raise InvalidInputError(
+            f"Betti decay needs at least {MIN_TAPS} layer taps to fit a cubic over depth, got "
+            f"{len(names)}",
+            field="taps",
+        )
+    arrays = [np.asarray(inputs.taps[name]) for name in names]
+    for name, maps in zip(names, arrays, strict=True):
+        if maps.ndim != 4:
+            raise InvalidInputError(
+                f"tap {name!r} has shape {maps.shape}; Betti decay needs feature maps "
+                "(m, c, h, w), not vectors",
+                field="taps",
+            )
+    m = arrays[0].shape[0]
+    if any(a.shape[0] != m for a in arrays):
+        sizes = {name: a.shape[0] for name, a in zip(names, arrays, strict=True)}
+        raise InvalidInputError(f"taps hold different numbers of images: {sizes}", field="taps")
+    labels = np.asarray(inputs.labels)
+    if inputs.tap_rows is None:
+        if m != labels.shape[0]:
+            raise InvalidInputError(
+                f"taps hold {m} images but there are {labels.shape[0]} labels and no tap_rows",
+                field="tap_rows",
+            )
+        rows = np.arange(m)
+    else:
+        rows = np.asarray(inputs.tap_rows)
+        if rows.shape != (m,):
+            raise InvalidInputError(
+                f"tap_rows must be ({m},) like the taps, got shape {rows.shape}", field="tap_rows"
+            )
+        if rows.size and (rows.min() < 0 or rows.max() >= labels.shape[0]):
+            raise InvalidInputError("tap_rows index outside labels", field="tap_rows")
+    tap_labels = check_labels(labels[rows])
+    positions = _select_images(arrays[0], tap_labels, images_per_class)
+    kept = np.arange(len(names))
+    if max_taps and max_taps < len(names):
+        kept = np.unique(np.round(np.linspace(0, len(names) - 1, max_taps)).astype(int))
+    maps = []
+    for index in kept:
+        chosen = arrays[index][positions]
+        if chosen.dtype not in (np.float32, np.float64):
+            chosen = chosen.astype(np.float64)
+        if not np.isfinite(chosen).all():
+            bad = int((~np.isfinite(chosen)).sum())
+            raise InvalidInputError(
+                f"tap {names[index]!r} holds {bad} non-finite values (NaN or inf)", field="taps"
+            )
+        maps.append(chosen)
+    return TapData(
+        names=[names[i] for i in kept],
+        maps=maps,
+        labels=check_labels(tap_labels[positions]),
+        positions=positions,
+        depth_index=kept,
+        total_taps=len(names),
+    )
+
+
+def _select_images(first_tap: np.ndarray, labels: np.ndarray, per_class: int) -> np.ndarray:
+    """≤ ``per_class`` positions per class, ordered by a hash of the image's first tap."""
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if members.size > per_class:
+            digests = [
+                hashlib.blake2b(
+                    np.ascontiguousarray(first_tap[i]).tobytes(), digest_size=8
+                ).digest()
+                for i in members
+            ]
+            order = sorted(range(members.size), key=lambda j: (digests[j], j))
+            members = np.sort(members[order[:per_class]])
+        chosen.append(members)
+    return np.sort(np.concatenate(chosen))
+
+
+def class_balanced_mean(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean over classes of the per-class mean along axis 0: ``values (k, ...)`` -> ``(...)``."""
+    return np.mean([values[labels == c].mean(axis=0) for c in np.unique(labels)], axis=0)
+
+
+def tap_betti(
+    taps: TapData, thresholds: Sequence[np.ndarray], *, workers: int = 0
+) -> list[np.ndarray]:
+    """Betti numbers of every selected image at each tap's thresholds.
+
+    Args:
+        thresholds: per tap, ``(t,)`` thresholds.
+
+    Returns:
+        per tap, ``(k, t, 3)`` int64 (images, thresholds, degrees).
+    """
+    volumes, etas, owner = [], [], []
+    for tap, (maps, eta) in enumerate(zip(taps.maps, thresholds, strict=True)):
+        for image in range(maps.shape[0]):
+            volumes.append(maps[image])
+            etas.append(np.asarray(eta, dtype=np.float64))
+            owner.append(tap)
+    counts = betti_numbers_batch(volumes, np.stack(etas), rule="closed", workers=workers)
+    owner_array = np.asarray(owner)
+    return [counts[owner_array == tap] for tap in range(len(taps.maps))]
+
+
+def tap_quantiles(
+    maps: np.ndarray, quantiles: np.ndarray, *, max_values: int = 1 << 20
+) -> np.ndarray:
+    """Quantiles of a tap's activations pooled over images; a strided subsample above
+    ``max_values`` values keeps this cheap (``(k, c, h, w)`` -> ``(q,)``)."""
+    flat = maps.ravel()
+    if flat.size > max_values:
+        flat = flat[:: -(-flat.size // max_values)]
+    return np.quantile(flat, quantiles)
+
+
+def _theta_output(
+    taps: TapData,
+    omega: np.ndarray,
+    depth: np.ndarray,
+    per_degree: np.ndarray,
+    thresholds: list[np.ndarray],
+    curves: list[np.ndarray] | None,
+    extra: dict[str, object],
+) -> ScoreOutput:
+    theta, coef = betti_decay_rate(omega, depth=depth)
+    norm = float(np.linalg.norm(omega))
+    tap_details = []
+    for i, name in enumerate(taps.names):
+        entry: dict[str, object] = {
+            "name": name,
+            "depth": float(depth[i]),
+            "omega": float(omega[i]),
+            "y": float(omega[i] / norm),
+            "betti_mean": [float(v) for v in per_degree[i]],
+            "thresholds": [float(v) for v in thresholds[i]],
+        }
+        if curves is not None:
+            entry["curve"] = [float(v) for v in curves[i]]
+        tap_details.append(entry)
+    details: dict[str, object] = {
+        "theta": theta,
+        "coefficients": [float(c) for c in coef],
+        "taps": tap_details,
+        "taps_used": len(taps.names),
+        "taps_total": taps.total_taps,
+        "images_used": int(taps.labels.size),
+        "classes": int(taps.labels.max()) + 1,
+        "rule": "closed: b <= eta <= d",
+        **extra,
+    }
+    return ScoreOutput(value=theta, details=details)
+
+
+def _decay(
+    inputs: ScoreInputs, *, eta: float, images_per_class: int, max_taps: int, curve_points: int
+) -> ScoreOutput:
+    taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
+    grid = AUTHORS_ETA_GRID_STEP * np.arange(max(curve_points, 0))
+    thresholds = [np.array([eta]) for _ in taps.names]
+    counts = tap_betti(taps, [np.concatenate([[eta], grid]) for _ in taps.names])
+    per_degree = np.stack([class_balanced_mean(c[:, 0, :], taps.labels) for c in counts])
+    omega = per_degree.sum(axis=1)
+    curves = None
+    if curve_points > 0:
+        curves = [class_balanced_mean(c[:, 1:, :].sum(axis=2), taps.labels) for c in counts]
+    depth = taps.depth_index + 1.0
+    extra: dict[str, object] = {"eta": eta}
+    if curves is not None:
+        extra["curve_thresholds"] = [float(v) for v in grid]
+    return _theta_output(taps, omega, depth, per_degree, thresholds, curves, extra)
+
+
+def _normalised_depth(taps: TapData) -> np.ndarray:
+    return taps.depth_index / float(taps.total_taps - 1)
+
+
+def _decay_norm(
+    inputs: ScoreInputs,
+    *,
+    quantile: float,
+    images_per_class: int,
+    max_taps: int,
+    curve_points: int,
+) -> ScoreOutput:
+    if not 0.0 <= quantile <= 1.0:
+        raise InvalidInputError(f"quantile must be in [0, 1], got {quantile}", field="params")
+    taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
+    grid = np.linspace(0.1, 0.9, curve_points) if curve_points > 0 else np.zeros(0)
+    levels = np.concatenate([[quantile], grid])
+    per_tap_eta = [tap_quantiles(maps, levels) for maps in taps.maps]
+    counts = tap_betti(taps, per_tap_eta)
+    per_degree = np.stack([class_balanced_mean(c[:, 0, :], taps.labels) for c in counts])
+    omega = per_degree.sum(axis=1)
+    curves = None
+    if curve_points > 0:
+        curves = [class_balanced_mean(c[:, 1:, :].sum(axis=2), taps.labels) for c in counts]
+    extra: dict[str, object] = {"quantile": quantile}
+    if curves is not None:
+        extra["curve_quantiles"] = [float(v) for v in grid]
+    thresholds = [eta[:1] for eta in per_tap_eta]
+    return _theta_output(
+        taps, omega, _normalised_depth(taps), per_degree, thresholds, curves, extra
+    )
+
+
+def _auc(
+    inputs: ScoreInputs,
+    *,
+    points: int,
+    low: float,
+    high: float,
+    images_per_class: int,
+    max_taps: int,
+) -> ScoreOutput:
+    if points < 2 or not 0.0 <= low < high <= 1.0:
+        raise InvalidInputError(
+            f"need points >= 2 and 0 <= low < high <= 1, got {points}, {low}, {high}",
+            field="params",
+        )
+    taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
+    grid = np.linspace(low, high, points)
+    per_tap_eta = [tap_quantiles(maps, grid) for maps in taps.maps]
+    counts = tap_betti(taps, per_tap_eta)
+    curves_by_degree = [class_balanced_mean(c.astype(np.float64), taps.labels) for c in counts]
+    # Normalised area under the Betti-sum curve over the quantile axis (trapezoid rule).
+    area = np.stack([np.trapezoid(c, grid, axis=0) / (high - low) for c in curves_by_degree])
+    omega = area.sum(axis=1)
+    curves = [c.sum(axis=1) for c in curves_by_degree]
+    extra: dict[str, object] = {"curve_quantiles": [float(v) for v in grid]}
+    return _theta_output(taps, omega, _normalised_depth(taps), area, per_tap_eta, curves, extra)
+
+
+_COMMON = {"images_per_class": 5, "max_taps": 0}
+
+register_score(
+    ScoreSpec(
+        name="betti_decay",
+        family="topology",
+        compute=_decay,
+        needs=frozenset({"taps"}),
+        direction="lower",
+        paper=PAPER,
+        cost="expensive",
+        params={"eta": 0.5, **_COMMON, "curve_points": 0},
+        description=(
+            "θ = c1 + c2/2 + c3/2 of a ridge cubic fit of the normalised Betti sum at raw "
+            "threshold eta over taps 1..L (the paper's recipe); lower ranks higher."
+        ),
+    )
+)
+register_score(
+    ScoreSpec(
+        name="betti_decay_norm",
+        family="topology",
+        compute=_decay_norm,
+        needs=frozenset({"taps"}),
+        direction="lower",
+        paper=PAPER,
+        cost="expensive",
+        params={"quantile": 0.5, **_COMMON, "curve_points": 0},
+        description=(
+            "betti_decay with depth scaled to [0, 1] and each tap thresholded at a quantile of "
+            "its own activations: comparable across architectures."
+        ),
+    )
+)
+register_score(
+    ScoreSpec(
+        name="betti_auc",
+        family="topology",
+        compute=_auc,
+        needs=frozenset({"taps"}),
+        direction="lower",
+        paper=PAPER,
+        cost="expensive",
+        params={"points": 5, "low": 0.1, "high": 0.9, **_COMMON},
+        description=(
+            "betti_decay_norm on the normalised area under each tap's Betti curve over "
+            "quantile thresholds low..high instead of one threshold."
+        ),
+    )
+)
