@@ -1,0 +1,145 @@
+"""Rank agreement statistics on pools whose answers are known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from zoorank.errors import InvalidInputError
+from zoorank.validate.agreement import (
+    best_within_noise,
+    bootstrap_interval,
+    count_above_twin,
+    kendall_tau,
+    orient,
+    pearson_r,
+    score_agreement,
+    seed_agreement,
+    top1_regret,
+    weighted_tau,
+)
+
+ACC = {"a": 0.60, "b": 0.70, "c": 0.75, "d": 0.80, "e": 0.90}
+
+
+def test_perfect_order_gives_one_and_zero_regret() -> None:
+    values = {m: 10 * acc for m, acc in ACC.items()}
+    result = score_agreement(values, ACC, direction="higher", resamples=200)
+    assert result.weighted_tau == pytest.approx(1.0)
+    assert result.kendall_tau == pytest.approx(1.0)
+    assert result.pearson_r == pytest.approx(1.0)
+    assert result.top1_regret == 0.0
+    assert result.top1_model == "e"
+    assert result.kendall_tau_ci == pytest.approx((1.0, 1.0))
+
+
+def test_reversed_order_gives_minus_one() -> None:
+    values = {m: -acc for m, acc in ACC.items()}
+    result = score_agreement(values, ACC, direction="higher", resamples=0)
+    assert result.weighted_tau == pytest.approx(-1.0)
+    assert result.kendall_tau == pytest.approx(-1.0)
+    assert result.pearson_r == pytest.approx(-1.0)
+    assert result.top1_model == "a"
+    assert result.top1_regret == pytest.approx(0.90 - 0.60)
+    assert result.weighted_tau_ci is None
+
+
+def test_lower_is_better_score_is_flipped() -> None:
+    values = {m: -acc for m, acc in ACC.items()}  # a perfect lower-is-better score
+    result = score_agreement(values, ACC, direction="lower", resamples=0)
+    assert result.weighted_tau == pytest.approx(1.0)
+    assert result.kendall_tau == pytest.approx(1.0)
+    assert result.top1_regret == 0.0
+    np.testing.assert_array_equal(orient([1.0, -2.0], "lower"), [-1.0, 2.0])
+    with pytest.raises(InvalidInputError):
+        orient([1.0], "sideways")
+
+
+def test_regret_by_hand() -> None:
+    # The score puts model 1 (accuracy 0.7) first; the best accuracy is 0.9.
+    assert top1_regret(np.array([0.1, 0.9, 0.5]), np.array([0.8, 0.7, 0.9])) == pytest.approx(0.2)
+    # Two models tied first: the regret of a random pick among them, 0.9 - (0.7 + 0.8) / 2.
+    assert top1_regret(np.array([1.0, 1.0, 0.0]), np.array([0.7, 0.8, 0.9])) == pytest.approx(0.15)
+
+
+def test_kendall_tau_by_hand() -> None:
+    # Order 1,2,3,4 against 1,3,2,4: 5 concordant, 1 discordant pair -> (5 - 1) / 6.
+    assert kendall_tau(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(4 / 6)
+
+
+def test_weighted_tau_is_scipy_default_and_weighs_the_top() -> None:
+    acc = np.arange(8, dtype=float)
+    swap_top = acc.copy()
+    swap_top[[6, 7]] = swap_top[[7, 6]]
+    swap_bottom = acc.copy()
+    swap_bottom[[0, 1]] = swap_bottom[[1, 0]]
+    # Kendall τ cannot tell the two swaps apart; the weighted τ punishes the top swap more.
+    assert kendall_tau(swap_top, acc) == pytest.approx(kendall_tau(swap_bottom, acc))
+    assert weighted_tau(swap_top, acc) < weighted_tau(swap_bottom, acc) < 1.0
+    assert weighted_tau(swap_top, acc) == stats.weightedtau(swap_top, acc).statistic
+
+
+def test_constant_score_is_undefined_not_an_error() -> None:
+    result = score_agreement(dict.fromkeys(ACC, 1.0), ACC, direction="higher", resamples=50)
+    assert result.weighted_tau is None and result.kendall_tau is None and result.pearson_r is None
+    assert result.weighted_tau_ci is None
+    assert np.isnan(pearson_r(np.ones(3), np.arange(3.0)))
+
+
+def test_missing_values_are_left_out() -> None:
+    values = {"a": 1.0, "b": None, "c": 3.0, "d": float("nan"), "e": 5.0}
+    result = score_agreement(values, ACC, direction="higher", resamples=0)
+    assert result.models == ["a", "c", "e"]
+    assert result.missing == ["b", "d"]
+    assert result.n_models == 3
+    assert result.kendall_tau == pytest.approx(1.0)
+
+
+def test_bootstrap_interval_brackets_the_estimate() -> None:
+    rng = np.random.default_rng(0)
+    acc = rng.uniform(0.5, 0.9, size=30)
+    score = acc + rng.normal(0.0, 0.1, size=30)
+    low, high = bootstrap_interval(kendall_tau, score, acc, resamples=300, seed=1)
+    assert low < kendall_tau(score, acc) < high
+    assert -1.0 <= low < high <= 1.0
+    assert bootstrap_interval(kendall_tau, score, acc, resamples=0) is None
+
+
+def test_best_within_noise_separates_only_clear_differences() -> None:
+    rng = np.random.default_rng(0)
+    models = [f"m{i}" for i in range(30)]
+    acc = dict(zip(models, rng.uniform(0.5, 0.9, size=30), strict=True))
+    values = {
+        "oracle": dict(acc),
+        "oracle_copy": {m: 2 * v for m, v in acc.items()},
+        "noise": dict(zip(models, rng.normal(size=30), strict=True)),
+    }
+    directions = dict.fromkeys(values, "higher")
+    out = best_within_noise(values, directions, acc, statistic="kendall_tau", resamples=300)
+    assert out["best"] == "oracle"
+    assert "oracle_copy" in out["tied"]
+    assert "noise" not in out["tied"]
+    assert out["differences"]["noise"][0] > 0
+
+
+def test_seed_agreement() -> None:
+    same = seed_agreement({0: ACC, 1: dict(ACC)})
+    assert same["mean_kendall_tau"] == pytest.approx(1.0)
+    flipped = seed_agreement({0: ACC, 1: {m: -v for m, v in ACC.items()}, 2: ACC})
+    assert [p["seeds"] for p in flipped["pairs"]] == [[0, 1], [0, 2], [1, 2]]
+    assert flipped["min_kendall_tau"] == pytest.approx(-1.0)
+
+
+def test_count_above_twin() -> None:
+    values = {"x": 2.0, "x@random": 1.0, "y": 0.0, "y@random": 3.0, "z": 1.0}
+    twins = {"x": "x@random", "y": "y@random", "z": "z@random"}
+    assert count_above_twin(values, "higher", twins) == {"above": 1, "pairs": 2}
+    assert count_above_twin(values, "lower", twins) == {"above": 1, "pairs": 2}
+
+
+def test_refuses_mismatched_or_non_finite_arrays() -> None:
+    with pytest.raises(InvalidInputError, match="one length"):
+        kendall_tau(np.ones(3), np.ones(4))
+    with pytest.raises(InvalidInputError, match="finite"):
+        kendall_tau(np.array([1.0, np.nan]), np.ones(2))

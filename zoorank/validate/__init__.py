@@ -1,0 +1,25 @@
+"""Ground truth (linear probe / fine-tuning, optionally with the PowerGrad loss) and how well
+each score's ranking agreed with it (weighted Kendall τ, Kendall τ, Pearson r, top-1 regret).
+
+Entry point: :func:`validate` (``zoorank validate``, ``POST /v1/validations``).
+"""
+
+from zoorank.validate.agreement import Agreement, score_agreement, seed_agreement
+from zoorank.validate.groundtruth import MODES, TrainSettings, split_rows
+from zoorank.validate.powergrad import LOSSES, PowerGradCrossEntropy, powergrad_cross_entropy
+from zoorank.validate.validation import GroundTruth, ValidationResult, validate
+
+__all__ = [
+    "LOSSES",
+    "MODES",
+    "Agreement",
+    "GroundTruth",
+    "PowerGradCrossEntropy",
+    "TrainSettings",
+    "ValidationResult",
+    "powergrad_cross_entropy",
+    "score_agreement",
+    "seed_agreement",
+    "split_rows",
+    "validate",
+]
