@@ -1,0 +1,208 @@
+"""Betti decay scores: θ against a hand-solved ridge fit, Ω on maps whose Betti numbers are
+known by construction, invariances, and refusals of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from zoorank.errors import InvalidInputError
+from zoorank.scores import ScoreInputs, get_score, list_scores
+from zoorank.scores.betti import betti_decay_rate
+
+
+def closed_form_theta(omega: np.ndarray, x: np.ndarray) -> float:
+    """θ by solving the ridge normal equations by hand.
+
+    sklearn's Ridge centres the columns and y and does not penalise the intercept; the constant
+    column of PolynomialFeatures is 0 after centring, so its coefficient is 0 and the fit
+    reduces to ``(XcᵀXc + αI) c = Xcᵀ yc`` on the columns (x, x², x³).
+    """
+    y = omega / np.linalg.norm(omega)
+    design = np.stack([x, x**2, x**3], axis=1)
+    centred = design - design.mean(axis=0)
+    c = np.linalg.solve(centred.T @ centred + 1e-3 * np.eye(3), centred.T @ (y - y.mean()))
+    return float(c[0] + 0.5 * c[1] + 0.5 * c[2])
+
+
+def blobs_volume(count: int, length: int = 12) -> np.ndarray:
+    """A (3, 3, 2·length+1) volume of 1s with ``count`` isolated 0-voxels: at η = 0.5 its
+    Betti numbers are (count, 0, 0) by construction."""
+    volume = np.ones((3, 3, 2 * length + 1), dtype=np.float32)
+    volume[1, 1, 0 : 2 * count : 2] = 0.0
+    return volume
+
+
+def blob_taps(counts_per_image: list[list[int]]) -> dict[str, np.ndarray]:
+    """Taps ``t0..t{L-1}``: image i at tap l has ``counts_per_image[i][l]`` blobs."""
+    n_taps = len(counts_per_image[0])
+    return {
+        f"t{layer}": np.stack([blobs_volume(counts[layer]) for counts in counts_per_image])
+        for layer in range(n_taps)
+    }
+
+
+def smooth_taps(seed: int, m: int, n_taps: int = 6) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    taps = {}
+    for layer in range(n_taps):
+        maps = ndimage.gaussian_filter(rng.normal(size=(m, 4, 10, 10)), (0, 0.8, 1.0, 1.0))
+        taps[f"t{layer}"] = (maps * (1.0 + layer)).astype(np.float32)
+    return taps
+
+
+# --- θ against a closed form -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "omega",
+    [
+        np.array([40.0, 31, 25, 20, 14, 11, 9, 8, 6, 5, 5]),  # strictly decaying, L = 11
+        np.exp(-np.arange(8) / 2.0),
+        np.array([3.0, 1, 4, 1, 5, 9, 2, 6]),
+        np.ones(11),  # flat
+    ],
+)
+def test_theta_matches_hand_solved_ridge(omega: np.ndarray) -> None:
+    x = np.arange(1, omega.size + 1, dtype=float)
+    theta, _ = betti_decay_rate(omega)
+    np.testing.assert_allclose(theta, closed_form_theta(omega, x), rtol=1e-7, atol=1e-10)
+    unit = np.linspace(0.0, 1.0, omega.size)
+    theta_unit, _ = betti_decay_rate(omega, depth=unit)
+    np.testing.assert_allclose(theta_unit, closed_form_theta(omega, unit), rtol=1e-7, atol=1e-10)
+
+
+def test_flat_profile_has_theta_zero_and_never_ranks_above_decay() -> None:
+    flat, coefficients = betti_decay_rate(np.full(11, 7.0))
+    assert flat == pytest.approx(0.0, abs=1e-12)
+    assert np.allclose(coefficients, 0.0, atol=1e-12)
+    for decaying in (12.0 - np.arange(1, 12), np.exp(-np.arange(11) / 3.0), 1 / np.arange(1, 12)):
+        assert betti_decay_rate(decaying)[0] < flat  # lower θ ranks higher
+        assert betti_decay_rate(decaying, depth=np.linspace(0, 1, 11))[0] < flat
+
+
+# --- the score on maps with known Betti numbers ----------------------------------------------
+
+
+def test_omega_is_the_class_balanced_mean_of_known_betti_sums() -> None:
+    # Class 0: three images with 6,5,4,3,2 blobs; class 1: one image with 2,2,2,2,2.
+    counts = [[6, 5, 4, 3, 2]] * 3 + [[2, 2, 2, 2, 2]]
+    inputs = ScoreInputs(labels=np.array([0, 0, 0, 1]), taps=blob_taps(counts))
+    out = get_score("betti_decay")(inputs)
+    omega = np.array([4.0, 3.5, 3.0, 2.5, 2.0])  # mean of class means, not of images
+    assert [tap["omega"] for tap in out.details["taps"]] == omega.tolist()
+    assert out.details["taps"][0]["betti_mean"] == [4.0, 0.0, 0.0]
+    assert out.value == pytest.approx(closed_form_theta(omega, np.arange(1.0, 6.0)), rel=1e-7)
+    norm = get_score("betti_decay_norm")(inputs)
+    assert norm.details["taps"][-1]["depth"] == 1.0
+
+
+def test_decaying_taps_rank_above_flat_taps() -> None:
+    decaying = ScoreInputs(labels=np.array([0, 1]), taps=blob_taps([[8, 6, 4, 3, 2, 1]] * 2))
+    flat = ScoreInputs(labels=np.array([0, 1]), taps=blob_taps([[4, 4, 4, 4, 4, 4]] * 2))
+    spec = get_score("betti_decay")
+    assert spec.direction == "lower"
+    assert spec(decaying).value < spec(flat).value
+    assert spec(flat).value == pytest.approx(0.0, abs=1e-12)
+
+
+def test_tap_rows_select_labels_and_images_per_class_caps_them() -> None:
+    labels = np.array([5, 5, 5, 9, 9, 9, 9])  # only rows 1, 2, 4, 5, 6 have taps
+    taps = smooth_taps(0, m=5)
+    inputs = ScoreInputs(labels=labels, taps=taps, tap_rows=np.array([1, 2, 4, 5, 6]))
+    out = get_score("betti_decay")(inputs, images_per_class=2)
+    assert out.details["images_used"] == 4
+    assert out.details["classes"] == 2
+
+
+def test_curve_holds_the_authors_grid() -> None:
+    inputs = ScoreInputs(labels=np.array([0, 0, 1, 1]), taps=smooth_taps(1, m=4))
+    out = get_score("betti_decay")(inputs, curve_points=8)
+    assert out.details["curve_thresholds"] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    for tap in out.details["taps"]:
+        assert len(tap["curve"]) == 8
+        assert tap["curve"][2] == pytest.approx(tap["omega"])  # η = 0.5 is on the grid
+
+
+# --- invariances -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["betti_decay", "betti_decay_norm", "betti_auc"])
+def test_invariant_to_sample_order_and_class_names(name: str) -> None:
+    taps = smooth_taps(2, m=9)
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    spec = get_score(name)
+    base = spec(ScoreInputs(labels=labels, taps=taps), images_per_class=2)
+    order = np.random.default_rng(0).permutation(9)
+    shuffled = ScoreInputs(
+        labels=(labels[order] + 1) * 10, taps={k: v[order] for k, v in taps.items()}
+    )
+    again = spec(shuffled, images_per_class=2)
+    assert np.isfinite(base.value)
+    assert again.value == pytest.approx(base.value, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", ["betti_decay_norm", "betti_auc"])
+def test_normalised_variants_ignore_activation_scale(name: str) -> None:
+    taps = smooth_taps(3, m=4)
+    labels = np.array([0, 0, 1, 1])
+    scaled = {k: v * np.float32(2.0 ** (i - 2)) for i, (k, v) in enumerate(taps.items())}
+    spec = get_score(name)
+    assert spec(ScoreInputs(labels=labels, taps=scaled)).value == pytest.approx(
+        spec(ScoreInputs(labels=labels, taps=taps)).value, rel=1e-12
+    )
+    raw = get_score("betti_decay")
+    assert (
+        raw(ScoreInputs(labels=labels, taps=scaled)).value
+        != raw(ScoreInputs(labels=labels, taps=taps)).value
+    )  # the paper's raw η is not scale-free
+
+
+def test_max_taps_keeps_first_and_last() -> None:
+    inputs = ScoreInputs(labels=np.array([0, 1]), taps=smooth_taps(4, m=2, n_taps=9))
+    out = get_score("betti_decay")(inputs, max_taps=4)
+    names = [tap["name"] for tap in out.details["taps"]]
+    assert names[0] == "t0" and names[-1] == "t8" and len(names) == 4
+    assert [tap["depth"] for tap in out.details["taps"]] == [1.0, 4.0, 6.0, 9.0]
+
+
+def test_registered_with_metadata() -> None:
+    assert list_scores("betti*") == ["betti_auc", "betti_decay", "betti_decay_norm"]
+    for name in list_scores("betti*"):
+        spec = get_score(name)
+        assert spec.needs == frozenset({"taps"})
+        assert spec.direction == "lower"
+        assert "2311.04592" in spec.paper
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def _bad(taps: dict[str, np.ndarray], labels: np.ndarray, match: str, **params: object) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        get_score("betti_decay")(ScoreInputs(labels=labels, taps=taps), **params)
+
+
+def test_refuses_non_finite_taps() -> None:
+    taps = smooth_taps(5, m=2)
+    taps["t3"] = taps["t3"].copy()
+    taps["t3"][1, 0, 0, 0] = np.nan
+    _bad(taps, np.array([0, 1]), "t3.*non-finite")
+    taps["t3"][1, 0, 0, 0] = np.inf
+    _bad(taps, np.array([0, 1]), "t3.*non-finite")
+
+
+def test_refuses_too_few_taps_one_class_and_vectors() -> None:
+    taps = smooth_taps(6, m=2, n_taps=3)
+    _bad(taps, np.array([0, 1]), "at least 4 layer taps")
+    _bad(smooth_taps(6, m=2), np.array([1, 1]), "at least 2 classes")
+    vectors = {f"t{i}": np.ones((2, 16), np.float32) for i in range(5)}
+    _bad(vectors, np.array([0, 1]), r"\(m, c, h, w\)")
+    _bad(smooth_taps(6, m=2), np.array([0, 1]), "max_taps", max_taps=3)
+    _bad(smooth_taps(6, m=2), np.array([0, 1, 1]), "labels")  # 2 tapped images, 3 labels
+
+
+def test_refuses_all_empty_sublevel_sets() -> None:
+    taps = {f"t{i}": np.ones((2, 2, 3, 3), np.float32) for i in range(4)}
+    _bad(taps, np.array([0, 1]), "raise eta", eta=0.5)
