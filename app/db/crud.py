@@ -1,0 +1,217 @@
+"""Every query the API and the workers run, in one place. Writes of results are upserts
+keyed by (job, model, score), so a re-delivered task writes nothing twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.db.models import Dataset, GroundTruth, Job, JobModel, RegisteredModel, ScoreResult, utcnow
+from zoorank.zoo import ModelSpec, get_model_spec
+
+TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _upsert(session: Session, table: Any, values: dict[str, Any], keys: Sequence[str]) -> None:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table).values(**values)
+    changes = {k: statement.excluded[k] for k in values if k not in keys and k != "id"}
+    session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changes))
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def create_job(
+    session: Session,
+    *,
+    dataset: str,
+    fingerprint: str,
+    models: list[str],
+    scores: list[str],
+    options: dict[str, Any],
+    images_per_model: int,
+    kind: str = "ranking",
+) -> Job:
+    job = Job(id=new_id(), kind=kind, status="queued", dataset=dataset, dataset_fingerprint=fingerprint,
+              models=models, scores=scores, options=options)  # fmt: skip
+    session.add(job)
+    session.flush()
+    for model in models:
+        session.add(JobModel(job_id=job.id, model=model, images_total=images_per_model))
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def list_jobs(session: Session, *, offset: int, limit: int, status: str | None = None) -> tuple[list[Job], int]:
+    query = select(Job)
+    count_query = select(func.count()).select_from(Job)
+    if status:
+        query = query.where(Job.status == status)
+        count_query = count_query.where(Job.status == status)
+    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit))
+    return list(rows), int(session.scalar(count_query) or 0)
+
+
+def job_models(session: Session, job_id: str) -> list[JobModel]:
+    return list(session.scalars(select(JobModel).where(JobModel.job_id == job_id).order_by(JobModel.id)))
+
+
+def job_results(session: Session, job_id: str) -> list[ScoreResult]:
+    query = select(ScoreResult).where(ScoreResult.job_id == job_id)
+    return list(session.scalars(query.order_by(ScoreResult.model, ScoreResult.score)))
+
+
+def set_task_ids(session: Session, job_id: str, task_ids: list[str]) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(task_ids=task_ids))
+
+
+def cancel_job(session: Session, job: Job) -> bool:
+    """Cancel a job that has not finished; returns False when it already had."""
+    if job.status in TERMINAL:
+        return False
+    job.status = "cancelled"
+    job.finished_at = utcnow()
+    session.execute(
+        update(JobModel)
+        .where(JobModel.job_id == job.id, JobModel.status.in_(["queued", "running"]))
+        .values(status="cancelled")
+    )
+    return True
+
+
+def start_model(session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str) -> int:
+    """Mark a (job, model) running; returns the attempt number (1 on first delivery)."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "queued").values(status="running", started_at=utcnow())
+    )
+    job = session.get(Job, job_id)
+    if job is not None and job.sample_ids is None:
+        job.sample_ids = sample_ids
+        job.dataset_fingerprint = fingerprint
+    row = session.scalars(select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model)).one()
+    row.attempts += 1
+    row.status = "running"
+    row.started_at = utcnow()
+    row.images_total = len(sample_ids)
+    return row.attempts
+
+
+def model_progress(session: Session, job_id: str, model: str, images_done: int) -> None:
+    session.execute(
+        update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(images_done=images_done)
+    )
+
+
+def finish_model(session: Session, job_id: str, model: str, *, status: str, error: str | None = None,
+                 feature_seconds: float | None = None, images_per_second: float | None = None,
+                 from_cache: bool | None = None) -> None:  # fmt: skip
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow()}
+    if feature_seconds is not None:
+        values |= {"feature_seconds": feature_seconds, "images_per_second": images_per_second,
+                   "from_cache": from_cache}  # fmt: skip
+    if status == "succeeded":
+        values["images_done"] = JobModel.images_total
+    session.execute(update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(**values))
+
+
+def upsert_score_result(session: Session, **values: Any) -> None:
+    _upsert(session, ScoreResult, values, ("job_id", "model", "score"))
+
+
+def set_pool_value(session: Session, job_id: str, model: str, score: str, value: float) -> None:
+    session.execute(
+        update(ScoreResult)
+        .where(ScoreResult.job_id == job_id, ScoreResult.model == model, ScoreResult.score == score)
+        .values(pool_value=value)
+    )
+
+
+def close_job(session: Session, job: Job, *, status: str, ranking: dict[str, Any] | None, error: str | None) -> None:
+    job.status = status
+    job.ranking = ranking
+    job.error = error
+    job.finished_at = utcnow()
+
+
+# -- leaderboard --------------------------------------------------------------------------
+
+
+def leaderboard(session: Session, *, dataset: str | None, score: str) -> list[ScoreResult]:
+    """The latest successful value of ``score`` per (dataset, model)."""
+    query = select(ScoreResult).where(ScoreResult.score == score, ScoreResult.value.is_not(None))
+    if dataset:
+        query = query.where(ScoreResult.dataset == dataset)
+    latest: dict[tuple[str, str], ScoreResult] = {}
+    for row in session.scalars(query.order_by(ScoreResult.created_at, ScoreResult.id)):
+        latest[(row.dataset_fingerprint, row.model)] = row
+    return list(latest.values())
+
+
+def known_datasets(session: Session) -> list[str]:
+    return sorted(set(session.scalars(select(ScoreResult.dataset).distinct())))
+
+
+def ground_truth(session: Session, *, dataset: str | None) -> dict[tuple[str, str], GroundTruth]:
+    query = select(GroundTruth)
+    if dataset:
+        query = query.where(GroundTruth.dataset == dataset)
+    latest: dict[tuple[str, str], GroundTruth] = {}
+    for row in session.scalars(query.order_by(GroundTruth.created_at, GroundTruth.id)):
+        latest[(row.dataset_fingerprint, row.model)] = row
+    return latest
+
+
+def upsert_ground_truth(session: Session, **values: Any) -> None:
+    _upsert(session, GroundTruth, values, ("job_id", "model"))
+
+
+# -- models and datasets ------------------------------------------------------------------
+
+
+def registered_models(session: Session) -> list[RegisteredModel]:
+    return list(session.scalars(select(RegisteredModel).order_by(RegisteredModel.name)))
+
+
+def add_model(session: Session, spec: ModelSpec, description: str) -> RegisteredModel:
+    row = RegisteredModel(name=spec.name, architecture=spec.architecture, weights=spec.weights,
+                          imagenet_top1=spec.imagenet_top1, description=description)  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def resolve_model(session: Session, name: str) -> ModelSpec:
+    """A model registered in the database, else the built-in zoo / ``ARCH@SOURCE``."""
+    row = session.get(RegisteredModel, name)
+    if row is not None:
+        return ModelSpec(row.name, row.architecture, row.weights, row.imagenet_top1, row.description)
+    return get_model_spec(name)
+
+
+def resolve_models(session: Session, names: Iterable[str]) -> list[ModelSpec]:
+    return [resolve_model(session, name) for name in names]
+
+
+def add_dataset(session: Session, row: Dataset) -> Dataset:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_uploaded(session: Session) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).order_by(Dataset.created_at.desc())))

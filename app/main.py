@@ -1,0 +1,65 @@
+"""The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn app.main:app``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from app import metrics, pages, problems
+from app.routes import catalogue, health, jobs
+from app.services import Dispatch
+from app.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    dispatch: Dispatch | None = None,
+    revoke: Callable[[list[str]], None] | None = None,
+) -> FastAPI:
+    """Build the API. ``dispatch``/``revoke`` default to the Celery ones (by task name)."""
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    if settings.auto_migrate:
+        from app.db.session import upgrade
+
+        upgrade(settings.database_url)
+    if dispatch is None or revoke is None:
+        from app import dispatch as celery_dispatch
+
+        dispatch = dispatch or celery_dispatch.dispatch_ranking
+        revoke = revoke or celery_dispatch.revoke
+    api = FastAPI(title="zoorank", version="0.1.0",
+                  description="Which pretrained model should you fine-tune? Transferability ranking of a model zoo.")  # fmt: skip
+    api.state.settings = settings
+    api.state.dispatch = dispatch
+    api.state.revoke = revoke
+    problems.install(api)
+    api.include_router(health.router)
+    api.include_router(jobs.router)
+    api.include_router(catalogue.router)
+    api.include_router(pages.router)
+
+    @api.middleware("http")
+    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        metrics.LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+    return api
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` builds the app on first access, not at import.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

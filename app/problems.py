@@ -1,0 +1,59 @@
+"""RFC 9457 problem details: the one helper every HTTP error goes through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zoorank.errors import InvalidInputError, UnknownNameError
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+class ProblemError(Exception):
+    """Raise from a route to answer with a problem document."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(UnknownNameError)
+    async def _unknown(_: Request, exc: UnknownNameError) -> JSONResponse:
+        return problem(422, "Unknown name", str(exc), field=exc.field)
+
+    @app.exception_handler(InvalidInputError)
+    async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return problem(422, "Invalid input", str(exc), field=exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": None, "message": "invalid request"}
+        detail = f"{first['field'] or 'body'}: {first['message']}"
+        return problem(422, "Invalid request", detail, field=first["field"] or None, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(exc.status_code, "Error")
+        response = problem(exc.status_code, title, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response

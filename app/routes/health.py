@@ -1,0 +1,47 @@
+"""Liveness, readiness (database + broker) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from app.db.session import current_revision, get_engine
+from app.deps import get_settings_dep
+from app.settings import Settings
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(settings: Settings = Depends(get_settings_dep)) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with get_engine(settings.database_url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+        revision = current_revision(settings.database_url)
+        checks["database"] = "ok" if revision else "no schema (run: zoorank db upgrade)"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        from workers.celery_app import celery_app
+
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503)  # fmt: skip
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,76 @@
+"""/v1/jobs: submit, poll, list and cancel ranking jobs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from app import metrics, services
+from app.db import crud
+from app.db.models import Job
+from app.deps import get_session, get_settings_dep, require_writer
+from app.problems import ProblemError
+from app.schemas import JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
+from app.settings import Settings
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def job_public(session: Session, job: Job, *, full: bool = True) -> JobPublic:
+    public = JobPublic.model_validate(job, from_attributes=True)
+    if full:
+        public.progress = [ModelProgress.model_validate(m, from_attributes=True)
+                           for m in crud.job_models(session, job.id)]  # fmt: skip
+        public.results = [ScoreValue.model_validate(r, from_attributes=True)
+                          for r in crud.job_results(session, job.id)]  # fmt: skip
+    else:
+        public.sample_ids = None
+    return public
+
+
+def get_job_or_404(session: Session, job_id: str) -> Job:
+    job = crud.get_job(session, job_id)
+    if job is None:
+        raise ProblemError(404, "Not found", f"no job with id {job_id}")
+    return job
+
+
+@router.post("", status_code=202, response_model=JobPublic, dependencies=[Depends(require_writer)])
+def create_job(body: JobCreate, request: Request, settings: Settings = Depends(get_settings_dep)) -> JSONResponse:
+    job_id = services.submit_ranking(settings, dataset=body.dataset, models=body.models, scores=body.scores,
+                                     options=body.options, dispatch=request.app.state.dispatch)  # fmt: skip
+    metrics.JOBS_SUBMITTED.inc()
+    from app.db.session import session_scope
+
+    with session_scope(settings.database_url) as session:
+        public = job_public(session, get_job_or_404(session, job_id))
+    return JSONResponse(public.model_dump(mode="json"), status_code=202,
+                        headers={"Location": f"/v1/jobs/{job_id}"})  # fmt: skip
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    session: Session = Depends(get_session),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(20, ge=1, le=200),
+    status: str | None = Query(None),
+) -> JobsPublic:
+    jobs, count = crud.list_jobs(session, offset=offset, limit=limit, status=status)
+    return JobsPublic(data=[job_public(session, j, full=False) for j in jobs], count=count,
+                      offset=offset, limit=limit)  # fmt: skip
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, session: Session = Depends(get_session)) -> JobPublic:
+    return job_public(session, get_job_or_404(session, job_id))
+
+
+@router.delete("/{job_id}", response_model=JobPublic, dependencies=[Depends(require_writer)])
+def cancel_job(job_id: str, request: Request, session: Session = Depends(get_session)) -> JobPublic:
+    job = get_job_or_404(session, job_id)
+    if not crud.cancel_job(session, job):
+        raise ProblemError(409, "Conflict", f"job {job_id} already ended ({job.status})")
+    session.flush()
+    request.app.state.revoke(job.task_ids or [])
+    return job_public(session, job)

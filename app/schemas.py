@@ -1,0 +1,140 @@
+"""Pydantic models at the API edge: XCreate / XPublic / XsPublic{data, count}."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
+    models: list[str] | None = Field(default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]])
+    scores: list[str] | None = Field(default=None, examples=[["logme", "linear_probe"]])
+    options: dict[str, Any] | None = Field(default=None, examples=[{"samples_per_class": 50, "input_size": 64}])
+
+
+class ModelProgress(BaseModel):
+    model: str
+    status: str
+    images_done: int
+    images_total: int
+    attempts: int
+    error: str | None
+    feature_seconds: float | None
+    images_per_second: float | None
+    from_cache: bool | None
+
+
+class ScoreValue(BaseModel):
+    model: str
+    score: str
+    value: float | None
+    pool_value: float | None
+    direction: str
+    params: dict[str, Any]
+    details: dict[str, Any]
+    seconds: float
+    error: str | None
+
+
+class JobPublic(BaseModel):
+    id: str
+    kind: str
+    status: str
+    dataset: str
+    dataset_fingerprint: str | None
+    models: list[str]
+    scores: list[str]
+    options: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    progress: list[ModelProgress] = []
+    results: list[ScoreValue] = []
+    ranking: dict[str, Any] | None = None
+    sample_ids: list[int] | None = None
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+    offset: int
+    limit: int
+
+
+class ModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.@:-]+$")
+    architecture: str = Field(min_length=1, max_length=100)
+    weights: str = Field(description="random, timm, timm:HUB_ID or file:PATH (under a data root)")
+    imagenet_top1: float | None = None
+    description: str = ""
+
+
+class ModelPublic(BaseModel):
+    name: str
+    architecture: str
+    weights: str
+    imagenet_top1: float | None
+    description: str
+    builtin: bool
+
+
+class ModelsPublic(BaseModel):
+    data: list[ModelPublic]
+    count: int
+
+
+class DatasetPublic(BaseModel):
+    ref: str
+    description: str = ""
+    classes: int | None = None
+    images: int | None = None
+    available: bool = True
+    fingerprint: str | None = None
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+class ScoreInfo(BaseModel):
+    name: str
+    family: str
+    direction: str
+    cost: str
+    needs: list[str]
+    paper: str
+    params: dict[str, Any]
+    description: str
+
+
+class ScoresPublic(BaseModel):
+    data: list[ScoreInfo]
+    count: int
+
+
+class LeaderboardRow(BaseModel):
+    rank: int
+    model: str
+    dataset: str
+    value: float
+    direction: str
+    job_id: str
+    ground_truth: float | None = None
+    ground_truth_mode: str | None = None
+
+
+class LeaderboardPublic(BaseModel):
+    dataset: str | None
+    score: str
+    direction: str
+    data: list[LeaderboardRow]
+    count: int

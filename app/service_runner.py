@@ -1,0 +1,127 @@
+"""``zoorank run`` (API + one worker, foreground) and ``zoorank demo`` (the same, plus one
+ranking job submitted over HTTP, printed, then a clean stop)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+
+def _start_worker(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # Celery: warm shutdown
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_embedded(host: str, port: int, worker_argv: list[str]) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    application = create_app()  # migrates first, so the worker finds the schema
+    worker = _start_worker(worker_argv)
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="info")
+    finally:
+        _stop(worker)
+
+
+def demo(*, port: int, samples_per_class: int, input_size: int, scores: list[str] | None,
+         worker_argv: list[str], printer: Callable[..., None]) -> int:  # fmt: skip
+    import uvicorn
+
+    from app.main import create_app
+    from zoorank.zoo.specs import default_models
+
+    started = time.perf_counter()
+    application = create_app()
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    worker = _start_worker(worker_argv)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, server)
+        models = default_models()
+        print(f"zoorank demo: API on {base} and one Celery worker (SQLite + filesystem broker under ./var/)")
+        print(f"ranking builtin:digits over the offline zoo ({len(models)} models: ImageNet weights and "
+              f"random-init twins) with {samples_per_class} images per class at {input_size} px, "
+              "sizes chosen to finish in a few minutes on a 2-core CPU")  # fmt: skip
+        body: dict[str, Any] = {"dataset": "builtin:digits", "models": models,
+                                "options": {"samples_per_class": samples_per_class, "input_size": input_size}}
+        if scores:
+            body["scores"] = scores
+        response = httpx.post(f"{base}/v1/jobs", json=body, timeout=120)
+        if response.status_code != 202:
+            print(f"job refused: {response.status_code} {response.text}", file=sys.stderr)
+            return 1
+        job = response.json()
+        print(f"POST /v1/jobs -> 202, job {job['id']}; polling GET /v1/jobs/{job['id']}")
+        job = _poll(base, job["id"])
+        values: dict[str, dict[str, float | None]] = {}
+        for row in job["results"]:
+            values.setdefault(row["model"], {})[row["score"]] = row["value"]
+        failed = [p["model"] for p in job["progress"] if p["status"] != "succeeded"]
+        if job["ranking"]:
+            printer(job["ranking"], values, failed, title=f"job {job['id'][:8]}: {job['status']}")
+        board = httpx.get(f"{base}/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
+        if board.get("data"):
+            print("GET /v1/leaderboard?dataset=builtin:digits&score=logme: "
+                  + ", ".join(row["model"] for row in board["data"][: len(models)]))  # fmt: skip
+        print(f"job {job['status']} in {time.perf_counter() - started:.1f} s "
+              f"(HTML page: {base}/jobs/{job['id']}, while a server runs)")  # fmt: skip
+        return 0 if job["status"] == "succeeded" else 1
+    finally:
+        _stop(worker)
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _wait_ready(base: str, server: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API did not become ready within {timeout:.0f} s")
+
+
+def _poll(base: str, job_id: str, timeout: float = 1800.0) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout
+    bar = tqdm(unit="img", file=sys.stderr, disable=not sys.stderr.isatty())
+    try:
+        while time.monotonic() < deadline:
+            job: dict[str, Any] = httpx.get(f"{base}/v1/jobs/{job_id}", timeout=30).json()
+            bar.total = sum(p["images_total"] for p in job["progress"])
+            bar.n = sum(p["images_done"] for p in job["progress"])
+            running = [p["model"] for p in job["progress"] if p["status"] == "running"]
+            bar.set_description(running[0] if running else job["status"])
+            bar.refresh()
+            if job["status"] in ("succeeded", "partial", "failed", "cancelled"):
+                return job
+            time.sleep(0.5)
+    finally:
+        bar.close()
+    raise RuntimeError(f"job {job_id} did not finish within {timeout:.0f} s")

@@ -1,0 +1,189 @@
+"""What a job does, as functions over (settings, ids): submit, run one model, finalise.
+
+The API calls :func:`submit_ranking`; the Celery tasks in ``workers.tasks`` call
+:func:`run_model` and :func:`finalise_job`. Keeping them here (not in the task bodies) lets
+tests run them directly and keeps the tasks thin.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.db import crud
+from app.db.session import session_scope
+from app.settings import Settings
+from zoorank.errors import InvalidInputError
+from zoorank.features.cache import FeatureCache
+from zoorank.rank import (
+    ModelResult,
+    RankOptions,
+    ScoreRecord,
+    prepare_dataset,
+    resolve_scores,
+    score_model,
+    summarise,
+)
+from zoorank.scores import get_score
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+
+Dispatch = Callable[[str, list[str]], list[str]]
+
+
+def submit_ranking(
+    settings: Settings,
+    *,
+    dataset: str,
+    models: Sequence[str] | None,
+    scores: Sequence[str] | None,
+    options: dict[str, Any] | None,
+    dispatch: Dispatch,
+) -> str:
+    """Validate everything, create the job, queue one task per model; returns the job id.
+
+    Every check that can fail on user input runs before anything is queued.
+    """
+    parsed_options = RankOptions.from_dict(options)
+    score_names = resolve_scores(scores)
+    with session_scope(settings.database_url) as session:
+        if models is not None and len(models) == 0:
+            raise InvalidInputError("the model list is empty; name at least one model", field="models")
+        from zoorank.zoo.specs import default_models
+
+        specs = crud.resolve_models(session, models or default_models())
+    prepared = prepare_dataset(dataset, parsed_options, data_roots=settings.data_roots,
+                               upload_dir=settings.upload_dir)  # fmt: skip
+    model_names = list(dict.fromkeys(spec.name for spec in specs))
+    with session_scope(settings.database_url) as session:
+        job = crud.create_job(session, dataset=dataset, fingerprint=prepared.dataset.fingerprint,
+                              models=model_names, scores=score_names,
+                              options=parsed_options.to_dict(),
+                              images_per_model=len(prepared.rows))  # fmt: skip
+        job_id = job.id
+    task_ids = dispatch(job_id, model_names)
+    with session_scope(settings.database_url) as session:
+        crud.set_task_ids(session, job_id, task_ids)
+    return job_id
+
+
+def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
+    """Compute every score of one (job, model) and upsert the results. Never raises for a
+    model's own failure: it records it, so the chord's callback always runs."""
+    with session_scope(settings.database_url) as session:
+        job = crud.get_job(session, job_id)
+        if job is None:
+            return {"model": model, "status": "missing"}
+        if job.status == "cancelled":
+            return {"model": model, "status": "cancelled"}
+        dataset, scores, options = job.dataset, list(job.scores), RankOptions.from_dict(job.options)
+        spec = crud.resolve_model(session, model)
+    try:
+        prepared = prepare_dataset(dataset, options, data_roots=settings.data_roots,
+                                   upload_dir=settings.upload_dir)  # fmt: skip
+    except Exception as exc:
+        return _fail(settings, job_id, model, f"dataset: {exc}")
+    sample_ids = [int(i) for i in prepared.rows]
+    with session_scope(settings.database_url) as session:
+        attempt = crud.start_model(session, job_id, model, sample_ids=sample_ids,
+                                   fingerprint=prepared.dataset.fingerprint)  # fmt: skip
+    if attempt > MAX_ATTEMPTS:
+        return _fail(settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)")
+
+    done = 0
+    last_write = 0.0
+
+    def progress(images: int) -> None:
+        nonlocal done, last_write
+        done += images
+        if time.monotonic() - last_write > 0.5:
+            last_write = time.monotonic()
+            with session_scope(settings.database_url) as session:
+                crud.model_progress(session, job_id, model, done)
+
+    try:
+        result = score_model(prepared, spec, scores, options, cache=FeatureCache(settings.cache_dir),
+                             progress=progress)  # fmt: skip
+    except Exception as exc:  # score_model records its own errors; this is the last guard
+        log.exception("model %s failed in job %s", model, job_id)
+        return _fail(settings, job_id, model, f"{type(exc).__name__}: {exc}")
+    if result.error is not None:
+        return _fail(settings, job_id, model, result.error)
+    with session_scope(settings.database_url) as session:
+        for record in result.scores.values():
+            crud.upsert_score_result(session, **_result_row(job_id, dataset, prepared.dataset.fingerprint,
+                                                            result, record, options.seed, sample_ids))  # fmt: skip
+        failed = [r.score for r in result.scores.values() if r.error]
+        crud.finish_model(session, job_id, model, status="succeeded",
+                          error=f"scores failed: {', '.join(failed)}" if failed else None,
+                          feature_seconds=result.feature_seconds,
+                          images_per_second=result.images_per_second,
+                          from_cache=result.from_cache)  # fmt: skip
+    return {"model": model, "status": "succeeded", "from_cache": result.from_cache}
+
+
+def _result_row(job_id: str, dataset: str, fingerprint: str, result: ModelResult, record: ScoreRecord,
+                seed: int, sample_ids: list[int]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "job_id": job_id, "model": result.model, "score": record.score, "dataset": dataset,
+        "dataset_fingerprint": fingerprint, "value": record.value, "direction": record.direction,
+        "params": record.params, "details": record.details, "seed": seed, "sample_ids": sample_ids,
+        "versions": result.versions, "seconds": record.seconds, "error": record.error,
+    }  # fmt: skip
+
+
+def _fail(settings: Settings, job_id: str, model: str, error: str) -> dict[str, Any]:
+    with session_scope(settings.database_url) as session:
+        crud.finish_model(session, job_id, model, status="failed", error=error)
+    return {"model": model, "status": "failed", "error": error}
+
+
+def finalise_job(settings: Settings, job_id: str) -> str:
+    """Ranks per score + aggregate from the stored results; closes the job; returns status."""
+    with session_scope(settings.database_url) as session:
+        job = crud.get_job(session, job_id)
+        if job is None:
+            return "missing"
+        if job.status == "cancelled":
+            return "cancelled"
+        rows = crud.job_results(session, job_id)
+        models = crud.job_models(session, job_id)
+        results = _results_from_rows(job.models, rows, models)
+        ranking, pool = summarise(results, job.scores)
+        for score, per_model in pool.items():
+            for model, value in per_model.items():
+                crud.set_pool_value(session, job_id, model, score, value)
+        failed = [m for m in models if m.status != "succeeded"]
+        if len(failed) == len(models):
+            status = "failed"
+        elif failed:
+            status = "partial"
+        else:
+            status = "succeeded"
+        error = "; ".join(f"{m.model}: {m.error or m.status}" for m in failed) or None
+        crud.close_job(session, job, status=status, ranking=ranking if status != "failed" else None, error=error)
+        return status
+
+
+def _results_from_rows(model_names: list[str], rows: list[Any], models: list[Any]) -> list[ModelResult]:
+    ok = {m.model for m in models if m.status == "succeeded"}
+    by_model: dict[str, dict[str, ScoreRecord]] = {name: {} for name in model_names if name in ok}
+    for row in rows:
+        if row.model in by_model:
+            by_model[row.model][row.score] = ScoreRecord(row.score, row.value, row.direction, row.params,
+                                                         row.details, row.seconds, row.error)  # fmt: skip
+    return [ModelResult(model=name, scores=scores) for name, scores in by_model.items()]
+
+
+def score_catalogue() -> list[dict[str, Any]]:
+    from zoorank.scores import list_scores
+
+    return [
+        {"name": spec.name, "family": spec.family, "direction": spec.direction, "cost": spec.cost,
+         "needs": sorted(spec.needs), "paper": spec.paper, "params": dict(spec.params),
+         "description": spec.description}  # fmt: skip
+        for spec in (get_score(n) for n in list_scores())
+    ]

@@ -1,0 +1,1 @@
+"""Celery app and tasks. Thin: tasks take ids and call ``app.services``."""

@@ -1,0 +1,51 @@
+"""The Celery application, configured from :class:`app.settings.Settings`.
+
+Embedded default: kombu's filesystem transport under ``./var/broker`` (no server) and a SQLite
+result backend; production: Redis. Tasks are acknowledged late and rejected (re-queued) when
+their worker process is lost, so a killed worker does not lose a job.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.settings import Settings, get_settings
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    celery = Celery("zoorank", broker=settings.broker_url, backend=settings.effective_result_backend,
+                    include=["workers.tasks"])  # fmt: skip
+    transport_options: dict[str, object] = {}
+    if settings.broker_url.startswith("filesystem://"):
+        folder = str(settings.broker_folder.resolve())
+        transport_options = {
+            "data_folder_in": f"{folder}/in",
+            "data_folder_out": f"{folder}/in",
+            "processed_folder": f"{folder}/processed",
+            "store_processed": False,
+        }
+    elif settings.broker_url.startswith(("redis://", "rediss://")):
+        # Longer than any task: an unacked task is redelivered only after this.
+        transport_options = {"visibility_timeout": 3600}
+    celery.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_extended=False,
+        result_expires=24 * 3600,
+        task_default_queue="zoorank",
+        worker_hijack_root_logger=False,
+    )
+    return celery
+
+
+celery_app = make_celery()

@@ -1,0 +1,298 @@
+"""``zoorank ...``: the command line (DESIGN §3).
+
+Core commands (``rank``, ``score``, catalogues) use only the library. The service commands
+(``run``, ``serve``, ``worker``, ``db``, ``demo``) import the web app and the workers lazily,
+inside the command, so that the core library never imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must never wait on the network here
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Rank a zoo of pretrained models for transfer to your labelled images.")  # fmt: skip
+zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
+scores_app = typer.Typer(no_args_is_help=True, help="The score catalogue.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Known datasets.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
+app.add_typer(zoo_app, name="zoo")
+app.add_typer(scores_app, name="scores")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(db_app, name="db")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            _fail(f"--param takes k=v, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _print_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=float))
+
+
+# -- catalogues ---------------------------------------------------------------------------
+
+
+@zoo_app.command("list")
+def zoo_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """The built-in zoo (offline ImageNet weights and random-init twins)."""
+    from zoorank.zoo import get_model_spec, list_models
+
+    rows = [get_model_spec(n).to_dict() for n in list_models()]
+    if as_json:
+        _print_json(rows)
+        return
+    _table(["name", "architecture", "weights", "imagenet_top1"], rows)
+
+
+@scores_app.command("list")
+def scores_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every registered score: family, direction, cost, needs, paper."""
+    from zoorank.scores import get_score, list_scores
+
+    rows = [{"name": s.name, "family": s.family, "direction": s.direction, "cost": s.cost,
+             "needs": ",".join(sorted(s.needs)), "paper": s.paper}
+            for s in (get_score(n) for n in list_scores())]  # fmt: skip
+    if as_json:
+        _print_json(rows)
+        return
+    _table(["name", "family", "direction", "cost", "needs", "paper"], rows)
+
+
+@datasets_app.command("list")
+def datasets_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Builtin datasets (folder:, npz: and upload: references are the user's own)."""
+    from zoorank.data import list_builtin_datasets
+
+    rows = list_builtin_datasets()
+    if as_json:
+        _print_json(rows)
+        return
+    _table(["ref", "classes", "available", "description"], rows)
+
+
+def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
+                        for c in columns))  # fmt: skip
+    Console().print(table)
+
+
+# -- ranking in-process -------------------------------------------------------------------
+
+
+@app.command()
+def rank(
+    dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
+    models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
+    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+    samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
+    input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
+    seed: int = typer.Option(0),
+    cache_dir: Path = typer.Option(Path("var/cache"), help="Feature cache folder."),
+    param: list[str] = typer.Option([], help="Score parameter SCORE.k=v (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole ranking as JSON."),
+) -> None:
+    """Whole ranking in this process, no server: prints a table (or JSON)."""
+    from tqdm import tqdm
+
+    from zoorank.errors import ZoorankError
+    from zoorank.rank import RankOptions, rank as run_rank
+
+    score_params: dict[str, dict[str, str]] = {}
+    for key, value in _params(param).items():
+        if "." not in key:
+            _fail(f"--param takes SCORE.k=v, got {key!r}")
+        score, name = key.split(".", 1)
+        score_params.setdefault(score, {})[name] = value
+    options = RankOptions(samples_per_class=samples_per_class, input_size=input_size or None, seed=seed,
+                          score_params=score_params)  # fmt: skip
+    bar = tqdm(total=0, unit="img", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
+
+    def on_model(name: str, index: int, total: int) -> None:
+        bar.set_description(f"[{index + 1}/{total}] {name}")
+
+    def progress(images: int) -> None:
+        bar.total = (bar.total or 0) + (0 if bar.n + images <= (bar.total or 0) else images)
+        bar.update(images)
+
+    try:
+        result = run_rank(dataset, _split(models), _split(scores), options, cache_dir=cache_dir,
+                          data_roots=_data_roots(), on_model=on_model, progress=progress)  # fmt: skip
+    except ZoorankError as exc:
+        bar.close()
+        _fail(str(exc))
+        return
+    bar.close()
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    print_ranking(result.to_dict()["ranking"], {r.model: {s: v.value for s, v in r.scores.items()} for r in result.results},
+                  [r.model for r in result.results if r.error], title=f"{dataset}: {len(result.sample_ids)} images, "
+                  f"{options.input_size or 'native'} px, {result.seconds:.1f} s")  # fmt: skip
+    for r in result.results:
+        if r.error:
+            typer.secho(f"{r.model} failed: {r.error}", fg=typer.colors.YELLOW, err=True)
+
+
+def print_ranking(ranking: dict[str, Any], values: dict[str, dict[str, float | None]], failed: list[str],
+                  title: str) -> None:  # fmt: skip
+    scores = sorted({s for v in values.values() for s in v})
+    rows = []
+    for row in ranking["aggregate"]:
+        rows.append({"rank": row["rank"], "model": row["model"], "mean rank": row["mean_rank"],
+                     **{s: values.get(row["model"], {}).get(s) for s in scores}})  # fmt: skip
+    _table(["rank", "model", "mean rank", *scores], rows, title=title)
+    if failed:
+        typer.secho(f"failed: {', '.join(failed)}", fg=typer.colors.YELLOW)
+
+
+def _data_roots() -> list[str]:
+    roots = os.environ.get("ZOORANK_DATA_ROOTS", "")
+    return [r for r in roots.replace(";", ",").split(",") if r] or ["."]
+
+
+# -- one score on arrays ------------------------------------------------------------------
+
+
+@app.command()
+def score(
+    name: str = typer.Argument(..., help="Score name (see `zoorank scores list`)."),
+    features: Path | None = typer.Option(None, help="Pre-logit features, .npy (n, d)."),
+    labels: Path = typer.Option(..., help="Labels, .npy (n,)."),
+    logits: Path | None = typer.Option(None, help="Raw source logits, .npy (n, k)."),
+    taps: Path | None = typer.Option(None, help=".npz of layer taps, one (n, c, h, w) array each, in order."),
+    param: list[str] = typer.Option([], help="Score parameter k=v (repeatable)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """One score on arrays you bring; prints JSON {"score", "value", ...details}."""
+    import numpy as np
+
+    from zoorank.errors import ZoorankError
+    from zoorank.scores import ScoreInputs, get_score
+
+    def load(path: Path | None) -> Any:
+        if path is None:
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read {path}: {exc}")
+
+    try:
+        y = load(labels)
+        tap_arrays = None
+        if taps is not None:
+            with np.load(taps, allow_pickle=False) as archive:
+                tap_arrays = {key: archive[key] for key in archive.files}
+        inputs = ScoreInputs(labels=y, features=load(features), logits=load(logits), taps=tap_arrays,
+                             tap_rows=np.arange(len(y)) if tap_arrays is not None else None, seed=seed)  # fmt: skip
+        spec = get_score(name)
+        output = spec(inputs, **_params(param))
+    except ZoorankError as exc:
+        _fail(str(exc))
+        return
+    from zoorank.rank import _jsonable
+
+    _print_json({"score": name, "value": float(output.value), "direction": spec.direction,
+                 **_jsonable(output.details)})  # fmt: skip
+
+
+# -- service ------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply the Alembic migrations to ZOORANK_DATABASE_URL."""
+    from app.db.session import current_revision, upgrade
+    from app.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at revision {current_revision(settings.database_url)}")
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+    """The API alone (production: run `zoorank worker` beside it)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(concurrency: int = typer.Option(1, help="Worker processes (torch uses the cores within each).")) -> None:
+    """A Celery worker alone."""
+    from app.db.session import upgrade
+    from app.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
+    os.execvp(sys.executable, _worker_argv(concurrency))
+
+
+def _worker_argv(concurrency: int) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker",
+            "--loglevel=WARNING", f"--concurrency={concurrency}", "-Q", "zoorank", "--without-gossip",
+            "--without-mingle", "--without-heartbeat"]  # fmt: skip
+
+
+@app.command()
+def run(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+    """API + one worker on the embedded defaults (SQLite, filesystem broker), foreground."""
+    from app.service_runner import run_embedded
+
+    run_embedded(host, port, _worker_argv(1))
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(8765),
+    samples_per_class: int = typer.Option(50),
+    input_size: int = typer.Option(64),
+    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+) -> None:
+    """Start API + worker, submit a ranking of the offline zoo on builtin:digits, print it, stop."""
+    from app.service_runner import demo as run_demo
+
+    raise typer.Exit(run_demo(port=port, samples_per_class=samples_per_class, input_size=input_size,
+                              scores=_split(scores), worker_argv=_worker_argv(1), printer=print_ranking))  # fmt: skip
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
