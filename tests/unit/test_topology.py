@@ -16,6 +16,7 @@ from zoorank.topology import (
     betti_from_intervals,
     betti_numbers,
     euler_characteristic,
+    fast,
     mask_betti,
     persistence_intervals,
     sublevel_betti,
@@ -231,3 +232,24 @@ def test_bad_volumes_are_refused(array: np.ndarray, message: str) -> None:
 def test_unknown_rule_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="rule"):
         betti_numbers(np.zeros((2, 2, 2)), 0.0, rule="open")  # type: ignore[arg-type]
+
+
+def test_void_count_graph_path_equals_direct_26_labelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large volumes count voids through 6-components joined across diagonals; force that
+    path on small masks and compare with 26-labelling the padded complement."""
+    monkeypatch.setattr(fast, "_SMALL", 0)
+    rng = np.random.default_rng(21)
+    for _ in range(40):
+        shape = tuple(int(s) for s in rng.integers(2, 10, size=3))
+        mask = _smooth_random(rng, shape, rng.uniform(0.3, 1.2)) <= rng.uniform(-1.0, 1.5)
+        padded = np.pad(~mask, 1, constant_values=True)
+        direct = ndimage.label(padded, structure=np.ones((3, 3, 3), bool))[1] - 1
+        assert fast._void_count(mask) == direct
+
+
+def test_large_volume_agrees_with_cripser() -> None:
+    volume = _smooth_random(np.random.default_rng(22), (24, 30, 32), 1.0)
+    assert volume.size > fast._SMALL
+    intervals = _cripser_intervals(volume)
+    for eta in (-0.5, 0.5, 1.5):
+        assert betti_numbers(volume, eta).tolist() == betti_from_intervals(intervals, eta).tolist()
