@@ -22,12 +22,14 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "reference_scores.j
 REFERENCE = json.loads(FIXTURE.read_text())
 
 
-def make_arrays(seed, n, d, classes, k=0, separation=1.0, dtype="float64", duplicate_columns=False):
+def make_arrays(
+    seed, n, d, classes, k=0, separation=1.0, scale=1.0, dtype="float64", duplicate_columns=False
+):
     """The array recipe shared with tests/unit/test_baselines_reference.py."""
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % classes)
     centres = rng.standard_normal((classes, d))
-    x = rng.standard_normal((n, d)) + separation * centres[y]
+    x = scale * (rng.standard_normal((n, d)) + separation * centres[y])
     logits = None
     if k:
         logit_centres = rng.standard_normal((classes, k))
@@ -42,12 +44,13 @@ def test_recipe_is_the_one_the_reference_numbers_were_made_with() -> None:
 
 
 def _case_id(case: dict[str, Any]) -> str:
-    return f"{case['score']}-seed{case['seed']}-n{case['n']}-d{case['d']}-c{case['classes']}"
+    term = f"-{case['detail']}" if "detail" in case else ""
+    return f"{case['score']}{term}-seed{case['seed']}-n{case['n']}-d{case['d']}-c{case['classes']}"
 
 
 @pytest.mark.parametrize("case", REFERENCE["cases"], ids=_case_id)
 def test_matches_published_code(case: dict[str, Any]) -> None:
-    args = {k: v for k, v in case.items() if k not in {"score", "source", "value", "params"}}
+    args = {k: v for k, v in case.items() if k not in {"score", "source", "value", "detail"}}
     x, y, logits = make_arrays(**args)
     spec = get_score(case["score"])
     inputs = ScoreInputs(
@@ -55,6 +58,7 @@ def test_matches_published_code(case: dict[str, Any]) -> None:
         features=x if "features" in spec.needs else None,
         logits=logits if "logits" in spec.needs else None,
     )
-    value = spec(inputs, **case.get("params", {})).value
+    output = spec(inputs)
+    value = output.details[case["detail"]] if "detail" in case else output.value
     assert value == pytest.approx(case["value"], rel=1e-6, abs=1e-12)
     assert case["source"] in REFERENCE["sources"]

@@ -61,42 +61,41 @@ def principal_components(
 ) -> PrincipalComponents:
     """Principal-component scores of ``x_nd``, largest variance first.
 
-    Exactly one of ``components`` (a count, capped at ``min(n, d)``) or ``variance_ratio``
-    (keep the fewest components whose explained-variance ratio reaches it, as scikit-learn's
-    ``PCA(n_components=0.8)``) is given. Component signs are fixed so that each score column's
-    entry of largest magnitude is positive (independent of the order of the rows).
+    ``components`` is a count (capped at ``min(n, d)``; ``None`` for all); ``variance_ratio``
+    keeps the fewest components whose explained-variance ratio reaches it, as scikit-learn's
+    ``PCA(n_components=0.8)``, but no more than ``components``. Component signs are fixed so
+    that each score column's entry of largest magnitude is positive (independent of the order
+    of the rows).
 
     Raises:
         InvalidInputError: the features have no variance at all.
     """
     n, d = x_nd.shape
     xc = x_nd - x_nd.mean(axis=0)
-    if d <= n:
-        eigenvalues, vectors = scipy.linalg.eigh(xc.T @ xc)
-    else:
-        eigenvalues, vectors = scipy.linalg.eigh(xc @ xc.T)
-    eigenvalues = np.clip(eigenvalues[::-1], 0.0, None)
-    vectors = vectors[:, ::-1]
-    total = float(eigenvalues.sum())
+    gram = xc.T @ xc if d <= n else xc @ xc.T
+    size = gram.shape[0]
+    total = float(np.trace(gram))
     if total <= 0.0:
         raise InvalidInputError(
             "features have zero variance (every row is the same); nothing to score",
             field="features",
         )
+    keep = min(n, d) if components is None else max(1, min(components, n, d))
     if variance_ratio is not None:
-        cumulative = np.cumsum(eigenvalues) / total
-        keep = int(np.searchsorted(cumulative, variance_ratio, side="left")) + 1
-    else:
-        keep = min(n, d) if components is None else components
-    keep = max(1, min(keep, min(n, d)))
+        spectrum = np.clip(scipy.linalg.eigvalsh(gram)[::-1], 0.0, None)
+        cumulative = np.cumsum(spectrum) / spectrum.sum()
+        keep = min(keep, int(np.searchsorted(cumulative, variance_ratio, side="left")) + 1)
+    # Only the leading `keep` eigenpairs: much cheaper than all of them when keep ≪ size.
+    eigenvalues, vectors = scipy.linalg.eigh(gram, subset_by_index=[size - keep, size - 1])
+    eigenvalues = np.clip(eigenvalues[::-1], 0.0, None)
+    top = vectors[:, ::-1]
     # For d > n the eigenvectors are U of Xc = U S Vᵀ, and the scores Xc V are U S.
-    top = vectors[:, :keep]
-    scores = xc @ top if d <= n else top * np.sqrt(eigenvalues[:keep])
+    scores = xc @ top if d <= n else top * np.sqrt(eigenvalues)
     largest = np.abs(scores).argmax(axis=0)
     scores *= np.where(scores[largest, np.arange(keep)] < 0, -1.0, 1.0)
     denominator = max(n - 1, 1)
     return PrincipalComponents(
-        scores=scores, variance=eigenvalues[:keep] / denominator, total_variance=total / denominator
+        scores=scores, variance=eigenvalues / denominator, total_variance=total / denominator
     )
 
 
