@@ -42,7 +42,7 @@ from sklearn.preprocessing import PolynomialFeatures
 from zoorank.errors import InvalidInputError
 from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels
 from zoorank.scores.registry import ScoreSpec, register_score
-from zoorank.topology.batch import betti_numbers_batch
+from zoorank.topology.batch import stacked_betti_sums
 
 PAPER = (
     "Suresh, Das, Abrol, Dutta Roy 2023, On Characterizing the Evolution of Embedding Space "
@@ -53,6 +53,7 @@ POLYNOMIAL_DEGREE = 3
 THETA_WEIGHTS = np.array([0.0, 1.0, 0.5, 0.5])  # applied to (c0, c1, c2, c3), as the authors'
 AUTHORS_ETA_GRID_STEP = 0.25  # their notebook's Betti curves: η = 0, 0.25, ..., 1.75
 MIN_TAPS = POLYNOMIAL_DEGREE + 1
+CHUNK_VOXELS = 1 << 18  # voxels per labelling task: small taps stack, big ones split
 
 
 def betti_decay_rate(
@@ -214,31 +215,38 @@ def _select_images(first_tap: np.ndarray, labels: np.ndarray, per_class: int) ->
     return np.sort(np.concatenate(chosen))
 
 
-def class_balanced_mean(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Mean over classes of the per-class mean along axis 0: ``values (k, ...)`` -> ``(...)``."""
-    return np.mean([values[labels == c].mean(axis=0) for c in np.unique(labels)], axis=0)
-
-
-def tap_betti(
+def class_balanced_betti(
     taps: TapData, thresholds: Sequence[np.ndarray], *, workers: int = 0
 ) -> list[np.ndarray]:
-    """Betti numbers of every selected image at each tap's thresholds.
+    """Per tap, the mean over classes of the per-class mean ``(β0, β1, β2)`` at each threshold.
+
+    ``Ω_l(η) = (1/C) Σ_c (1/n_c) Σ_{i ∈ c} β(image i, tap l, η)``. Classes with the same
+    count ``n`` share the weight ``1/(C·n)``, so their images are summed together by
+    :func:`zoorank.topology.batch.stacked_betti_sum` (one labelling per chunk of
+    ≤ :data:`CHUNK_VOXELS` voxels; chunks run in parallel threads).
 
     Args:
         thresholds: per tap, ``(t,)`` thresholds.
 
     Returns:
-        per tap, ``(k, t, 3)`` int64 (images, thresholds, degrees).
+        per tap, ``(t, 3)`` float64.
     """
-    volumes, etas, owner = [], [], []
+    counts = np.bincount(taps.labels)
+    n_classes = counts.size
+    groups: list[tuple[np.ndarray, np.ndarray]] = []
+    owners: list[tuple[int, float]] = []
     for tap, (maps, eta) in enumerate(zip(taps.maps, thresholds, strict=True)):
-        for image in range(maps.shape[0]):
-            volumes.append(maps[image])
-            etas.append(np.asarray(eta, dtype=np.float64))
-            owner.append(tap)
-    counts = betti_numbers_batch(volumes, np.stack(etas), rule="closed", workers=workers)
-    owner_array = np.asarray(owner)
-    return [counts[owner_array == tap] for tap in range(len(taps.maps))]
+        per_chunk = max(1, CHUNK_VOXELS // int(np.prod(maps.shape[1:])))
+        for size in np.unique(counts):
+            members = np.flatnonzero(counts[taps.labels] == size)
+            for start in range(0, members.size, per_chunk):
+                groups.append((maps[members[start : start + per_chunk]], np.asarray(eta)))
+                owners.append((tap, 1.0 / (n_classes * float(size))))
+    sums = stacked_betti_sums(groups, rule="closed", workers=workers)
+    out = [np.zeros((np.asarray(eta).size, 3)) for eta in thresholds]
+    for (tap, weight), total in zip(owners, sums, strict=True):
+        out[tap] += weight * total
+    return out
 
 
 def tap_quantiles(
@@ -296,12 +304,10 @@ def _decay(
     taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
     grid = AUTHORS_ETA_GRID_STEP * np.arange(max(curve_points, 0))
     thresholds = [np.array([eta]) for _ in taps.names]
-    counts = tap_betti(taps, [np.concatenate([[eta], grid]) for _ in taps.names])
-    per_degree = np.stack([class_balanced_mean(c[:, 0, :], taps.labels) for c in counts])
+    betti = class_balanced_betti(taps, [np.concatenate([[eta], grid]) for _ in taps.names])
+    per_degree = np.stack([b[0] for b in betti])
     omega = per_degree.sum(axis=1)
-    curves = None
-    if curve_points > 0:
-        curves = [class_balanced_mean(c[:, 1:, :].sum(axis=2), taps.labels) for c in counts]
+    curves = [b[1:].sum(axis=1) for b in betti] if curve_points > 0 else None
     depth = taps.depth_index + 1.0
     extra: dict[str, object] = {"eta": eta}
     if curves is not None:
@@ -327,12 +333,10 @@ def _decay_norm(
     grid = np.linspace(0.1, 0.9, curve_points) if curve_points > 0 else np.zeros(0)
     levels = np.concatenate([[quantile], grid])
     per_tap_eta = [tap_quantiles(maps, levels) for maps in taps.maps]
-    counts = tap_betti(taps, per_tap_eta)
-    per_degree = np.stack([class_balanced_mean(c[:, 0, :], taps.labels) for c in counts])
+    betti = class_balanced_betti(taps, per_tap_eta)
+    per_degree = np.stack([b[0] for b in betti])
     omega = per_degree.sum(axis=1)
-    curves = None
-    if curve_points > 0:
-        curves = [class_balanced_mean(c[:, 1:, :].sum(axis=2), taps.labels) for c in counts]
+    curves = [b[1:].sum(axis=1) for b in betti] if curve_points > 0 else None
     extra: dict[str, object] = {"quantile": quantile}
     if curves is not None:
         extra["curve_quantiles"] = [float(v) for v in grid]
@@ -359,8 +363,7 @@ def _auc(
     taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
     grid = np.linspace(low, high, points)
     per_tap_eta = [tap_quantiles(maps, grid) for maps in taps.maps]
-    counts = tap_betti(taps, per_tap_eta)
-    curves_by_degree = [class_balanced_mean(c.astype(np.float64), taps.labels) for c in counts]
+    curves_by_degree = class_balanced_betti(taps, per_tap_eta)
     # Normalised area under the Betti-sum curve over the quantile axis (trapezoid rule).
     area = np.stack([np.trapezoid(c, grid, axis=0) / (high - low) for c in curves_by_degree])
     omega = area.sum(axis=1)

@@ -3,6 +3,13 @@
 The fast path (:mod:`zoorank.topology.fast`) spends its time in ``scipy.ndimage.label`` and
 numpy boolean operations, which release the GIL, so threads scale over cores without the
 pickling cost of processes (measured in ``benchmarks/betti``).
+
+When only the *sum* of the Betti numbers over a group of same-shape volumes is needed (Betti
+decay averages them per class), :func:`stacked_betti_sum` stacks the group's threshold masks
+along axis 0 with one empty plane between volumes and labels them in one call: the complex of
+the stack is the disjoint union of the volumes' complexes, so every count (components, voids,
+Euler characteristic, deaths at a tie) is the sum over volumes, and the per-call overhead of
+small maps (deep taps are a few thousand voxels) is paid once per group.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import numpy as np
 
 from zoorank.errors import InvalidInputError
 from zoorank.topology.cubical import RULES, Rule
-from zoorank.topology.fast import _betti_numbers
+from zoorank.topology.fast import _betti_numbers, _deaths_at_threshold, _threshold_masks, mask_betti
 
 
 def usable_cores() -> int:
@@ -83,3 +90,59 @@ def betti_numbers_batch(
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             list(pool.map(one, range(len(vols))))
     return out
+
+
+def stacked_betti_sum(
+    volumes: np.ndarray, thresholds: np.ndarray | Sequence[float], *, rule: Rule = "closed"
+) -> np.ndarray:
+    """``Σ_i (β0, β1, β2)(volume_i, η)`` for each threshold, from one labelling of the stack.
+
+    Args:
+        volumes: ``(k, x, y, z)`` finite float volumes of one shape (not checked here).
+        thresholds: ``(t,)``.
+
+    Returns:
+        ``(t, 3)`` int64, the sums over the k volumes.
+    """
+    if rule not in RULES:
+        raise InvalidInputError(f"rule must be one of {RULES}, got {rule!r}", field="params")
+    vols = np.asarray(volumes)
+    if vols.ndim != 4:
+        raise InvalidInputError(f"volumes must be (k, x, y, z), got {vols.shape}", field="volumes")
+    # Homology does not see the order of the axes; scipy's labelling walks lines along the
+    # last axis, so the longest axis goes last (a (512, 2, 2) map labels ~5x faster as (2, 2, 512)).
+    order = 1 + np.argsort(vols.shape[1:], kind="stable")
+    vols = vols.transpose(0, *order)
+    out = np.zeros((len(np.atleast_1d(thresholds)), 3), dtype=np.int64)
+    for j, eta in enumerate(np.atleast_1d(np.asarray(thresholds, dtype=np.float64))):
+        le, eq = _threshold_masks(vols, float(eta))
+        stacked_le = _stack(le)
+        out[j] = mask_betti(stacked_le)
+        if rule == "closed" and eq is not None:
+            out[j] += _deaths_at_threshold(stacked_le, _stack(eq))
+    return out
+
+
+def _stack(masks: np.ndarray) -> np.ndarray:
+    """``(k, x, y, z)`` -> ``(k·(x+1), y, z)``, an empty plane after each volume."""
+    k, x, y, z = masks.shape
+    stacked = np.zeros((k, x + 1, y, z), dtype=bool)
+    stacked[:, :x] = masks
+    return stacked.reshape(k * (x + 1), y, z)
+
+
+def stacked_betti_sums(
+    groups: Sequence[tuple[np.ndarray, np.ndarray]], *, rule: Rule = "closed", workers: int = 0
+) -> list[np.ndarray]:
+    """:func:`stacked_betti_sum` of each ``(volumes (k, x, y, z), thresholds (t,))`` group, in
+    parallel threads (``workers`` = 0: one per usable core). Returns one ``(t, 3)`` per group.
+    """
+
+    def one(group: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return stacked_betti_sum(group[0], group[1], rule=rule)
+
+    n_workers = workers or usable_cores()
+    if n_workers == 1 or len(groups) <= 1:
+        return [one(group) for group in groups]
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        return list(pool.map(one, groups))
