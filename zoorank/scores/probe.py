@@ -3,7 +3,8 @@
 A direct, model-agnostic proxy for linear transfer (Kornblith et al. 2019, "Do better
 ImageNet models transfer better?", linear evaluation protocol): standardise the pre-logit
 features, fit an L2-regularised logistic regression on k-1 folds, score the held-out fold,
-average over a stratified, seeded k-fold split.
+average over a stratified, seeded k-fold split. The folds are drawn over the rows sorted by
+content, so the accuracy does not depend on the order in which the samples come.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from zoorank.errors import InvalidInputError
+from zoorank.scores._baseline_math import content_order
 from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels, check_matrix
 from zoorank.scores.registry import ScoreSpec, register_score
 
@@ -39,6 +41,8 @@ def linear_probe_accuracy(
     x = check_matrix(features_nd, labels_n.shape[0])
     if folds < 2:
         raise InvalidInputError("folds must be at least 2", field="params")
+    order = content_order(x)  # folds depend on the rows' content, not their positions
+    x, labels_n = x[order], labels_n[order]
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     accuracies = []
     for train, test in splitter.split(x, labels_n):
