@@ -29,16 +29,15 @@ def create_app(
         from app.db.session import upgrade
 
         upgrade(settings.database_url)
-    if dispatch is None or revoke is None:
-        from app import dispatch as celery_dispatch
+    from app.dispatch import CeleryDispatcher
 
-        dispatch = dispatch or celery_dispatch.dispatch_ranking
-        revoke = revoke or celery_dispatch.revoke
+    dispatcher = CeleryDispatcher(settings)
     api = FastAPI(title="zoorank", version="0.1.0",
                   description="Which pretrained model should you fine-tune? Transferability ranking of a model zoo.")  # fmt: skip
     api.state.settings = settings
-    api.state.dispatch = dispatch
-    api.state.revoke = revoke
+    api.state.dispatch = dispatch or dispatcher.dispatch
+    api.state.revoke = revoke or dispatcher.revoke
+    api.state.ping_broker = dispatcher.ping_broker
     problems.install(api)
     api.include_router(health.router)
     api.include_router(jobs.router)

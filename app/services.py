@@ -15,6 +15,7 @@ from typing import Any
 from app.db import crud
 from app.db.session import session_scope
 from app.settings import Settings
+from zoorank.data.refs import resolve_under_roots
 from zoorank.errors import InvalidInputError
 from zoorank.features.cache import FeatureCache
 from zoorank.rank import (
@@ -55,6 +56,11 @@ def submit_ranking(
         from zoorank.zoo.specs import default_models
 
         specs = crud.resolve_models(session, models or default_models())
+        registered = {row.name for row in crud.registered_models(session)}
+    for spec in specs:
+        if spec.weights.startswith("file:") and spec.name not in registered:
+            # Ad-hoc weight files are read only from the data roots, like datasets.
+            resolve_under_roots(spec.weights[5:], settings.data_roots)
     prepared = prepare_dataset(dataset, parsed_options, data_roots=settings.data_roots,
                                upload_dir=settings.upload_dir)  # fmt: skip
     model_names = list(dict.fromkeys(spec.name for spec in specs))

@@ -2,20 +2,18 @@
 
 Embedded defaults need no server: SQLite under ``./var/``, and a Celery broker on kombu's
 filesystem transport under ``./var/broker``. Production: ``ZOORANK_DATABASE_URL=
-postgresql+psycopg://...`` and ``ZOORANK_BROKER_URL=redis://...``.
+postgresql+psycopg://...`` and ``ZOORANK_BROKER_URL=redis://...``. Every path default is
+derived from ``ZOORANK_VAR_DIR`` (made absolute, so the API and its worker processes agree).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
-
-VAR_DIR = Path("var")
 
 
 def _split(value: object) -> object:
@@ -27,12 +25,13 @@ def _split(value: object) -> object:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZOORANK_", extra="ignore")
 
-    database_url: str = f"sqlite:///./{VAR_DIR}/zoorank.db"
+    var_dir: Path = Path("var")
+    database_url: str = ""
     broker_url: str = "filesystem://"
-    result_backend: str | None = None
-    cache_dir: Path = VAR_DIR / "cache"
-    upload_dir: Path = VAR_DIR / "uploads"
-    data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [VAR_DIR / "data"])
+    result_backend: str = ""
+    cache_dir: Path | None = None
+    upload_dir: Path | None = None
+    data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = 200
@@ -45,21 +44,29 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
 
-    @property
-    def broker_folder(self) -> Path:
-        return VAR_DIR / "broker"
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        self.var_dir = self.var_dir.expanduser().resolve()
+        self.database_url = self.database_url or f"sqlite:///{self.var_dir}/zoorank.db"
+        self.cache_dir = (self.cache_dir or self.var_dir / "cache").expanduser().resolve()
+        self.upload_dir = (self.upload_dir or self.var_dir / "uploads").expanduser().resolve()
+        self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [self.var_dir / "data"]
+        self.result_backend = self.result_backend or self._default_result_backend()
+        return self
 
-    @property
-    def effective_result_backend(self) -> str:
-        """Celery result backend: explicit, else Redis beside a Redis broker, else SQLite."""
-        if self.result_backend:
-            return self.result_backend
+    def _default_result_backend(self) -> str:
+        """Redis beside a Redis broker, else a SQLite file under ``var_dir``."""
         if self.broker_url.startswith(("redis://", "rediss://")):
             return self.broker_url
-        return f"db+sqlite:///{VAR_DIR.resolve()}/celery-results.db"
+        return f"db+sqlite:///{self.var_dir}/celery-results.db"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.var_dir / "broker"
 
     def ensure_dirs(self) -> None:
-        for folder in (VAR_DIR, self.cache_dir, self.upload_dir, *self.data_roots):
+        assert self.cache_dir is not None and self.upload_dir is not None
+        for folder in (self.var_dir, self.cache_dir, self.upload_dir, *self.data_roots):
             Path(folder).mkdir(parents=True, exist_ok=True)
         if self.broker_url.startswith("filesystem://"):
             for sub in ("in", "processed"):

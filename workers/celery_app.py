@@ -7,7 +7,10 @@ their worker process is lost, so a killed worker does not lose a job.
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
+from celery.signals import worker_process_init
 
 from app.settings import Settings, get_settings
 
@@ -15,11 +18,11 @@ from app.settings import Settings, get_settings
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     settings.ensure_dirs()
-    celery = Celery("zoorank", broker=settings.broker_url, backend=settings.effective_result_backend,
+    celery = Celery("zoorank", broker=settings.broker_url, backend=settings.result_backend,
                     include=["workers.tasks"])  # fmt: skip
     transport_options: dict[str, object] = {}
     if settings.broker_url.startswith("filesystem://"):
-        folder = str(settings.broker_folder.resolve())
+        folder = str(settings.broker_folder)
         transport_options = {
             "data_folder_in": f"{folder}/in",
             "data_folder_out": f"{folder}/in",
@@ -46,6 +49,14 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
     )
     return celery
+
+
+@worker_process_init.connect
+def _torch_threads(**_: object) -> None:
+    # A forked pool process gets its own intra-op thread pool sized to the machine.
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, get_settings().worker_concurrency)))
 
 
 celery_app = make_celery()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -20,7 +20,7 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(settings: Settings = Depends(get_settings_dep)) -> JSONResponse:
+def readyz(request: Request, settings: Settings = Depends(get_settings_dep)) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         with get_engine(settings.database_url).connect() as connection:
@@ -30,10 +30,7 @@ def readyz(settings: Settings = Depends(get_settings_dep)) -> JSONResponse:
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        from workers.celery_app import celery_app
-
-        with celery_app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
+        request.app.state.ping_broker()
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}"

@@ -1,0 +1,17 @@
+"""Shared fixtures. Everything runs offline: timm must not wait on the hub."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_options():
+    """Ranking settings small enough for unit tests on a 2-core CPU."""
+    from zoorank.rank import RankOptions
+
+    return RankOptions(samples_per_class=10, input_size=32, tap_images_per_class=2, batch_size=50)

@@ -1,0 +1,63 @@
+"""Helpers to run the real service in tests: settings in a temp folder, a real `celery worker`
+process, and polling."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    return {
+        "ZOORANK_VAR_DIR": str(settings.var_dir),
+        "ZOORANK_DATABASE_URL": settings.database_url,
+        "ZOORANK_BROKER_URL": settings.broker_url,
+        "ZOORANK_RESULT_BACKEND": settings.result_backend,
+        "ZOORANK_CACHE_DIR": str(settings.cache_dir),
+        "ZOORANK_DATA_ROOTS": ",".join(str(p) for p in settings.data_roots),
+        "ZOORANK_DEVICE": "cpu",
+    }
+
+
+@contextmanager
+def celery_worker(settings: Settings, *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process (prefork pool, one child), stopped with a warm shutdown."""
+    env = {**os.environ, **settings_env(settings), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}  # fmt: skip
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker", "--loglevel=INFO",
+            "--concurrency=1", "-Q", "zoorank", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, env=env, cwd=settings.var_dir, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def wait_for_job(client: Any, job_id: str, *, timeout: float = 300.0, until: tuple[str, ...] = ()) -> dict[str, Any]:
+    terminal = until or ("succeeded", "partial", "failed", "cancelled")
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in terminal:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout} s: {job.get('progress')}")

@@ -1,0 +1,56 @@
+"""The pipeline: ranks, options, the pretrained-vs-random check."""
+
+from __future__ import annotations
+
+import pytest
+
+from zoorank.errors import InvalidInputError, UnknownNameError
+from zoorank.rank import RankOptions, rank, rank_models, resolve_models, resolve_scores
+
+
+def test_rank_models_hand_computed():
+    values = {"a": {"s": 3.0, "t": 0.1}, "b": {"s": 1.0, "t": 0.3}, "c": {"s": 2.0, "t": None}}
+    out = rank_models(values, {"s": "higher", "t": "lower"})
+    assert out["by_score"] == {"s": ["a", "c", "b"], "t": ["a", "b"]}
+    # a: ranks 1 and 1 -> 1; c: rank 2 on s only -> 2; b: ranks 3 and 2 -> 2.5
+    assert [(r["model"], r["mean_rank"], r["rank"]) for r in out["aggregate"]] == [
+        ("a", 1.0, 1), ("c", 2.0, 2), ("b", 2.5, 3)]  # fmt: skip
+
+
+def test_ties_share_the_mean_rank():
+    out = rank_models({"a": {"s": 1.0}, "b": {"s": 1.0}, "c": {"s": 0.0}}, {"s": "higher"})
+    assert {r["model"]: r["mean_rank"] for r in out["aggregate"]} == {"a": 1.5, "b": 1.5, "c": 3.0}
+
+
+def test_bad_requests_are_refused_before_work():
+    with pytest.raises(InvalidInputError, match="empty"):
+        resolve_models([])
+    with pytest.raises(UnknownNameError, match="unknown score"):
+        resolve_scores(["nope"])
+    with pytest.raises(InvalidInputError, match="unknown option"):
+        RankOptions.from_dict({"sample_per_class": 3})
+    with pytest.raises(InvalidInputError, match="input_size"):
+        RankOptions.from_dict({"input_size": 4})
+    with pytest.raises(InvalidInputError, match="no parameter"):
+        RankOptions.from_dict({"score_params": {"logme": {"zzz": 1}}})
+
+
+def test_pretrained_beats_its_random_twin_by_linear_probe(tmp_path):
+    """mobilenetv2_100 with ImageNet weights vs the same architecture at random init, on
+    builtin:digits (30 per class, 64 px): the pretrained probe is clearly more accurate."""
+    result = rank("builtin:digits", ["mobilenetv2_100", "mobilenetv2_100@random"], ["linear_probe", "logme"],
+                  RankOptions(samples_per_class=30, input_size=64, tap_images_per_class=0), cache_dir=tmp_path)  # fmt: skip
+    acc = {r.model: r.scores["linear_probe"].value for r in result.results}
+    assert acc["mobilenetv2_100"] > acc["mobilenetv2_100@random"] + 0.03, acc
+    assert result.ranking["by_score"]["logme"][0] == "mobilenetv2_100"
+    assert len(result.sample_ids) == 300
+
+
+def test_failed_model_does_not_take_the_ranking_down(tmp_path):
+    (tmp_path / "w.safetensors").write_bytes(b"not a safetensors file")
+    result = rank("builtin:digits", ["mobilenetv2_100@random", f"resnet10t@file:{tmp_path / 'w.safetensors'}"],
+                  ["logme"], RankOptions(samples_per_class=10, input_size=32, tap_images_per_class=0))  # fmt: skip
+    by_model = {r.model: r for r in result.results}
+    assert by_model["mobilenetv2_100@random"].error is None
+    assert by_model[f"resnet10t@file:{tmp_path / 'w.safetensors'}"].error
+    assert [row["model"] for row in result.ranking["aggregate"]] == ["mobilenetv2_100@random"]
