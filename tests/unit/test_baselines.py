@@ -206,6 +206,21 @@ def test_gbc_log_determinant_term_by_hand() -> None:
     assert gaussian_bhattacharyya_coefficient(x, y) == pytest.approx(-2 * math.exp(-distance))
 
 
+def test_gbc_diagonal_and_the_authors_spherical_form_by_hand() -> None:
+    # Already on principal axes. Class 0: x ∈ {−4, −2}, y = ±1; class 1: x ∈ {2, 4}, y = ±2.
+    x = np.array([[a, b] for a in (-4.0, -2.0) for b in (-1.0, 1.0)])
+    x = np.concatenate([x, np.array([[a, b] for a in (2.0, 4.0) for b in (-2.0, 2.0)])])
+    y = np.repeat([0, 1], 4)
+    # diagonal: σ²₀ = (1, 1), σ²₁ = (1, 4), average (1, 2.5)
+    diagonal = 6**2 / 8 + 0.5 * (math.log(2.5) - 0.5 * math.log(4.0))
+    assert gaussian_bhattacharyya_coefficient(x, y) == pytest.approx(-2 * math.exp(-diagonal))
+    # spherical: σ²₀ = 1, σ²₁ = 2.5, average 1.75; the log term counted once, not per dim
+    spherical = 6**2 / 1.75 / 8 + 0.5 * (math.log(1.75) - 0.5 * math.log(2.5))
+    assert gaussian_bhattacharyya_coefficient(x, y, gaussian="spherical") == pytest.approx(
+        -2 * math.exp(-spherical)
+    )
+
+
 def test_gbc_floors_zero_variance_like_the_authors() -> None:
     x = np.array([[0.0], [0.0], [0.1], [0.1]])  # each class is one repeated point
     y = np.array([0, 0, 1, 1])

@@ -45,12 +45,14 @@ def test_recipe_is_the_one_the_reference_numbers_were_made_with() -> None:
 
 def _case_id(case: dict[str, Any]) -> str:
     term = f"-{case['detail']}" if "detail" in case else ""
+    term += "".join(f"-{v}" for v in case.get("params", {}).values())
     return f"{case['score']}{term}-seed{case['seed']}-n{case['n']}-d{case['d']}-c{case['classes']}"
 
 
 @pytest.mark.parametrize("case", REFERENCE["cases"], ids=_case_id)
 def test_matches_published_code(case: dict[str, Any]) -> None:
-    args = {k: v for k, v in case.items() if k not in {"score", "source", "value", "detail"}}
+    skip = {"score", "source", "value", "detail", "params"}
+    args = {k: v for k, v in case.items() if k not in skip}
     x, y, logits = make_arrays(**args)
     spec = get_score(case["score"])
     inputs = ScoreInputs(
@@ -58,7 +60,7 @@ def test_matches_published_code(case: dict[str, Any]) -> None:
         features=x if "features" in spec.needs else None,
         logits=logits if "logits" in spec.needs else None,
     )
-    output = spec(inputs)
+    output = spec(inputs, **case.get("params", {}))
     value = output.details[case["detail"]] if "detail" in case else output.value
     assert value == pytest.approx(case["value"], rel=1e-6, abs=1e-12)
     assert case["source"] in REFERENCE["sources"]

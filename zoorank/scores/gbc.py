@@ -6,13 +6,16 @@ Bhattacharyya Class Separability", CVPR 2022, eq. (1)-(4); as the authors' code
 
 The features are reduced by PCA to ``dims`` components (64 in the paper). Each class ``c`` is
 a Gaussian with mean ``μ_c`` and diagonal covariance ``σ²_c`` (the per-dimension population
-variance, floored at 1e-4 as the authors' code does); ``"spherical"`` replaces ``σ²_c`` by
-its mean over dimensions. For two classes, with ``σ² = (σ²_i + σ²_j)/2``,
+variance, floored at 1e-4 as the authors' code does). For two classes, with
+``σ² = (σ²_i + σ²_j)/2``,
 
     D_B(i, j) = ⅛ Σ (μ_i − μ_j)²/σ² + ½ [Σ log σ² − ½ Σ log σ²_i − ½ Σ log σ²_j]
     GBC       = − Σ_{i ≠ j} exp(−D_B(i, j))        (ordered pairs: each pair counted twice)
 
-It is ≤ 0; 0 means no two classes overlap.
+It is ≤ 0; 0 means no two classes overlap. ``"spherical"`` (the default of the authors'
+experiment config; the paper's tables use both) replaces ``σ²_c`` by its mean over the
+dimensions and, as the authors' code does, counts the log-determinant term once rather than
+once per dimension: ``D_B = ⅛ Σ (μ_i − μ_j)²/σ² + ½ [log σ² − ½ log σ²_i − ½ log σ²_j]``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ _GAUSSIANS = ("diagonal", "spherical")
 
 
 def bhattacharyya_distances(means_cp: np.ndarray, variances_cp: np.ndarray) -> np.ndarray:
-    """``(C, C)`` Bhattacharyya distances between diagonal Gaussians (rows of the inputs)."""
+    """``(C, C)`` Bhattacharyya distances between diagonal Gaussians (rows of the inputs).
+
+    ``variances_cp`` is ``(C, p)`` per-dimension variances, or ``(C, 1)`` for the authors'
+    spherical form (one variance per class, its log-determinant term counted once).
+    """
     log_var = np.log(variances_cp)
     distances = np.empty((means_cp.shape[0], means_cp.shape[0]))
     for i in range(means_cp.shape[0]):  # one row at a time keeps memory at C·p
@@ -79,7 +86,7 @@ def gaussian_bhattacharyya_coefficient(
     spread = one_hot(labels).T @ (z - means[labels]) ** 2 / counts[:, None]  # 1/n_c variance
     variances = np.maximum(spread, _VARIANCE_FLOOR)
     if gaussian == "spherical":
-        variances = np.repeat(variances.mean(axis=1, keepdims=True), z.shape[1], axis=1)
+        variances = variances.mean(axis=1, keepdims=True)
     coefficients = np.exp(-bhattacharyya_distances(means, variances))
     np.fill_diagonal(coefficients, 0.0)
     return float(-coefficients.sum())
