@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -115,7 +116,8 @@ def _feature_info_matches(model: nn.Module, modules: Modules) -> bool:
 def _feature_info_points(model: nn.Module, modules: Modules) -> list[str]:
     first_conv = next(name for name, m in modules.items() if isinstance(m, nn.Conv2d))
     stages = []
-    for entry in model.feature_info:  # type: ignore[attr-defined]
+    info: Any = getattr(model, "feature_info", [])  # timm's FeatureInfo or a list of dicts
+    for entry in info:
         name = entry["module"] if entry["module"] in modules else entry["module"].replace("_", ".")
         if name in modules and name != first_conv and name not in stages:
             stages.append(name)

@@ -144,10 +144,10 @@ def prepare_taps(inputs: ScoreInputs, *, images_per_class: int, max_taps: int) -
             field="taps",
         )
     arrays = [np.asarray(inputs.taps[name]) for name in names]
-    for name, maps in zip(names, arrays, strict=True):
-        if maps.ndim != 4:
+    for name, array in zip(names, arrays, strict=True):
+        if array.ndim != 4:
             raise InvalidInputError(
-                f"tap {name!r} has shape {maps.shape}; Betti decay needs feature maps "
+                f"tap {name!r} has shape {array.shape}; Betti decay needs feature maps "
                 "(m, c, h, w), not vectors",
                 field="taps",
             )
@@ -176,7 +176,7 @@ def prepare_taps(inputs: ScoreInputs, *, images_per_class: int, max_taps: int) -
     kept = np.arange(len(names))
     if max_taps and max_taps < len(names):
         kept = np.unique(np.round(np.linspace(0, len(names) - 1, max_taps)).astype(int))
-    maps = []
+    maps: list[np.ndarray] = []
     for index in kept:
         chosen = arrays[index][positions]
         if chosen.dtype not in (np.float32, np.float64):
