@@ -87,6 +87,10 @@ def _spectrum(features_nd: np.ndarray, labels_n: np.ndarray) -> tuple[_Spectrum,
 def h_score(features_nd: np.ndarray, labels_n: np.ndarray) -> float:
     """H-score ``tr(cov(f)⁺ cov(E[f|y]))`` of features ``(n, d)`` for labels ``(n,)``.
 
+    Args:
+        features_nd: ``(n, d)`` pre-logit features.
+        labels_n: ``(n,)`` class labels, any values.
+
     Raises:
         InvalidInputError: non-finite or constant features, shape mismatch, < 2 classes.
 
@@ -120,6 +124,10 @@ def ledoit_wolf_shrinkage(xc_nd: np.ndarray, gram_frobenius2: float) -> float:
 
 def shrinkage_h_score(features_nd: np.ndarray, labels_n: np.ndarray) -> tuple[float, float]:
     """Shrinkage H-score ``H_α`` of features ``(n, d)`` and the Ledoit-Wolf ``α`` it used.
+
+    Args:
+        features_nd: ``(n, d)`` pre-logit features.
+        labels_n: ``(n,)`` class labels, any values.
 
     Raises:
         InvalidInputError: non-finite or constant features, shape mismatch, < 2 classes.

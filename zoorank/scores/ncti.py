@@ -47,6 +47,11 @@ def neural_collapse_terms(
 
     ``shrinkage`` is 0.0 when the SVD solver (no shrinkage) was used.
 
+    Args:
+        features_nd: ``(n, d)`` pre-logit features.
+        labels_n: ``(n,)`` class labels, any values.
+        dims: PCA components (capped at ``min(n, d)``); the authors use 64.
+
     Raises:
         InvalidInputError: non-finite or constant features, shape mismatch, < 2 classes,
             ``dims < 1``.

@@ -88,6 +88,10 @@ def self_challenging_fisher_discriminant(
 ) -> tuple[float, dict[str, float]]:
     """SFDA of features ``(n, d)`` for labels ``(n,)``: the score and a few diagnostics.
 
+    Args:
+        features_nd: ``(n, d)`` pre-logit features.
+        labels_n: ``(n,)`` class labels, any values.
+
     Returns:
         ``(score, details)``: the mean probability of the true class after the
         self-challenge, and ``{"shrinkage", "mean_log_likelihood", "first_pass_score"}``.
