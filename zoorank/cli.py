@@ -290,6 +290,92 @@ def demo(
                               scores=_split(scores), worker_argv=_worker_argv(1), printer=print_ranking))  # fmt: skip
 
 
+# -- ground truth and benchmarks (issue 7: zoorank.validate, benchmarks/) ----------------
+
+
+@app.command("validate")
+def validate_command(
+    dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
+    models: str | None = typer.Option(
+        None, help="Comma-separated models (default: the built-in zoo)."
+    ),
+    scores: str | None = typer.Option(
+        None, help="Comma-separated scores (default: all but expensive; '' for none)."
+    ),
+    mode: str = typer.Option("finetune", help="linear (frozen backbone) or finetune."),
+    loss: str = typer.Option("ce", help="ce or powergrad (finetune only)."),
+    alpha: float = typer.Option(0.25, help="PowerGrad alpha in (0, 1]."),
+    seeds: str = typer.Option("0", help="Comma-separated training seeds."),
+    setting: list[str] = typer.Option(
+        [], help="Training setting k=v (repeatable), e.g. epochs=3, input_size=32."
+    ),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples over models (0: none)."),
+    cache_dir: Path = typer.Option(Path("var/cache"), help="Feature cache folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
+) -> None:
+    """Ground truth (fine-tune or linear probe) and each score's agreement with it."""
+    from zoorank.errors import ZoorankError
+    from zoorank.validate import validate
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        _fail(f"--seeds takes comma-separated integers, got {seeds!r}")
+        return
+    score_list = [] if scores is not None and not scores.strip() else _split(scores)
+
+    def on_model(stage: str, name: str, index: int, total: int) -> None:
+        if not as_json:
+            message = f"[{stage} {index + 1}/{total}] {name}"
+            typer.secho(message, err=True, fg=typer.colors.BRIGHT_BLACK)
+
+    try:
+        result = validate(
+            dataset,
+            _split(models),
+            mode=mode,
+            loss=loss,
+            alpha=alpha,
+            seeds=seed_list,
+            scores=score_list,
+            settings=_params(setting),
+            resamples=resamples,
+            cache_dir=cache_dir,
+            data_roots=_data_roots(),
+            on_model=on_model,
+        )
+    except ZoorankError as exc:
+        _fail(str(exc))
+        return
+    payload = result.to_dict()
+    if as_json:
+        _print_json(payload)
+        return
+    title = f"{dataset}: {mode} ({loss}), seeds {seed_list}, {result.seconds:.0f} s"
+    _table(["model", "accuracy", "accuracy_std", "error"], payload["ground_truth"], title=title)
+    if payload["agreement"]:
+        columns = ["score", "direction", "n_models", "weighted_tau", "kendall_tau", "pearson_r",
+                   "top1_regret", "top1_model"]  # fmt: skip
+        _table(columns, payload["agreement"], title="scores vs ground truth")
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (run from the repository root).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command(
+    "ranking", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_ranking(ctx: typer.Context) -> None:
+    """Ranking quality + PowerGrad study = `python -m benchmarks.ranking` (see its --help)."""
+    try:
+        from benchmarks.ranking.__main__ import main as bench_main
+    except ImportError:
+        _fail("the benchmarks package is in the source tree; run this from the repository root")
+        return
+    raise typer.Exit(bench_main(list(ctx.args)))
+
+
 def main() -> None:
     app()
 

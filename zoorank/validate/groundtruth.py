@@ -62,7 +62,8 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TrainSettings:
-        """Settings from JSON/CLI options; unknown names are refused with the known ones."""
+        """Settings from JSON/CLI options (numbers may come as strings); unknown names are
+        refused with the known ones."""
         values = dict(values or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
@@ -72,6 +73,17 @@ class TrainSettings:
                 + ", ".join(sorted(known)),
                 field="settings",
             )
+        defaults = cls()
+        for key, value in values.items():
+            default = getattr(defaults, key)
+            if isinstance(value, str) and not isinstance(default, str):
+                try:  # from the CLI (k=v) or a form: "3" -> 3, "1e-3" -> 0.001
+                    as_float = float(value)
+                    values[key] = int(as_float) if isinstance(default, int) else as_float
+                except ValueError:
+                    raise InvalidInputError(
+                        f"training setting {key} must be a number, got {value!r}", field="settings"
+                    ) from None
         try:
             parsed = cls(**values)
         except TypeError as exc:

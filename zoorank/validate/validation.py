@@ -73,6 +73,7 @@ class ValidationResult:
     per score (see :class:`zoorank.validate.agreement.Agreement`). ``best``: per statistic the
     best score and those statistically tied with it. ``above_random``: per score, how many
     pretrained models it puts above their random-init twin (``ARCH@random`` in the pool).
+    ``score_seconds``: time spent in each score over all models (features excluded).
     """
 
     dataset: str
@@ -92,6 +93,7 @@ class ValidationResult:
     seed_agreement: dict[str, Any]
     above_random: dict[str, dict[str, int]]
     aggregate_ranking: list[dict[str, Any]]
+    score_seconds: dict[str, float]
     seconds: float
     versions: dict[str, str]
 
@@ -242,7 +244,10 @@ def validate(
     ranking, pool = summarise(results, score_names) if score_names else ({"aggregate": []}, {})
     values: dict[str, dict[str, float | None]] = {}
     errors: dict[str, dict[str, str]] = {}
+    score_seconds = {name: 0.0 for name in score_names}
     for r in results:
+        for name, record in r.scores.items():
+            score_seconds[name] += record.seconds
         values[r.model] = {}
         for name in score_names:
             record = r.scores.get(name)
@@ -344,6 +349,7 @@ def validate(
         seed_agreement=seed_agreement(per_seed) if len(seeds) > 1 else {},
         above_random=above,
         aggregate_ranking=list(ranking.get("aggregate", [])),
+        score_seconds=score_seconds,
         seconds=time.perf_counter() - start,
         versions=_versions(),
     )
