@@ -29,5 +29,8 @@ def require_writer(request: Request, settings: Settings = Depends(get_settings_d
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if not any(hmac.compare_digest(token, key) for key in settings.api_keys):
-        raise HTTPException(401, "send Authorization: Bearer <API key> to write",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "send Authorization: Bearer <API key> to write",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

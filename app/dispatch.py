@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from celery import chord, group
 
 from app.settings import Settings
@@ -17,8 +19,10 @@ class CeleryDispatcher:
 
     def dispatch(self, job_id: str, models: list[str]) -> list[str]:
         """A chord: one ``zoorank.rank_model`` per model, then ``zoorank.finalise_job``."""
-        members = group(self.celery.signature("zoorank.rank_model", args=(job_id, m), immutable=True)
-                        for m in models)  # fmt: skip
+        members = group(
+            self.celery.signature("zoorank.rank_model", args=(job_id, m), immutable=True)
+            for m in models
+        )
         callback = self.celery.signature("zoorank.finalise_job", args=(job_id,))
         result = chord(members, app=self.celery)(callback)
         ids = [child.id for child in (result.parent.results if result.parent is not None else [])]
@@ -26,10 +30,9 @@ class CeleryDispatcher:
 
     def revoke(self, task_ids: list[str]) -> None:
         """Best effort: queued tasks also check the job's status before doing anything."""
-        try:
+        # Transports without broadcast (filesystem) cannot revoke; the status check covers it.
+        with contextlib.suppress(Exception):
             self.celery.control.revoke(task_ids)
-        except Exception:  # transports without broadcast (filesystem) cannot revoke
-            pass
 
     def ping_broker(self) -> None:
         with self.celery.connection_for_write() as connection:

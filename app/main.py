@@ -32,8 +32,11 @@ def create_app(
     from app.dispatch import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
-    api = FastAPI(title="zoorank", version="0.1.0",
-                  description="Which pretrained model should you fine-tune? Transferability ranking of a model zoo.")  # fmt: skip
+    api = FastAPI(
+        title="zoorank",
+        version="0.1.0",
+        description="Which pretrained model should you fine-tune? Transferability ranking of a model zoo.",
+    )
     api.state.settings = settings
     api.state.dispatch = dispatch or dispatcher.dispatch
     api.state.revoke = revoke or dispatcher.revoke
@@ -45,7 +48,9 @@ def create_app(
     api.include_router(pages.router)
 
     @api.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def _measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

@@ -21,22 +21,38 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, score: str = Query("logme"), dataset: str | None = Query(None),
-          session: Session = Depends(get_session)) -> HTMLResponse:  # fmt: skip
+def index(
+    request: Request,
+    score: str = Query("logme"),
+    dataset: str | None = Query(None),
+    session: Session = Depends(get_session),
+) -> HTMLResponse:
     datasets = crud.known_datasets(session)
     dataset = dataset or (datasets[0] if datasets else None)
     board = leaderboard(score=score, dataset=dataset, session=session)
     values = [row.value for row in board.data]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     jobs, _ = crud.list_jobs(session, offset=0, limit=10)
-    return templates.TemplateResponse(request, "index.html", {
-        "board": board, "datasets": datasets, "dataset": dataset, "scores": list_scores(),
-        "score": score, "low": low, "span": (high - low) or 1.0, "jobs": jobs,
-    })  # fmt: skip
+    return templates.TemplateResponse(
+        request,
+        "index.html",
+        {
+            "board": board,
+            "datasets": datasets,
+            "dataset": dataset,
+            "scores": list_scores(),
+            "score": score,
+            "low": low,
+            "span": (high - low) or 1.0,
+            "jobs": jobs,
+        },
+    )
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str, session: Session = Depends(get_session)) -> HTMLResponse:
+def job_page(
+    request: Request, job_id: str, session: Session = Depends(get_session)
+) -> HTMLResponse:
     job = crud.get_job(session, job_id)
     if job is None:
         raise ProblemError(404, "Not found", f"no job with id {job_id}")

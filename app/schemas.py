@@ -12,9 +12,13 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
-    models: list[str] | None = Field(default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]])
+    models: list[str] | None = Field(
+        default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]]
+    )
     scores: list[str] | None = Field(default=None, examples=[["logme", "linear_probe"]])
-    options: dict[str, Any] | None = Field(default=None, examples=[{"samples_per_class": 50, "input_size": 64}])
+    options: dict[str, Any] | None = Field(
+        default=None, examples=[{"samples_per_class": 50, "input_size": 64}]
+    )
 
 
 class ModelProgress(BaseModel):

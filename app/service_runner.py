@@ -43,8 +43,15 @@ def run_embedded(host: str, port: int, worker_argv: list[str]) -> None:
         _stop(worker)
 
 
-def demo(*, port: int, samples_per_class: int, input_size: int, scores: list[str] | None,
-         worker_argv: list[str], printer: Callable[..., None]) -> int:  # fmt: skip
+def demo(
+    *,
+    port: int,
+    samples_per_class: int,
+    input_size: int,
+    scores: list[str] | None,
+    worker_argv: list[str],
+    printer: Callable[..., None],
+) -> int:
     import uvicorn
 
     from app.main import create_app
@@ -52,7 +59,9 @@ def demo(*, port: int, samples_per_class: int, input_size: int, scores: list[str
 
     started = time.perf_counter()
     application = create_app()
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     worker = _start_worker(worker_argv)
@@ -60,12 +69,19 @@ def demo(*, port: int, samples_per_class: int, input_size: int, scores: list[str
     try:
         _wait_ready(base, server)
         models = default_models()
-        print(f"zoorank demo: API on {base} and one Celery worker (SQLite + filesystem broker under ./var/)")
-        print(f"ranking builtin:digits over the offline zoo ({len(models)} models: ImageNet weights and "
-              f"random-init twins) with {samples_per_class} images per class at {input_size} px, "
-              "sizes chosen to finish in a few minutes on a 2-core CPU")  # fmt: skip
-        body: dict[str, Any] = {"dataset": "builtin:digits", "models": models,
-                                "options": {"samples_per_class": samples_per_class, "input_size": input_size}}
+        print(
+            f"zoorank demo: API on {base} and one Celery worker (SQLite + filesystem broker under ./var/)"
+        )
+        print(
+            f"ranking builtin:digits over the offline zoo ({len(models)} models: ImageNet weights and "
+            f"random-init twins) with {samples_per_class} images per class at {input_size} px, "
+            "sizes chosen to finish in a few minutes on a 2-core CPU"
+        )
+        body: dict[str, Any] = {
+            "dataset": "builtin:digits",
+            "models": models,
+            "options": {"samples_per_class": samples_per_class, "input_size": input_size},
+        }
         if scores:
             body["scores"] = scores
         response = httpx.post(f"{base}/v1/jobs", json=body, timeout=120)
@@ -81,12 +97,18 @@ def demo(*, port: int, samples_per_class: int, input_size: int, scores: list[str
         failed = [p["model"] for p in job["progress"] if p["status"] != "succeeded"]
         if job["ranking"]:
             printer(job["ranking"], values, failed, title=f"job {job['id'][:8]}: {job['status']}")
-        board = httpx.get(f"{base}/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
+        board = httpx.get(
+            f"{base}/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}
+        ).json()
         if board.get("data"):
-            print("GET /v1/leaderboard?dataset=builtin:digits&score=logme: "
-                  + ", ".join(row["model"] for row in board["data"][: len(models)]))  # fmt: skip
-        print(f"job {job['status']} in {time.perf_counter() - started:.1f} s "
-              f"(HTML page: {base}/jobs/{job['id']}, while a server runs)")  # fmt: skip
+            print(
+                "GET /v1/leaderboard?dataset=builtin:digits&score=logme: "
+                + ", ".join(row["model"] for row in board["data"][: len(models)])
+            )
+        print(
+            f"job {job['status']} in {time.perf_counter() - started:.1f} s "
+            f"(HTML page: {base}/jobs/{job['id']}, while a server runs)"
+        )
         return 0 if job["status"] == "succeeded" else 1
     finally:
         _stop(worker)

@@ -52,7 +52,9 @@ def submit_ranking(
     score_names = resolve_scores(scores)
     with session_scope(settings.database_url) as session:
         if models is not None and len(models) == 0:
-            raise InvalidInputError("the model list is empty; name at least one model", field="models")
+            raise InvalidInputError(
+                "the model list is empty; name at least one model", field="models"
+            )
         from zoorank.zoo.specs import default_models
 
         specs = crud.resolve_models(session, models or default_models())
@@ -61,14 +63,20 @@ def submit_ranking(
         if spec.weights.startswith("file:") and spec.name not in registered:
             # Ad-hoc weight files are read only from the data roots, like datasets.
             resolve_under_roots(spec.weights[5:], settings.data_roots)
-    prepared = prepare_dataset(dataset, parsed_options, data_roots=settings.data_roots,
-                               upload_dir=settings.upload_dir)  # fmt: skip
+    prepared = prepare_dataset(
+        dataset, parsed_options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
+    )
     model_names = list(dict.fromkeys(spec.name for spec in specs))
     with session_scope(settings.database_url) as session:
-        job = crud.create_job(session, dataset=dataset, fingerprint=prepared.dataset.fingerprint,
-                              models=model_names, scores=score_names,
-                              options=parsed_options.to_dict(),
-                              images_per_model=len(prepared.rows))  # fmt: skip
+        job = crud.create_job(
+            session,
+            dataset=dataset,
+            fingerprint=prepared.dataset.fingerprint,
+            models=model_names,
+            scores=score_names,
+            options=parsed_options.to_dict(),
+            images_per_model=len(prepared.rows),
+        )
         job_id = job.id
     task_ids = dispatch(job_id, model_names)
     with session_scope(settings.database_url) as session:
@@ -88,16 +96,20 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
         dataset, scores, options = job.dataset, list(job.scores), RankOptions.from_dict(job.options)
         spec = crud.resolve_model(session, model)
     try:
-        prepared = prepare_dataset(dataset, options, data_roots=settings.data_roots,
-                                   upload_dir=settings.upload_dir)  # fmt: skip
+        prepared = prepare_dataset(
+            dataset, options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
+        )
     except Exception as exc:
         return _fail(settings, job_id, model, f"dataset: {exc}")
     sample_ids = [int(i) for i in prepared.rows]
     with session_scope(settings.database_url) as session:
-        attempt = crud.start_model(session, job_id, model, sample_ids=sample_ids,
-                                   fingerprint=prepared.dataset.fingerprint)  # fmt: skip
+        attempt = crud.start_model(
+            session, job_id, model, sample_ids=sample_ids, fingerprint=prepared.dataset.fingerprint
+        )
     if attempt > MAX_ATTEMPTS:
-        return _fail(settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)")
+        return _fail(
+            settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)"
+        )
 
     done = 0
     last_write = 0.0
@@ -111,8 +123,14 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
                 crud.model_progress(session, job_id, model, done)
 
     try:
-        result = score_model(prepared, spec, scores, options, cache=FeatureCache(settings.cache_dir),
-                             progress=progress)  # fmt: skip
+        result = score_model(
+            prepared,
+            spec,
+            scores,
+            options,
+            cache=FeatureCache(settings.cache_dir),
+            progress=progress,
+        )
     except Exception as exc:  # score_model records its own errors; this is the last guard
         log.exception("model %s failed in job %s", model, job_id)
         return _fail(settings, job_id, model, f"{type(exc).__name__}: {exc}")
@@ -120,25 +138,57 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
         return _fail(settings, job_id, model, result.error)
     with session_scope(settings.database_url) as session:
         for record in result.scores.values():
-            crud.upsert_score_result(session, **_result_row(job_id, dataset, prepared.dataset.fingerprint,
-                                                            result, record, options.seed, sample_ids))  # fmt: skip
+            crud.upsert_score_result(
+                session,
+                **_result_row(
+                    job_id,
+                    dataset,
+                    prepared.dataset.fingerprint,
+                    result,
+                    record,
+                    options.seed,
+                    sample_ids,
+                ),
+            )
         failed = [r.score for r in result.scores.values() if r.error]
-        crud.finish_model(session, job_id, model, status="succeeded",
-                          error=f"scores failed: {', '.join(failed)}" if failed else None,
-                          feature_seconds=result.feature_seconds,
-                          images_per_second=result.images_per_second,
-                          from_cache=result.from_cache)  # fmt: skip
+        crud.finish_model(
+            session,
+            job_id,
+            model,
+            status="succeeded",
+            error=f"scores failed: {', '.join(failed)}" if failed else None,
+            feature_seconds=result.feature_seconds,
+            images_per_second=result.images_per_second,
+            from_cache=result.from_cache,
+        )
     return {"model": model, "status": "succeeded", "from_cache": result.from_cache}
 
 
-def _result_row(job_id: str, dataset: str, fingerprint: str, result: ModelResult, record: ScoreRecord,
-                seed: int, sample_ids: list[int]) -> dict[str, Any]:  # fmt: skip
+def _result_row(
+    job_id: str,
+    dataset: str,
+    fingerprint: str,
+    result: ModelResult,
+    record: ScoreRecord,
+    seed: int,
+    sample_ids: list[int],
+) -> dict[str, Any]:
     return {
-        "job_id": job_id, "model": result.model, "score": record.score, "dataset": dataset,
-        "dataset_fingerprint": fingerprint, "value": record.value, "direction": record.direction,
-        "params": record.params, "details": record.details, "seed": seed, "sample_ids": sample_ids,
-        "versions": result.versions, "seconds": record.seconds, "error": record.error,
-    }  # fmt: skip
+        "job_id": job_id,
+        "model": result.model,
+        "score": record.score,
+        "dataset": dataset,
+        "dataset_fingerprint": fingerprint,
+        "value": record.value,
+        "direction": record.direction,
+        "params": record.params,
+        "details": record.details,
+        "seed": seed,
+        "sample_ids": sample_ids,
+        "versions": result.versions,
+        "seconds": record.seconds,
+        "error": record.error,
+    }
 
 
 def _fail(settings: Settings, job_id: str, model: str, error: str) -> dict[str, Any]:
@@ -170,17 +220,26 @@ def finalise_job(settings: Settings, job_id: str) -> str:
         else:
             status = "succeeded"
         error = "; ".join(f"{m.model}: {m.error or m.status}" for m in failed) or None
-        crud.close_job(session, job, status=status, ranking=ranking if status != "failed" else None, error=error)
+        crud.close_job(
+            session,
+            job,
+            status=status,
+            ranking=ranking if status != "failed" else None,
+            error=error,
+        )
         return status
 
 
-def _results_from_rows(model_names: list[str], rows: list[Any], models: list[Any]) -> list[ModelResult]:
+def _results_from_rows(
+    model_names: list[str], rows: list[Any], models: list[Any]
+) -> list[ModelResult]:
     ok = {m.model for m in models if m.status == "succeeded"}
     by_model: dict[str, dict[str, ScoreRecord]] = {name: {} for name in model_names if name in ok}
     for row in rows:
         if row.model in by_model:
-            by_model[row.model][row.score] = ScoreRecord(row.score, row.value, row.direction, row.params,
-                                                         row.details, row.seconds, row.error)  # fmt: skip
+            by_model[row.model][row.score] = ScoreRecord(
+                row.score, row.value, row.direction, row.params, row.details, row.seconds, row.error
+            )
     return [ModelResult(model=name, scores=scores) for name, scores in by_model.items()]
 
 
@@ -188,8 +247,15 @@ def score_catalogue() -> list[dict[str, Any]]:
     from zoorank.scores import list_scores
 
     return [
-        {"name": spec.name, "family": spec.family, "direction": spec.direction, "cost": spec.cost,
-         "needs": sorted(spec.needs), "paper": spec.paper, "params": dict(spec.params),
-         "description": spec.description}  # fmt: skip
+        {
+            "name": spec.name,
+            "family": spec.family,
+            "direction": spec.direction,
+            "cost": spec.cost,
+            "needs": sorted(spec.needs),
+            "paper": spec.paper,
+            "params": dict(spec.params),
+            "description": spec.description,
+        }
         for spec in (get_score(n) for n in list_scores())
     ]

@@ -32,13 +32,33 @@ def settings_env(settings: Settings) -> dict[str, str]:
 @contextmanager
 def celery_worker(settings: Settings, *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A real worker process (prefork pool, one child), stopped with a warm shutdown."""
-    env = {**os.environ, **settings_env(settings), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}  # fmt: skip
-    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker", "--loglevel=INFO",
-            "--concurrency=1", "-Q", "zoorank", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]  # fmt: skip
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app:celery_app",
+        "worker",
+        "--loglevel=INFO",
+        "--concurrency=1",
+        "-Q",
+        "zoorank",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+    ]
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=env, cwd=settings.var_dir, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, env=env, cwd=settings.var_dir, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             yield process
         finally:
@@ -51,7 +71,9 @@ def celery_worker(settings: Settings, *, log: Path) -> Iterator[subprocess.Popen
                     process.wait()
 
 
-def wait_for_job(client: Any, job_id: str, *, timeout: float = 300.0, until: tuple[str, ...] = ()) -> dict[str, Any]:
+def wait_for_job(
+    client: Any, job_id: str, *, timeout: float = 300.0, until: tuple[str, ...] = ()
+) -> dict[str, Any]:
     terminal = until or ("succeeded", "partial", "failed", "cancelled")
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
@@ -60,4 +82,6 @@ def wait_for_job(client: Any, job_id: str, *, timeout: float = 300.0, until: tup
         if job["status"] in terminal:
             return job
         time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout} s: {job.get('progress')}")
+    raise AssertionError(
+        f"job {job_id} still {job.get('status')} after {timeout} s: {job.get('progress')}"
+    )

@@ -18,8 +18,12 @@ from app.settings import Settings, get_settings
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     settings.ensure_dirs()
-    celery = Celery("zoorank", broker=settings.broker_url, backend=settings.result_backend,
-                    include=["workers.tasks"])  # fmt: skip
+    celery = Celery(
+        "zoorank",
+        broker=settings.broker_url,
+        backend=settings.result_backend,
+        include=["workers.tasks"],
+    )
     transport_options: dict[str, object] = {}
     if settings.broker_url.startswith("filesystem://"):
         folder = str(settings.broker_folder)
@@ -27,6 +31,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             "data_folder_in": f"{folder}/in",
             "data_folder_out": f"{folder}/in",
             "processed_folder": f"{folder}/processed",
+            "control_folder": f"{folder}/control",
             "store_processed": False,
         }
     elif settings.broker_url.startswith(("redis://", "rediss://")):
@@ -56,7 +61,9 @@ def _torch_threads(**_: object) -> None:
     # A forked pool process gets its own intra-op thread pool sized to the machine.
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, get_settings().worker_concurrency)))
+    torch.set_num_threads(
+        max(1, (os.cpu_count() or 1) // max(1, get_settings().worker_concurrency))
+    )
 
 
 celery_app = make_celery()

@@ -296,13 +296,26 @@ def run_score(name: str, inputs: ScoreInputs, params: Mapping[str, Any]) -> Scor
         value: float | None = float(output.value)
         if not math.isfinite(value):  # type: ignore[arg-type]
             raise InvalidInputError(f"score {name} came out non-finite ({value})")
-        return ScoreRecord(name, value, spec.direction, resolved, _jsonable(output.details),
-                           time.perf_counter() - start)  # fmt: skip
+        return ScoreRecord(
+            name,
+            value,
+            spec.direction,
+            resolved,
+            _jsonable(output.details),
+            time.perf_counter() - start,
+        )
     except Exception as exc:
         if not isinstance(exc, ZoorankError):
             log.warning("score %s failed: %s", name, traceback.format_exc())
-        return ScoreRecord(name, None, spec.direction, resolved, {}, time.perf_counter() - start,
-                           error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        return ScoreRecord(
+            name,
+            None,
+            spec.direction,
+            resolved,
+            {},
+            time.perf_counter() - start,
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
 
 def _jsonable(value: Any) -> Any:
@@ -394,7 +407,7 @@ def summarise(
         r.model: {
             s: (pool[s][r.model] if s in pool and r.model in pool[s] else rec.value)
             for s, rec in r.scores.items()
-        }  # fmt: skip
+        }
         for r in ok
     }
     directions = {s: get_score(s).direction for s in score_names}

@@ -43,8 +43,16 @@ def create_job(
     images_per_model: int,
     kind: str = "ranking",
 ) -> Job:
-    job = Job(id=new_id(), kind=kind, status="queued", dataset=dataset, dataset_fingerprint=fingerprint,
-              models=models, scores=scores, options=options)  # fmt: skip
+    job = Job(
+        id=new_id(),
+        kind=kind,
+        status="queued",
+        dataset=dataset,
+        dataset_fingerprint=fingerprint,
+        models=models,
+        scores=scores,
+        options=options,
+    )
     session.add(job)
     session.flush()
     for model in models:
@@ -57,18 +65,24 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def list_jobs(session: Session, *, offset: int, limit: int, status: str | None = None) -> tuple[list[Job], int]:
+def list_jobs(
+    session: Session, *, offset: int, limit: int, status: str | None = None
+) -> tuple[list[Job], int]:
     query = select(Job)
     count_query = select(func.count()).select_from(Job)
     if status:
         query = query.where(Job.status == status)
         count_query = count_query.where(Job.status == status)
-    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit))
+    rows = session.scalars(
+        query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
+    )
     return list(rows), int(session.scalar(count_query) or 0)
 
 
 def job_models(session: Session, job_id: str) -> list[JobModel]:
-    return list(session.scalars(select(JobModel).where(JobModel.job_id == job_id).order_by(JobModel.id)))
+    return list(
+        session.scalars(select(JobModel).where(JobModel.job_id == job_id).order_by(JobModel.id))
+    )
 
 
 def job_results(session: Session, job_id: str) -> list[ScoreResult]:
@@ -94,16 +108,22 @@ def cancel_job(session: Session, job: Job) -> bool:
     return True
 
 
-def start_model(session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str) -> int:
+def start_model(
+    session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str
+) -> int:
     """Mark a (job, model) running; returns the attempt number (1 on first delivery)."""
     session.execute(
-        update(Job).where(Job.id == job_id, Job.status == "queued").values(status="running", started_at=utcnow())
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="running", started_at=utcnow())
     )
     job = session.get(Job, job_id)
     if job is not None and job.sample_ids is None:
         job.sample_ids = sample_ids
         job.dataset_fingerprint = fingerprint
-    row = session.scalars(select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model)).one()
+    row = session.scalars(
+        select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model)
+    ).one()
     row.attempts += 1
     row.status = "running"
     row.started_at = utcnow()
@@ -113,20 +133,35 @@ def start_model(session: Session, job_id: str, model: str, *, sample_ids: list[i
 
 def model_progress(session: Session, job_id: str, model: str, images_done: int) -> None:
     session.execute(
-        update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(images_done=images_done)
+        update(JobModel)
+        .where(JobModel.job_id == job_id, JobModel.model == model)
+        .values(images_done=images_done)
     )
 
 
-def finish_model(session: Session, job_id: str, model: str, *, status: str, error: str | None = None,
-                 feature_seconds: float | None = None, images_per_second: float | None = None,
-                 from_cache: bool | None = None) -> None:  # fmt: skip
+def finish_model(
+    session: Session,
+    job_id: str,
+    model: str,
+    *,
+    status: str,
+    error: str | None = None,
+    feature_seconds: float | None = None,
+    images_per_second: float | None = None,
+    from_cache: bool | None = None,
+) -> None:
     values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow()}
     if feature_seconds is not None:
-        values |= {"feature_seconds": feature_seconds, "images_per_second": images_per_second,
-                   "from_cache": from_cache}  # fmt: skip
+        values |= {
+            "feature_seconds": feature_seconds,
+            "images_per_second": images_per_second,
+            "from_cache": from_cache,
+        }
     if status == "succeeded":
         values["images_done"] = JobModel.images_total
-    session.execute(update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(**values))
+    session.execute(
+        update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(**values)
+    )
 
 
 def upsert_score_result(session: Session, **values: Any) -> None:
@@ -141,7 +176,9 @@ def set_pool_value(session: Session, job_id: str, model: str, score: str, value:
     )
 
 
-def close_job(session: Session, job: Job, *, status: str, ranking: dict[str, Any] | None, error: str | None) -> None:
+def close_job(
+    session: Session, job: Job, *, status: str, ranking: dict[str, Any] | None, error: str | None
+) -> None:
     job.status = status
     job.ranking = ranking
     job.error = error
@@ -188,8 +225,13 @@ def registered_models(session: Session) -> list[RegisteredModel]:
 
 
 def add_model(session: Session, spec: ModelSpec, description: str) -> RegisteredModel:
-    row = RegisteredModel(name=spec.name, architecture=spec.architecture, weights=spec.weights,
-                          imagenet_top1=spec.imagenet_top1, description=description)  # fmt: skip
+    row = RegisteredModel(
+        name=spec.name,
+        architecture=spec.architecture,
+        weights=spec.weights,
+        imagenet_top1=spec.imagenet_top1,
+        description=description,
+    )
     session.add(row)
     session.flush()
     return row
@@ -199,7 +241,9 @@ def resolve_model(session: Session, name: str) -> ModelSpec:
     """A model registered in the database, else the built-in zoo / ``ARCH@SOURCE``."""
     row = session.get(RegisteredModel, name)
     if row is not None:
-        return ModelSpec(row.name, row.architecture, row.weights, row.imagenet_top1, row.description)
+        return ModelSpec(
+            row.name, row.architecture, row.weights, row.imagenet_top1, row.description
+        )
     return get_model_spec(name)
 
 

@@ -47,20 +47,40 @@ def scores() -> ScoresPublic:
 @router.get("/models", response_model=ModelsPublic, tags=["models"])
 def models(session: Session = Depends(get_session)) -> ModelsPublic:
     data = [ModelPublic(**get_model_spec(n).to_dict(), builtin=True) for n in list_models()]
-    data += [ModelPublic(name=r.name, architecture=r.architecture, weights=r.weights,
-                         imagenet_top1=r.imagenet_top1, description=r.description, builtin=False)
-             for r in crud.registered_models(session)]  # fmt: skip
+    data += [
+        ModelPublic(
+            name=r.name,
+            architecture=r.architecture,
+            weights=r.weights,
+            imagenet_top1=r.imagenet_top1,
+            description=r.description,
+            builtin=False,
+        )
+        for r in crud.registered_models(session)
+    ]
     return ModelsPublic(data=data, count=len(data))
 
 
-@router.post("/models", status_code=201, response_model=ModelPublic, tags=["models"],
-             dependencies=[Depends(require_writer)])  # fmt: skip
-def register_model(body: ModelCreate, session: Session = Depends(get_session),
-                   settings: Settings = Depends(get_settings_dep)) -> ModelPublic:  # fmt: skip
+@router.post(
+    "/models",
+    status_code=201,
+    response_model=ModelPublic,
+    tags=["models"],
+    dependencies=[Depends(require_writer)],
+)
+def register_model(
+    body: ModelCreate,
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> ModelPublic:
     if body.name in list_models():
-        raise ProblemError(409, "Conflict", f"model {body.name!r} exists in the built-in zoo", field="name")
+        raise ProblemError(
+            409, "Conflict", f"model {body.name!r} exists in the built-in zoo", field="name"
+        )
     if any(r.name == body.name for r in crud.registered_models(session)):
-        raise ProblemError(409, "Conflict", f"model {body.name!r} is already registered", field="name")
+        raise ProblemError(
+            409, "Conflict", f"model {body.name!r} is already registered", field="name"
+        )
     if body.weights == "offline":
         raise InvalidInputError("offline weights are already in the built-in zoo", field="weights")
     parsed = parse_model_ref(f"{body.architecture}@{body.weights}")
@@ -71,8 +91,12 @@ def register_model(body: ModelCreate, session: Session = Depends(get_session),
         spec = ModelSpec(body.name, parsed.architecture, f"file:{path}", body.imagenet_top1)
         create_model(spec)  # loads and checks every tensor shape now, not in a worker later
     else:
-        spec = ModelSpec(body.name, parsed.architecture, parsed.weights,
-                         body.imagenet_top1 if body.imagenet_top1 is not None else parsed.imagenet_top1)  # fmt: skip
+        spec = ModelSpec(
+            body.name,
+            parsed.architecture,
+            parsed.weights,
+            body.imagenet_top1 if body.imagenet_top1 is not None else parsed.imagenet_top1,
+        )
     crud.add_model(session, spec, body.description)
     return ModelPublic(**spec.to_dict() | {"description": body.description}, builtin=False)
 
@@ -80,14 +104,26 @@ def register_model(body: ModelCreate, session: Session = Depends(get_session),
 @router.get("/datasets", response_model=DatasetsPublic, tags=["datasets"])
 def datasets(session: Session = Depends(get_session)) -> DatasetsPublic:
     data = [DatasetPublic(**row) for row in list_builtin_datasets()]  # type: ignore[arg-type]
-    data += [DatasetPublic(ref=f"upload:{d.id}", description=d.name, classes=d.num_classes,
-                           images=d.num_images, fingerprint=d.fingerprint)
-             for d in crud.list_uploaded(session)]  # fmt: skip
+    data += [
+        DatasetPublic(
+            ref=f"upload:{d.id}",
+            description=d.name,
+            classes=d.num_classes,
+            images=d.num_images,
+            fingerprint=d.fingerprint,
+        )
+        for d in crud.list_uploaded(session)
+    ]
     return DatasetsPublic(data=data, count=len(data))
 
 
-@router.post("/datasets", status_code=201, response_model=DatasetPublic, tags=["datasets"],
-             dependencies=[Depends(require_writer)])  # fmt: skip
+@router.post(
+    "/datasets",
+    status_code=201,
+    response_model=DatasetPublic,
+    tags=["datasets"],
+    dependencies=[Depends(require_writer)],
+)
 def upload_dataset(
     file: UploadFile = File(..., description="zip or tar archive of CLASS/IMAGE files"),
     name: str = Form(""),
@@ -104,16 +140,21 @@ def upload_dataset(
             while chunk := file.file.read(1 << 20):
                 size += len(chunk)
                 if size > limit:
-                    raise ProblemError(413, "Payload too large",
-                                       f"archive is larger than {settings.max_upload_mb} MB", field="file")  # fmt: skip
+                    raise ProblemError(
+                        413,
+                        "Payload too large",
+                        f"archive is larger than {settings.max_upload_mb} MB",
+                        field="file",
+                    )
                 digest.update(chunk)
                 out.write(chunk)
         dataset_id = digest.hexdigest()[:32]
         target = settings.upload_dir / dataset_id
         if not target.exists():
             staging = Path(tmp) / "extract"
-            archives.extract_class_folders(archive_path, staging, max_files=settings.max_archive_files,
-                                           max_bytes=limit * 10)  # fmt: skip
+            archives.extract_class_folders(
+                archive_path, staging, max_files=settings.max_archive_files, max_bytes=limit * 10
+            )
             shutil.move(str(staging), target)
     try:
         dataset = load_dataset(f"upload:{dataset_id}", upload_dir=settings.upload_dir)
@@ -124,12 +165,24 @@ def upload_dataset(
         raise
     row = session.get(Dataset, dataset_id)
     if row is None:
-        row = crud.add_dataset(session, Dataset(id=dataset_id, name=name or file.filename or dataset_id,
-                                                fingerprint=dataset.fingerprint, num_images=len(dataset),
-                                                num_classes=dataset.num_classes,
-                                                class_names=dataset.class_names))  # fmt: skip
-    public = DatasetPublic(ref=f"upload:{dataset_id}", description=row.name, classes=row.num_classes,
-                           images=row.num_images, fingerprint=row.fingerprint)  # fmt: skip
+        row = crud.add_dataset(
+            session,
+            Dataset(
+                id=dataset_id,
+                name=name or file.filename or dataset_id,
+                fingerprint=dataset.fingerprint,
+                num_images=len(dataset),
+                num_classes=dataset.num_classes,
+                class_names=dataset.class_names,
+            ),
+        )
+    public = DatasetPublic(
+        ref=f"upload:{dataset_id}",
+        description=row.name,
+        classes=row.num_classes,
+        images=row.num_images,
+        fingerprint=row.fingerprint,
+    )
     return JSONResponse(public.model_dump(), status_code=201)
 
 
@@ -143,16 +196,30 @@ def leaderboard(
     rows = crud.leaderboard(session, dataset=dataset, score=score)
     truth = crud.ground_truth(session, dataset=dataset)
     sign = -1.0 if spec.direction == "higher" else 1.0
-    rows.sort(key=lambda r: (r.dataset, sign * float(r.pool_value if r.pool_value is not None else r.value)))
+    rows.sort(
+        key=lambda r: (
+            r.dataset,
+            sign * float(r.pool_value if r.pool_value is not None else r.value),
+        )
+    )
     data = []
     position, previous = 0, None
     for row in rows:
         position = position + 1 if row.dataset == previous else 1
         previous = row.dataset
         gt = truth.get((row.dataset_fingerprint, row.model))
-        data.append(LeaderboardRow(rank=position, model=row.model, dataset=row.dataset,
-                                   value=float(row.pool_value if row.pool_value is not None else row.value),
-                                   direction=spec.direction, job_id=row.job_id,
-                                   ground_truth=gt.accuracy if gt else None,
-                                   ground_truth_mode=gt.mode if gt else None))  # fmt: skip
-    return LeaderboardPublic(dataset=dataset, score=score, direction=spec.direction, data=data, count=len(data))
+        data.append(
+            LeaderboardRow(
+                rank=position,
+                model=row.model,
+                dataset=row.dataset,
+                value=float(row.pool_value if row.pool_value is not None else row.value),
+                direction=spec.direction,
+                job_id=row.job_id,
+                ground_truth=gt.accuracy if gt else None,
+                ground_truth_mode=gt.mode if gt else None,
+            )
+        )
+    return LeaderboardPublic(
+        dataset=dataset, score=score, direction=spec.direction, data=data, count=len(data)
+    )

@@ -20,10 +20,14 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def job_public(session: Session, job: Job, *, full: bool = True) -> JobPublic:
     public = JobPublic.model_validate(job, from_attributes=True)
     if full:
-        public.progress = [ModelProgress.model_validate(m, from_attributes=True)
-                           for m in crud.job_models(session, job.id)]  # fmt: skip
-        public.results = [ScoreValue.model_validate(r, from_attributes=True)
-                          for r in crud.job_results(session, job.id)]  # fmt: skip
+        public.progress = [
+            ModelProgress.model_validate(m, from_attributes=True)
+            for m in crud.job_models(session, job.id)
+        ]
+        public.results = [
+            ScoreValue.model_validate(r, from_attributes=True)
+            for r in crud.job_results(session, job.id)
+        ]
     else:
         public.sample_ids = None
     return public
@@ -37,16 +41,25 @@ def get_job_or_404(session: Session, job_id: str) -> Job:
 
 
 @router.post("", status_code=202, response_model=JobPublic, dependencies=[Depends(require_writer)])
-def create_job(body: JobCreate, request: Request, settings: Settings = Depends(get_settings_dep)) -> JSONResponse:
-    job_id = services.submit_ranking(settings, dataset=body.dataset, models=body.models, scores=body.scores,
-                                     options=body.options, dispatch=request.app.state.dispatch)  # fmt: skip
+def create_job(
+    body: JobCreate, request: Request, settings: Settings = Depends(get_settings_dep)
+) -> JSONResponse:
+    job_id = services.submit_ranking(
+        settings,
+        dataset=body.dataset,
+        models=body.models,
+        scores=body.scores,
+        options=body.options,
+        dispatch=request.app.state.dispatch,
+    )
     metrics.JOBS_SUBMITTED.inc()
     from app.db.session import session_scope
 
     with session_scope(settings.database_url) as session:
         public = job_public(session, get_job_or_404(session, job_id))
-    return JSONResponse(public.model_dump(mode="json"), status_code=202,
-                        headers={"Location": f"/v1/jobs/{job_id}"})  # fmt: skip
+    return JSONResponse(
+        public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"}
+    )
 
 
 @router.get("", response_model=JobsPublic)
@@ -57,8 +70,12 @@ def list_jobs(
     status: str | None = Query(None),
 ) -> JobsPublic:
     jobs, count = crud.list_jobs(session, offset=offset, limit=limit, status=status)
-    return JobsPublic(data=[job_public(session, j, full=False) for j in jobs], count=count,
-                      offset=offset, limit=limit)  # fmt: skip
+    return JobsPublic(
+        data=[job_public(session, j, full=False) for j in jobs],
+        count=count,
+        offset=offset,
+        limit=limit,
+    )
 
 
 @router.get("/{job_id}", response_model=JobPublic)

@@ -34,7 +34,9 @@ def _reachable(host: str, port: int) -> bool:
 
 
 def _postgres_url() -> str:
-    return os.environ.get("ZOORANK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    return os.environ.get(
+        "ZOORANK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
 
 
 @pytest.fixture(params=["embedded", "postgres-redis"])
@@ -43,8 +45,10 @@ def settings(request, tmp_path):
         yield Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
         return
     if not _reachable("127.0.0.1", 5432) or not _reachable("127.0.0.1", 6379):
-        pytest.skip("PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not running; "
-                    "start them as the README says")  # fmt: skip
+        pytest.skip(
+            "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not running; "
+            "start them as the README says"
+        )
     import sqlalchemy as sa
 
     schema = f"t{uuid.uuid4().hex[:12]}"  # an own schema per test: parallel runs never collide
@@ -53,8 +57,12 @@ def settings(request, tmp_path):
         connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
     redis_db = 1 + int(uuid.uuid4().int % 14)
     url = f"{_postgres_url()}?options=-csearch_path%3D{schema}"
-    yield Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], database_url=url,
-                   broker_url=f"redis://127.0.0.1:6379/{redis_db}")  # fmt: skip
+    yield Settings(
+        var_dir=tmp_path / "var",
+        data_roots=[tmp_path / "data"],
+        database_url=url,
+        broker_url=f"redis://127.0.0.1:6379/{redis_db}",
+    )
     import redis
 
     redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
@@ -66,27 +74,49 @@ def settings(request, tmp_path):
 def test_job_end_to_end_then_cache_hit(settings, tmp_path):
     client = TestClient(create_app(settings))
     with celery_worker(settings, log=tmp_path / "worker.log"):
-        response = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": MODELS,
-                                                 "scores": ["logme", "linear_probe"], "options": OPTIONS})  # fmt: skip
+        response = client.post(
+            "/v1/jobs",
+            json={
+                "dataset": "builtin:digits",
+                "models": MODELS,
+                "scores": ["logme", "linear_probe"],
+                "options": OPTIONS,
+            },
+        )
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
         assert response.headers["location"] == f"/v1/jobs/{job_id}"
         job = wait_for_job(client, job_id)
         assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text()[-3000:])
-        assert {(r["model"], r["score"]) for r in job["results"]} == {(m, s) for m in MODELS for s in ("logme", "linear_probe")}
+        assert {(r["model"], r["score"]) for r in job["results"]} == {
+            (m, s) for m in MODELS for s in ("logme", "linear_probe")
+        }
         assert all(r["value"] is not None and r["error"] is None for r in job["results"])
-        assert all(p["status"] == "succeeded" and p["images_done"] == p["images_total"] == 100 for p in job["progress"])
-        assert [row["model"] for row in job["ranking"]["aggregate"]][0] == "mobilenetv2_100"
+        assert all(
+            p["status"] == "succeeded" and p["images_done"] == p["images_total"] == 100
+            for p in job["progress"]
+        )
+        logme = {r["model"]: r["value"] for r in job["results"] if r["score"] == "logme"}
+        assert job["ranking"]["by_score"]["logme"] == sorted(logme, key=logme.get, reverse=True)
         assert len(job["sample_ids"]) == 100
 
-        board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
+        board = client.get(
+            "/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}
+        ).json()
         values = [row["value"] for row in board["data"]]
         assert [row["model"] for row in board["data"]] == job["ranking"]["by_score"]["logme"]
         assert values == sorted(values, reverse=True)
 
         # The same data again: every model's features come from the cache, no forward pass.
-        second = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": MODELS,
-                                               "scores": ["logme"], "options": OPTIONS}).json()  # fmt: skip
+        second = client.post(
+            "/v1/jobs",
+            json={
+                "dataset": "builtin:digits",
+                "models": MODELS,
+                "scores": ["logme"],
+                "options": OPTIONS,
+            },
+        ).json()
         again = wait_for_job(client, second["id"])
         assert again["status"] == "succeeded"
         assert all(p["from_cache"] for p in again["progress"])
@@ -96,8 +126,11 @@ def test_job_end_to_end_then_cache_hit(settings, tmp_path):
 
 def _nan_weights(folder) -> str:
     """resnet10t weights with a NaN in the stem: the model yields non-finite features."""
-    state = {k: v for k, v in create_model(parse_model_ref("resnet10t@random")).state_dict().items()
-             if v.is_floating_point()}  # fmt: skip
+    state = {
+        k: v
+        for k, v in create_model(parse_model_ref("resnet10t@random")).state_dict().items()
+        if v.is_floating_point()
+    }
     state["conv1.0.weight"][0, 0, 0, 0] = float("nan")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "broken.safetensors"
@@ -108,12 +141,21 @@ def _nan_weights(folder) -> str:
 def test_failing_model_ends_partial_and_says_why(settings, tmp_path):
     client = TestClient(create_app(settings))
     weights = _nan_weights(settings.data_roots[0])
-    created = client.post("/v1/models", json={"name": "broken-r10", "architecture": "resnet10t",
-                                              "weights": f"file:{weights}"})  # fmt: skip
+    created = client.post(
+        "/v1/models",
+        json={"name": "broken-r10", "architecture": "resnet10t", "weights": f"file:{weights}"},
+    )
     assert created.status_code == 201, created.text
     with celery_worker(settings, log=tmp_path / "worker.log"):
-        job_id = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100@random", "broken-r10"],
-                                               "scores": ["logme"], "options": OPTIONS}).json()["id"]  # fmt: skip
+        job_id = client.post(
+            "/v1/jobs",
+            json={
+                "dataset": "builtin:digits",
+                "models": ["mobilenetv2_100@random", "broken-r10"],
+                "scores": ["logme"],
+                "options": OPTIONS,
+            },
+        ).json()["id"]
         job = wait_for_job(client, job_id)
     assert job["status"] == "partial"
     assert "broken-r10" in job["error"] and "non-finite" in job["error"]
@@ -128,8 +170,15 @@ def test_killed_worker_does_not_lose_the_job(settings, tmp_path):
     client = TestClient(create_app(settings))
     options = {**OPTIONS, "samples_per_class": 60, "input_size": 96}
     with celery_worker(settings, log=tmp_path / "worker.log") as worker:
-        job_id = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["tf_efficientnet_lite2@random"],
-                                               "scores": ["logme"], "options": options}).json()["id"]  # fmt: skip
+        job_id = client.post(
+            "/v1/jobs",
+            json={
+                "dataset": "builtin:digits",
+                "models": ["tf_efficientnet_lite2@random"],
+                "scores": ["logme"],
+                "options": options,
+            },
+        ).json()["id"]
         wait_for_job(client, job_id, until=("running", "succeeded"), timeout=120)
         children = _children(worker.pid)
         assert children, "the prefork pool process was not found"
@@ -158,8 +207,15 @@ def _children(pid: int) -> list[int]:
 def test_cancel_stops_queued_work(settings, tmp_path):
     client = TestClient(create_app(settings))
     # No worker yet: the job stays queued; cancelling it means its tasks do nothing later.
-    job_id = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": MODELS, "scores": ["logme"],
-                                           "options": OPTIONS}).json()["id"]  # fmt: skip
+    job_id = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": MODELS,
+            "scores": ["logme"],
+            "options": OPTIONS,
+        },
+    ).json()["id"]
     cancelled = client.delete(f"/v1/jobs/{job_id}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 409

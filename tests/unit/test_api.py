@@ -35,7 +35,9 @@ def client(settings):
         dispatched.append(job_id)
         return [f"task-{m}" for m in models]
 
-    test_client = TestClient(create_app(settings, dispatch=inline_dispatch, revoke=lambda ids: None))
+    test_client = TestClient(
+        create_app(settings, dispatch=inline_dispatch, revoke=lambda ids: None)
+    )
     test_client.dispatched = dispatched  # type: ignore[attr-defined]
     return test_client
 
@@ -65,8 +67,15 @@ def test_health_catalogues(client):
 
 
 def test_job_lifecycle_and_leaderboard(client):
-    response = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
-                                             "scores": ["logme", "linear_probe"], "options": OPTIONS})  # fmt: skip
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
+            "scores": ["logme", "linear_probe"],
+            "options": OPTIONS,
+        },
+    )
     assert response.status_code == 202
     job = client.get(f"/v1/jobs/{response.json()['id']}").json()
     assert job["status"] == "succeeded"
@@ -75,8 +84,14 @@ def test_job_lifecycle_and_leaderboard(client):
     best = max(logme, key=logme.get)
     assert job["ranking"]["by_score"]["logme"][0] == best
     listing = client.get("/v1/jobs", params={"limit": 1}).json()
-    assert listing["count"] == 1 and listing["data"][0]["id"] == job["id"] and listing["data"][0]["results"] == []
-    board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
+    assert (
+        listing["count"] == 1
+        and listing["data"][0]["id"] == job["id"]
+        and listing["data"][0]["results"] == []
+    )
+    board = client.get(
+        "/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}
+    ).json()
     assert [r["rank"] for r in board["data"]] == [1, 2] and board["data"][0]["model"] == best
     page = client.get("/")
     assert page.status_code == 200 and "mobilenetv2_100" in page.text and "<svg" in page.text
@@ -94,7 +109,11 @@ def test_job_lifecycle_and_leaderboard(client):
         ({"dataset": "folder:/etc"}, "dataset", "outside the allowed data roots"),
         ({"dataset": "builtin:digits", "models": []}, "models", "empty"),
         ({"dataset": "builtin:digits", "models": ["resnet9000"]}, "models", "unknown model"),
-        ({"dataset": "builtin:digits", "models": ["resnet18@file:/etc/passwd.pth"]}, "dataset", "outside"),
+        (
+            {"dataset": "builtin:digits", "models": ["resnet18@file:/etc/passwd.pth"]},
+            "dataset",
+            "outside",
+        ),
         ({"dataset": "builtin:digits", "scores": ["nope"]}, "scores", "unknown score"),
         ({"dataset": "builtin:digits", "options": {"input_size": 3}}, "options", "input_size"),
         ({"dataset": "builtin:digits", "options": {"colour": 1}}, "options", "unknown option"),
@@ -108,7 +127,9 @@ def test_bad_input_is_a_problem_naming_the_field(client, body, field, contains):
 
 
 def test_malformed_json(client):
-    response = client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert_problem(response, 422)
 
 
@@ -122,21 +143,30 @@ def _write_npz(settings, name: str, labels: np.ndarray) -> str:
 
 def test_too_few_classes_or_samples_refused_before_queueing(client, settings):
     one_class = _write_npz(settings, "one.npz", np.zeros(20, dtype=int))
-    assert_problem(client.post("/v1/jobs", json={"dataset": one_class}), 422, "dataset", "at least 2")
+    assert_problem(
+        client.post("/v1/jobs", json={"dataset": one_class}), 422, "dataset", "at least 2"
+    )
     few = _write_npz(settings, "few.npz", np.array([0] * 10 + [1] * 3))
-    assert_problem(client.post("/v1/jobs", json={"dataset": few}), 422, "dataset", "fewer than 5 samples")
+    assert_problem(
+        client.post("/v1/jobs", json={"dataset": few}), 422, "dataset", "fewer than 5 samples"
+    )
     assert client.dispatched == []
 
 
 def test_api_keys_guard_writes(settings):
     keyed = Settings(**{**settings.model_dump(), "api_keys": ["s3cret"]})
     client = TestClient(create_app(keyed, dispatch=lambda j, m: [], revoke=lambda ids: None))
-    response = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"]})
+    response = client.post(
+        "/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"]}
+    )
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == "Bearer"
     assert client.get("/v1/jobs").status_code == 200  # reads stay open
-    ok = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "options": OPTIONS},
-                     headers={"Authorization": "Bearer s3cret"})  # fmt: skip
+    ok = client.post(
+        "/v1/jobs",
+        json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "options": OPTIONS},
+        headers={"Authorization": "Bearer s3cret"},
+    )
     assert ok.status_code == 202
 
 
@@ -150,31 +180,56 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 def _images(n: int, value: int) -> list[bytes]:
     rng = np.random.default_rng(value)
-    return [encode_png(np.clip(rng.normal(value, 20, (16, 16, 3)), 0, 255).astype(np.uint8)) for _ in range(n)]
+    return [
+        encode_png(np.clip(rng.normal(value, 20, (16, 16, 3)), 0, 255).astype(np.uint8))
+        for _ in range(n)
+    ]
 
 
 def test_upload_archive_then_rank_it(client):
-    entries = {f"set/{cls}/{i}.png": png for cls, v in (("cat", 60), ("dog", 200))
-               for i, png in enumerate(_images(6, v))}  # fmt: skip
-    response = client.post("/v1/datasets", files={"file": ("set.zip", _zip(entries), "application/zip")})
+    entries = {
+        f"set/{cls}/{i}.png": png
+        for cls, v in (("cat", 60), ("dog", 200))
+        for i, png in enumerate(_images(6, v))
+    }
+    response = client.post(
+        "/v1/datasets", files={"file": ("set.zip", _zip(entries), "application/zip")}
+    )
     assert response.status_code == 201, response.text
     uploaded = response.json()
-    assert uploaded["classes"] == 2 and uploaded["images"] == 12 and uploaded["ref"].startswith("upload:")
+    assert (
+        uploaded["classes"] == 2
+        and uploaded["images"] == 12
+        and uploaded["ref"].startswith("upload:")
+    )
     assert uploaded["ref"] in {d["ref"] for d in client.get("/v1/datasets").json()["data"]}
-    job = client.post("/v1/jobs", json={"dataset": uploaded["ref"], "models": ["mobilenetv2_100@random"],
-                                        "scores": ["logme"], "options": {**OPTIONS, "min_samples_per_class": 5}})  # fmt: skip
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": uploaded["ref"],
+            "models": ["mobilenetv2_100@random"],
+            "scores": ["logme"],
+            "options": {**OPTIONS, "min_samples_per_class": 5},
+        },
+    )
     assert job.status_code == 202, job.text
     assert client.get(f"/v1/jobs/{job.json()['id']}").json()["status"] == "succeeded"
 
 
 @pytest.mark.parametrize(
     ("name", "contains"),
-    [("../../evil/x.png", "path traversal"), ("/abs/x.png", "path traversal"), ("a/b/c/d.png", "CLASS/IMAGE")],
+    [
+        ("../../evil/x.png", "path traversal"),
+        ("/abs/x.png", "path traversal"),
+        ("a/b/c/d.png", "CLASS/IMAGE"),
+    ],
 )
 def test_upload_refuses_unsafe_archives(client, name, contains):
     png = _images(1, 10)[0]
     archive = _zip({name: png, "ok/1.png": png})
-    assert_problem(client.post("/v1/datasets", files={"file": ("x.zip", archive)}), 422, "file", contains)
+    assert_problem(
+        client.post("/v1/datasets", files={"file": ("x.zip", archive)}), 422, "file", contains
+    )
 
 
 def test_upload_refuses_links_corrupt_images_and_bombs(client, settings):
@@ -184,17 +239,37 @@ def test_upload_refuses_links_corrupt_images_and_bombs(client, settings):
         info.type = tarfile.SYMTYPE
         info.linkname = "/etc/passwd"
         tf.addfile(info)
-    assert_problem(client.post("/v1/datasets", files={"file": ("x.tar", buffer.getvalue())}), 422, "file", "link")
+    assert_problem(
+        client.post("/v1/datasets", files={"file": ("x.tar", buffer.getvalue())}),
+        422,
+        "file",
+        "link",
+    )
     corrupt = _zip({"a/1.png": b"not a png", "a/2.png": b"x", "b/1.png": b"y", "b/2.png": b"z"})
-    assert_problem(client.post("/v1/datasets", files={"file": ("c.zip", corrupt)}), 422, "dataset", "not a readable image")
+    assert_problem(
+        client.post("/v1/datasets", files={"file": ("c.zip", corrupt)}),
+        422,
+        "dataset",
+        "not a readable image",
+    )
     from PIL import Image
 
     huge = io.BytesIO()
     Image.new("L", (12000, 12000)).save(huge, format="PNG")  # 144 Mpx, compresses to ~140 kB
-    bomb = _zip({"a/1.png": huge.getvalue(), "a/2.png": huge.getvalue(), "b/1.png": huge.getvalue(),
-                 "b/2.png": huge.getvalue()})  # fmt: skip
-    assert_problem(client.post("/v1/datasets", files={"file": ("b.zip", bomb)}), 422, "dataset", "pixels")
-    assert_problem(client.post("/v1/datasets", files={"file": ("n.zip", b"plain text")}), 422, "file")
+    bomb = _zip(
+        {
+            "a/1.png": huge.getvalue(),
+            "a/2.png": huge.getvalue(),
+            "b/1.png": huge.getvalue(),
+            "b/2.png": huge.getvalue(),
+        }
+    )
+    assert_problem(
+        client.post("/v1/datasets", files={"file": ("b.zip", bomb)}), 422, "dataset", "pixels"
+    )
+    assert_problem(
+        client.post("/v1/datasets", files={"file": ("n.zip", b"plain text")}), 422, "file"
+    )
 
 
 def test_register_model_checks_weights(client, settings):
@@ -204,13 +279,33 @@ def test_register_model_checks_weights(client, settings):
     root = settings.data_roots[0]
     root.mkdir(parents=True, exist_ok=True)
     save_file({"w": torch.ones(2)}, str(root / "bad.safetensors"))
-    response = client.post("/v1/models", json={"name": "mine", "architecture": "resnet10t",
-                                               "weights": f"file:{root / 'bad.safetensors'}"})  # fmt: skip
+    response = client.post(
+        "/v1/models",
+        json={
+            "name": "mine",
+            "architecture": "resnet10t",
+            "weights": f"file:{root / 'bad.safetensors'}",
+        },
+    )
     assert_problem(response, 422, "models", "1 tensors, the model has")
-    assert_problem(client.post("/v1/models", json={"name": "x", "architecture": "resnet10t",
-                                                   "weights": "file:/etc/x.pth"}), 422, "dataset", "outside")  # fmt: skip
-    assert_problem(client.post("/v1/models", json={"name": "mobilenetv2_100", "architecture": "resnet10t",
-                                                   "weights": "random"}), 409)  # fmt: skip
-    created = client.post("/v1/models", json={"name": "r10-random", "architecture": "resnet10t", "weights": "random"})
+    assert_problem(
+        client.post(
+            "/v1/models",
+            json={"name": "x", "architecture": "resnet10t", "weights": "file:/etc/x.pth"},
+        ),
+        422,
+        "dataset",
+        "outside",
+    )
+    assert_problem(
+        client.post(
+            "/v1/models",
+            json={"name": "mobilenetv2_100", "architecture": "resnet10t", "weights": "random"},
+        ),
+        409,
+    )
+    created = client.post(
+        "/v1/models", json={"name": "r10-random", "architecture": "resnet10t", "weights": "random"}
+    )
     assert created.status_code == 201 and created.json()["imagenet_top1"] == 0.1
     assert "r10-random" in {m["name"] for m in client.get("/v1/models").json()["data"]}

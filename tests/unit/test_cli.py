@@ -27,17 +27,40 @@ def test_score_on_arrays(tmp_path):
     x = np.eye(2)[y] + 0.01 * np.random.default_rng(0).normal(size=(30, 2))
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    result = runner.invoke(app, ["score", "linear_probe", "--features", str(tmp_path / "x.npy"),
-                                 "--labels", str(tmp_path / "y.npy"), "--param", "folds=3"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "linear_probe",
+            "--features",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+            "--param",
+            "folds=3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["score"] == "linear_probe" and out["value"] == 1.0 and len(out["fold_accuracies"]) == 3
+    assert (
+        out["score"] == "linear_probe" and out["value"] == 1.0 and len(out["fold_accuracies"]) == 3
+    )
 
 
 def test_score_errors_are_clear(tmp_path):
     np.save(tmp_path / "y.npy", np.repeat([0, 1], 5))
     np.save(tmp_path / "x.npy", np.full((10, 3), np.nan))
-    result = runner.invoke(app, ["score", "logme", "--features", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")])
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "logme",
+            "--features",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+        ],
+    )
     assert result.exit_code == 2 and "non-finite" in result.output
     result = runner.invoke(app, ["score", "logme", "--labels", str(tmp_path / "y.npy")])
     assert result.exit_code == 2 and "needs features" in result.output
@@ -46,9 +69,25 @@ def test_score_errors_are_clear(tmp_path):
 
 
 def test_rank_json_in_process(tmp_path):
-    result = runner.invoke(app, ["rank", "--dataset", "builtin:digits", "--models", "mobilenetv2_100,mobilenetv2_100@random",
-                                 "--scores", "logme", "--samples-per-class", "8", "--input-size", "32",
-                                 "--cache-dir", str(tmp_path), "--json"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "rank",
+            "--dataset",
+            "builtin:digits",
+            "--models",
+            "mobilenetv2_100,mobilenetv2_100@random",
+            "--scores",
+            "logme",
+            "--samples-per-class",
+            "8",
+            "--input-size",
+            "32",
+            "--cache-dir",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     ranking = json.loads(result.stdout)
     logme = {r["model"]: r["scores"]["logme"]["value"] for r in ranking["results"]}

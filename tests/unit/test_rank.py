@@ -14,7 +14,10 @@ def test_rank_models_hand_computed():
     assert out["by_score"] == {"s": ["a", "c", "b"], "t": ["a", "b"]}
     # a: ranks 1 and 1 -> 1; c: rank 2 on s only -> 2; b: ranks 3 and 2 -> 2.5
     assert [(r["model"], r["mean_rank"], r["rank"]) for r in out["aggregate"]] == [
-        ("a", 1.0, 1), ("c", 2.0, 2), ("b", 2.5, 3)]  # fmt: skip
+        ("a", 1.0, 1),
+        ("c", 2.0, 2),
+        ("b", 2.5, 3),
+    ]
 
 
 def test_ties_share_the_mean_rank():
@@ -36,20 +39,30 @@ def test_bad_requests_are_refused_before_work():
 
 
 def test_pretrained_beats_its_random_twin_by_linear_probe(tmp_path):
-    """mobilenetv2_100 with ImageNet weights vs the same architecture at random init, on
-    builtin:digits (30 per class, 64 px): the pretrained probe is clearly more accurate."""
-    result = rank("builtin:digits", ["mobilenetv2_100", "mobilenetv2_100@random"], ["linear_probe", "logme"],
-                  RankOptions(samples_per_class=30, input_size=64, tap_images_per_class=0), cache_dir=tmp_path)  # fmt: skip
+    """mobilenetv2_100 with ImageNet weights vs the same architecture at random init, on all
+    1797 images of builtin:digits at 32 px: the pretrained probe is clearly more accurate
+    (measured 0.89 vs 0.75; at 64 px with 50 per class the gap is only ~0.03)."""
+    result = rank(
+        "builtin:digits",
+        ["mobilenetv2_100", "mobilenetv2_100@random"],
+        ["linear_probe", "logme"],
+        RankOptions(samples_per_class=0, input_size=32, tap_images_per_class=0),
+        cache_dir=tmp_path,
+    )
     acc = {r.model: r.scores["linear_probe"].value for r in result.results}
-    assert acc["mobilenetv2_100"] > acc["mobilenetv2_100@random"] + 0.03, acc
+    assert acc["mobilenetv2_100"] > acc["mobilenetv2_100@random"] + 0.08, acc
     assert result.ranking["by_score"]["logme"][0] == "mobilenetv2_100"
-    assert len(result.sample_ids) == 300
+    assert len(result.sample_ids) == 1797
 
 
 def test_failed_model_does_not_take_the_ranking_down(tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"not a safetensors file")
-    result = rank("builtin:digits", ["mobilenetv2_100@random", f"resnet10t@file:{tmp_path / 'w.safetensors'}"],
-                  ["logme"], RankOptions(samples_per_class=10, input_size=32, tap_images_per_class=0))  # fmt: skip
+    result = rank(
+        "builtin:digits",
+        ["mobilenetv2_100@random", f"resnet10t@file:{tmp_path / 'w.safetensors'}"],
+        ["logme"],
+        RankOptions(samples_per_class=10, input_size=32, tap_images_per_class=0),
+    )
     by_model = {r.model: r for r in result.results}
     assert by_model["mobilenetv2_100@random"].error is None
     assert by_model[f"resnet10t@file:{tmp_path / 'w.safetensors'}"].error

@@ -27,7 +27,17 @@ def test_dataset_refs_accepted(ref, expected):
 
 @pytest.mark.parametrize(
     "ref",
-    ["digits", "", "builtin:", "http:x", "builtin:Digits!", "upload:../x", "upload:XYZ", "folder:\x00", ":x"],
+    [
+        "digits",
+        "",
+        "builtin:",
+        "http:x",
+        "builtin:Digits!",
+        "upload:../x",
+        "upload:XYZ",
+        "folder:\x00",
+        ":x",
+    ],
 )
 def test_dataset_refs_refused(ref):
     with pytest.raises(InvalidInputError) as info:
@@ -66,8 +76,16 @@ def test_model_refs_accepted(ref, arch, weights):
 
 @pytest.mark.parametrize(
     "ref",
-    ["resnet18", "resnet18@", "resnet18@cloud", "resnet18@offline", "Res Net@random", "a@b@c",
-     "resnet18@file:/w/r18.bin", "no_such_arch_xyz@random"],  # fmt: skip
+    [
+        "resnet18",
+        "resnet18@",
+        "resnet18@cloud",
+        "resnet18@offline",
+        "Res Net@random",
+        "a@b@c",
+        "resnet18@file:/w/r18.bin",
+        "no_such_arch_xyz@random",
+    ],
 )
 def test_model_refs_refused(ref):
     with pytest.raises(InvalidInputError):

@@ -48,7 +48,9 @@ def test_file_weights_round_trip_and_shape_mismatch(tmp_path):
     save_file(state, str(good))
     loaded = create_model(parse_model_ref(f"resnet10t@file:{good}"))
     assert torch.equal(loaded.state_dict()["fc.weight"], state["fc.weight"])
-    assert weights_digest(parse_model_ref(f"resnet10t@file:{good}")) != weights_digest(parse_model_ref("resnet10t@random"))
+    assert weights_digest(parse_model_ref(f"resnet10t@file:{good}")) != weights_digest(
+        parse_model_ref("resnet10t@random")
+    )
 
     bad = dict(state)
     bad["fc.weight"] = torch.zeros(10, 512)
@@ -60,7 +62,12 @@ def test_file_weights_round_trip_and_shape_mismatch(tmp_path):
 
 def test_position_mapping_needs_equal_counts():
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
-    renamed = {"a.w": torch.ones(3, 2), "a.b": torch.ones(3), "b.w": torch.ones(1, 3), "b.b": torch.ones(1)}
+    renamed = {
+        "a.w": torch.ones(3, 2),
+        "a.b": torch.ones(3),
+        "b.w": torch.ones(1, 3),
+        "b.b": torch.ones(1),
+    }
     mapped = match_state_dict(model, renamed, source="test")
     assert list(mapped) == ["0.weight", "0.bias", "1.weight", "1.bias"]
     with pytest.raises(InvalidInputError, match="3 tensors, the model has 4"):
@@ -70,5 +77,5 @@ def test_position_mapping_needs_equal_counts():
 def test_pth_is_read_with_weights_only(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"x": torch.ones(1)}, "code": object()}, path)  # pickled object
-    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+    with pytest.raises(Exception, match=r"(?i)weights_only|unsupported|global"):
         create_model(parse_model_ref(f"resnet10t@file:{path}"))

@@ -112,8 +112,18 @@ def _fashion_mnist() -> tuple[np.ndarray, np.ndarray]:
     return _gray_to_rgb_uint8(images, 255.0), labels
 
 
-FASHION_NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat",
-                 "sandal", "shirt", "sneaker", "bag", "ankle-boot"]  # fmt: skip
+FASHION_NAMES = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+]
 
 _BUILTINS: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], list[str], str]] = {
     "digits": (

@@ -30,8 +30,13 @@ class Preprocessing:
         x = torch.from_numpy(np.ascontiguousarray(images_bhwc)).permute(0, 3, 1, 2).float() / 255.0
         if x.shape[-2:] != (self.size, self.size):
             mode = "bicubic" if self.interpolation == "bicubic" else "bilinear"
-            x = F.interpolate(x, size=(self.size, self.size), mode=mode, align_corners=False,
-                              antialias=x.shape[-1] > self.size)  # fmt: skip
+            x = F.interpolate(
+                x,
+                size=(self.size, self.size),
+                mode=mode,
+                align_corners=False,
+                antialias=x.shape[-1] > self.size,
+            )
             x = x.clamp_(0.0, 1.0)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)

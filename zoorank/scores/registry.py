@@ -69,7 +69,7 @@ class ScoreSpec:
 
 def _coerce(score: str, key: str, value: Any, default: Any) -> Any:
     """Convert strings from the CLI (``--param k=v``) or JSON to the default's type."""
-    if default is None or isinstance(value, type(default)) and not isinstance(value, bool):
+    if default is None or (isinstance(value, type(default)) and not isinstance(value, bool)):
         return value
     try:
         if isinstance(default, bool):
