@@ -123,6 +123,17 @@ def test_best_within_noise_separates_only_clear_differences() -> None:
     assert out["differences"]["noise"][0] > 0
 
 
+def test_best_within_noise_skips_scores_known_for_few_models() -> None:
+    values = {
+        "prior": {"a": 0.1, "e": 0.9},  # perfect, but on 2 of 5 models
+        "decent": {"a": 1.0, "b": 3.0, "c": 2.0, "d": 4.0, "e": 5.0},
+    }
+    directions = dict.fromkeys(values, "higher")
+    out = best_within_noise(values, directions, ACC, statistic="kendall_tau", resamples=50)
+    assert out["best"] == "decent"
+    assert out["excluded"] == ["prior"]
+
+
 def test_seed_agreement() -> None:
     same = seed_agreement({0: ACC, 1: dict(ACC)})
     assert same["mean_kendall_tau"] == pytest.approx(1.0)

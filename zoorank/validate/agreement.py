@@ -129,9 +129,7 @@ def bootstrap_interval(
     score, accuracy = _check_pair(score, accuracy)
     if resamples <= 0 or score.size < 3:
         return None
-    values = np.asarray(
-        [statistic(score[i], accuracy[i]) for i in _resamples(score.size, resamples, seed)]
-    )
+    values = np.asarray([statistic(score[i], accuracy[i]) for i in _resamples(score.size, resamples, seed)])
     values = values[np.isfinite(values)]
     if values.size < resamples / 2:
         return None
@@ -206,9 +204,7 @@ class Agreement:
         return out
 
 
-def _common(
-    values: Mapping[str, float | None], accuracy: Mapping[str, float]
-) -> tuple[list[str], list[str]]:
+def _common(values: Mapping[str, float | None], accuracy: Mapping[str, float]) -> tuple[list[str], list[str]]:
     models = [
         m
         for m in accuracy
@@ -273,51 +269,57 @@ def best_within_noise(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    min_coverage: float = 0.8,
 ) -> dict[str, object]:
     """The score with the highest ``statistic`` and every score not distinguishable from it.
 
     Args:
         values: score -> model -> value.
+        min_coverage: only scores with a value on at least this share of the models compete
+            (a static prior known for a few models must not win on those few).
 
     Returns ``{"statistic", "best", "tied": [scores whose paired bootstrap interval of
-    (best − score) contains 0, best included], "differences": {score: [low, high]}}``. Each
-    comparison uses the models both scores have values for.
+    (best − score) contains 0, best included], "differences": {score: [low, high]},
+    "excluded": [scores below min_coverage]}``. Each comparison uses the models both scores
+    have values for.
     """
     if statistic not in _FUNCTIONS:
         raise InvalidInputError(f"statistic must be one of {', '.join(STATISTICS)}")
     fn = _FUNCTIONS[statistic]
     point: dict[str, float] = {}
+    excluded = []
     for name, by_model in values.items():
         models, _ = _common(by_model, accuracy)
+        if len(models) < min_coverage * len(accuracy):
+            excluded.append(name)
+            continue
         s = orient([float(by_model[m]) for m in models], directions[name])  # type: ignore[arg-type]
-        value = (
-            fn(s, np.asarray([accuracy[m] for m in models], dtype=float)) if models else math.nan
-        )
+        value = fn(s, np.asarray([accuracy[m] for m in models], dtype=float)) if models else math.nan
         if math.isfinite(value):
             point[name] = value
     if not point:
-        return {"statistic": statistic, "best": None, "tied": [], "differences": {}}
+        return {"statistic": statistic, "best": None, "tied": [], "differences": {}, "excluded": excluded}
     best = max(sorted(point), key=lambda name: point[name])
     tied = [best]
     differences: dict[str, list[float] | None] = {}
     for name in sorted(point):
         if name == best:
             continue
-        both = [
-            m
-            for m in accuracy
-            if values[best].get(m) is not None and values[name].get(m) is not None
-        ]
+        both = [m for m in accuracy if values[best].get(m) is not None and values[name].get(m) is not None]
         a = np.asarray([accuracy[m] for m in both], dtype=float)
         sb = orient([float(values[best][m]) for m in both], directions[best])  # type: ignore[arg-type]
         sn = orient([float(values[name][m]) for m in both], directions[name])  # type: ignore[arg-type]
-        interval = paired_difference_interval(
-            fn, sb, sn, a, resamples=resamples, level=level, seed=seed
-        )
+        interval = paired_difference_interval(fn, sb, sn, a, resamples=resamples, level=level, seed=seed)
         differences[name] = list(interval) if interval is not None else None
         if interval is None or interval[0] <= 0.0:
             tied.append(name)
-    return {"statistic": statistic, "best": best, "tied": tied, "differences": differences}
+    return {
+        "statistic": statistic,
+        "best": best,
+        "tied": tied,
+        "differences": differences,
+        "excluded": excluded,
+    }
 
 
 def seed_agreement(accuracy_by_seed: Mapping[int, Mapping[str, float]]) -> dict[str, object]:

@@ -69,8 +69,7 @@ class TrainSettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise InvalidInputError(
-                f"unknown training setting(s) {', '.join(unknown)}; settings: "
-                + ", ".join(sorted(known)),
+                f"unknown training setting(s) {', '.join(unknown)}; settings: " + ", ".join(sorted(known)),
                 field="settings",
             )
         defaults = cls()
@@ -193,9 +192,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2
     correct = 0
     with torch.inference_mode():
         for begin in range(0, len(x), batch):
-            correct += int(
-                (model(x[begin : begin + batch]).argmax(1) == y[begin : begin + batch]).sum()
-            )
+            correct += int((model(x[begin : begin + batch]).argmax(1) == y[begin : begin + batch]).sum())
     return correct / max(len(x), 1)
 
 
@@ -267,8 +264,7 @@ def finetune_accuracy(
                 value = loss_fn(model(train_x[batch]), train_y[batch])
                 if not torch.isfinite(value):
                     raise InvalidInputError(
-                        f"training diverged (loss {float(value)}) at epoch {epoch}; "
-                        "lower the learning rate",
+                        f"training diverged (loss {float(value)}) at epoch {epoch}; lower the learning rate",
                         field="settings",
                     )
                 value.backward()
@@ -276,9 +272,7 @@ def finetune_accuracy(
                 scheduler.step()
                 total += float(value.detach())
             val_acc = _accuracy(model, val_x, val_y)
-            history.append(
-                {"epoch": epoch, "loss": total / steps_per_epoch, "val_accuracy": val_acc}
-            )
+            history.append({"epoch": epoch, "loss": total / steps_per_epoch, "val_accuracy": val_acc})
             if val_acc > best_val:
                 best_val, best_epoch = val_acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
@@ -301,13 +295,9 @@ def finetune_accuracy(
 def check_mode(mode: str, loss: str, alpha: float) -> None:
     """Refuse an unknown mode or loss, or a PowerGrad α outside (0, 1]."""
     if mode not in MODES:
-        raise InvalidInputError(
-            f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode"
-        )
+        raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
     if loss not in LOSSES:
-        raise InvalidInputError(
-            f"loss must be one of {', '.join(LOSSES)}, got {loss!r}", field="loss"
-        )
+        raise InvalidInputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}", field="loss")
     if mode == "linear" and loss != "ce":
         raise InvalidInputError(
             "the linear mode fits a logistic regression; the loss applies to finetune only",

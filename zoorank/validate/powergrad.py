@@ -78,16 +78,13 @@ def powergrad_cross_entropy(
     alpha = _check_alpha(alpha)
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise InvalidInputError(
-            f"logits must be (b, k) and labels (b,); got {tuple(logits.shape)} and "
-            f"{tuple(labels.shape)}",
+            f"logits must be (b, k) and labels (b,); got {tuple(logits.shape)} and {tuple(labels.shape)}",
             field="logits",
         )
     return PowerGradCrossEntropy.apply(logits, labels, alpha)  # type: ignore[no-any-return]
 
 
-def make_loss(
-    loss: str, alpha: float = 0.25
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def make_loss(loss: str, alpha: float = 0.25) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``ce`` -> ``F.cross_entropy``; ``powergrad`` -> PowerGrad with ``alpha``."""
     if loss == "ce":
         return F.cross_entropy

@@ -110,11 +110,7 @@ class ValidationResult:
 def _twins(specs: Sequence[ModelSpec]) -> dict[str, str]:
     """pretrained model -> the random-init model of the same architecture in the pool."""
     randoms = {s.architecture: s.name for s in specs if s.is_random}
-    return {
-        s.name: randoms[s.architecture]
-        for s in specs
-        if not s.is_random and s.architecture in randoms
-    }
+    return {s.name: randoms[s.architecture] for s in specs if not s.is_random and s.architecture in randoms}
 
 
 def _linear_runs(
@@ -139,9 +135,7 @@ def _linear_runs(
     seconds = time.perf_counter() - start
     # Deterministic: every seed gives the same probe, recorded once per seed for uniformity.
     return [
-        RunResult(
-            seed=s, accuracy=test_acc, val_accuracy=val_acc, seconds=seconds, history=[{"C": c}]
-        )
+        RunResult(seed=s, accuracy=test_acc, val_accuracy=val_acc, seconds=seconds, history=[{"C": c}])
         for s in seeds
     ]
 
@@ -202,9 +196,7 @@ def validate(
     check_mode(mode, loss, alpha)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise InvalidInputError(
-            "seeds must be a non-empty list of distinct integers", field="seeds"
-        )
+        raise InvalidInputError("seeds must be a non-empty list of distinct integers", field="seeds")
     if not isinstance(settings, TrainSettings):
         settings = TrainSettings.from_dict(settings)
     settings.validate()
@@ -233,9 +225,7 @@ def validate(
         prepared = PreparedData(
             dataset=dataset,
             rows=split.train,
-            tap_rows=class_balanced_rows(
-                dataset.labels[split.train], rank_options.tap_images_per_class
-            ),
+            tap_rows=class_balanced_rows(dataset.labels[split.train], rank_options.tap_images_per_class),
         )
         for i, spec in enumerate(specs):
             if on_model is not None:
@@ -298,9 +288,7 @@ def validate(
             continue
         accs = np.asarray([r.accuracy for r in runs])
         truth.append(
-            GroundTruth(
-                spec.name, float(accs.mean()), float(accs.std()), runs, time.perf_counter() - began
-            )
+            GroundTruth(spec.name, float(accs.mean()), float(accs.std()), runs, time.perf_counter() - began)
         )
         log.info("%s: accuracy %.4f ± %.4f", spec.name, accs.mean(), accs.std())
 
@@ -308,16 +296,12 @@ def validate(
     directions = {name: get_score(name).direction for name in score_names}
     by_score = {name: {m: values.get(m, {}).get(name) for m in accuracy} for name in score_names}
     agreement = [
-        score_agreement(
-            by_score[name], accuracy, direction=directions[name], score=name, resamples=resamples
-        )
+        score_agreement(by_score[name], accuracy, direction=directions[name], score=name, resamples=resamples)
         for name in score_names
     ]
     best = (
         {
-            stat: best_within_noise(
-                by_score, directions, accuracy, statistic=stat, resamples=resamples
-            )
+            stat: best_within_noise(by_score, directions, accuracy, statistic=stat, resamples=resamples)
             for stat in ("weighted_tau", "kendall_tau")
         }
         if score_names and resamples > 0
@@ -328,9 +312,7 @@ def validate(
         for k, seed in enumerate(seeds)
     }
     twins = _twins(specs)
-    above = {
-        name: count_above_twin(by_score[name], directions[name], twins) for name in score_names
-    }
+    above = {name: count_above_twin(by_score[name], directions[name], twins) for name in score_names}
     return ValidationResult(
         dataset=dataset_ref,
         dataset_fingerprint=dataset.fingerprint,

@@ -1,0 +1,1 @@
+"""zoorank benchmarks: ranking quality against ground truth, speed. Results under results/."""
