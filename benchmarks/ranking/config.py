@@ -93,7 +93,7 @@ class BenchConfig:
         "resnet10t/e5",
         "mobilenetv3_small_050/e5",
     )
-    threads: int = 2
+    threads: int = 1  # torch threads; 2 is faster only on an otherwise idle 2-core machine
     # BLAS threads (numpy/scipy/sklearn). 1: on a shared CPU, OpenBLAS threads that outnumber
     # the free cores spin-wait; measured here, the probe-based scores ran ~100x slower.
     blas_threads: int = 1

@@ -54,7 +54,10 @@ def target_section(target: str, result: dict[str, Any], models: dict[str, dict[s
         )
     sa = result.get("seed_agreement") or {}
     if sa:
-        pairs = ", ".join(f"{p['seeds'][0]}–{p['seeds'][1]}: {_f(p['kendall_tau'])}" for p in sa["pairs"])
+        pairs = ", ".join(
+            f"{p['seeds'][0]}–{p['seeds'][1]}: {_f(p['kendall_tau'])}{_ci(p.get('kendall_tau_ci'))}"
+            for p in sa["pairs"]
+        )
         lines += [
             "",
             f"Seed-to-seed Kendall τ of the ground-truth order: {pairs} (mean {_f(sa['mean_kendall_tau'])}).",

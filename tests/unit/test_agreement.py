@@ -135,8 +135,9 @@ def test_best_within_noise_skips_scores_known_for_few_models() -> None:
 
 
 def test_seed_agreement() -> None:
-    same = seed_agreement({0: ACC, 1: dict(ACC)})
+    same = seed_agreement({0: ACC, 1: dict(ACC)}, resamples=100)
     assert same["mean_kendall_tau"] == pytest.approx(1.0)
+    assert same["pairs"][0]["kendall_tau_ci"] == pytest.approx([1.0, 1.0])
     flipped = seed_agreement({0: ACC, 1: {m: -v for m, v in ACC.items()}, 2: ACC})
     assert [p["seeds"] for p in flipped["pairs"]] == [[0, 1], [0, 2], [1, 2]]
     assert flipped["min_kendall_tau"] == pytest.approx(-1.0)

@@ -322,22 +322,30 @@ def best_within_noise(
     }
 
 
-def seed_agreement(accuracy_by_seed: Mapping[int, Mapping[str, float]]) -> dict[str, object]:
-    """Kendall τ-b between the model orders of every pair of seeds (over common models).
+def seed_agreement(
+    accuracy_by_seed: Mapping[int, Mapping[str, float]], *, resamples: int = 1000, seed: int = 0
+) -> dict[str, object]:
+    """Kendall τ-b between the model orders of every pair of seeds (over common models), with
+    a bootstrap interval over models.
 
-    Returns ``{"pairs": [{"seeds": [a, b], "kendall_tau": τ}], "mean_kendall_tau",
-    "min_kendall_tau"}``: how reproducible the ground truth itself is.
+    Returns ``{"pairs": [{"seeds": [a, b], "kendall_tau": τ, "kendall_tau_ci": [lo, hi]}],
+    "mean_kendall_tau", "min_kendall_tau"}``: how reproducible the ground truth itself is.
     """
     seeds = sorted(accuracy_by_seed)
     pairs = []
     for i, a in enumerate(seeds):
         for b in seeds[i + 1 :]:
             common = [m for m in accuracy_by_seed[a] if m in accuracy_by_seed[b]]
-            tau = kendall_tau(
-                np.asarray([accuracy_by_seed[a][m] for m in common], dtype=float),
-                np.asarray([accuracy_by_seed[b][m] for m in common], dtype=float),
+            first = np.asarray([accuracy_by_seed[a][m] for m in common], dtype=float)
+            second = np.asarray([accuracy_by_seed[b][m] for m in common], dtype=float)
+            interval = bootstrap_interval(kendall_tau, first, second, resamples=resamples, seed=seed)
+            pairs.append(
+                {
+                    "seeds": [a, b],
+                    "kendall_tau": _finite_or_none(kendall_tau(first, second)),
+                    "kendall_tau_ci": list(interval) if interval else None,
+                }
             )
-            pairs.append({"seeds": [a, b], "kendall_tau": _finite_or_none(tau)})
     taus = [p["kendall_tau"] for p in pairs if p["kendall_tau"] is not None]
     return {
         "pairs": pairs,

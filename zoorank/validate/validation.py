@@ -328,7 +328,7 @@ def validate(
         score_errors=errors,
         agreement=agreement,
         best=best,
-        seed_agreement=seed_agreement(per_seed) if len(seeds) > 1 else {},
+        seed_agreement=seed_agreement(per_seed, resamples=resamples) if len(seeds) > 1 else {},
         above_random=above,
         aggregate_ranking=list(ranking.get("aggregate", [])),
         score_seconds=score_seconds,
