@@ -14,9 +14,7 @@ def _taps(m: int = 40, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray
     rng = np.random.default_rng(seed)
     labels = np.repeat([0, 1], m // 2)
     pre = rng.normal(size=(m, 4, 3, 3))
-    separated = (
-        rng.normal(size=(m, 4, 3, 3)) * 0.1 + np.where(labels == 1, 5.0, -5.0)[:, None, None, None]
-    )
+    separated = rng.normal(size=(m, 4, 3, 3)) * 0.1 + np.where(labels == 1, 5.0, -5.0)[:, None, None, None]
     return {"conv": pre, "act": np.maximum(pre, 0.0), "late": separated}, labels
 
 
@@ -78,3 +76,14 @@ def test_inconsistent_taps_are_refused() -> None:
         get_score("activation_sparsity")(ScoreInputs(labels=labels, taps=taps))
     with pytest.raises(InvalidInputError, match="taps"):
         get_score("cluster_quality")(ScoreInputs(labels=labels, taps={}))
+
+
+def test_cluster_subsample_survives_shuffles_and_class_renaming() -> None:
+    taps, labels = _taps(60)
+    labels = np.arange(60) % 3
+    score = get_score("cluster_quality")
+    base = score(ScoreInputs(labels=labels, taps=taps), samples=20).value
+    perm = np.random.default_rng(0).permutation(60)
+    moved = {name: arr[perm] for name, arr in taps.items()}
+    got = score(ScoreInputs(labels=(labels[perm] + 1) % 3, taps=moved), samples=20).value
+    assert got == pytest.approx(base, rel=1e-12)

@@ -74,9 +74,7 @@ def test_a_nonlinear_model_fragments_paths_whose_ends_agree() -> None:
             1,
         )
 
-    out = get_score("fragmentation")(
-        ScoreInputs(labels=labels, images=_images(xy), model=waves), steps=64
-    )
+    out = get_score("fragmentation")(ScoreInputs(labels=labels, images=_images(xy), model=waves), steps=64)
     changes = np.asarray(out.details["changes"])
     assert out.details["max_changes"] >= 2 and (changes >= 2).any()
 

@@ -184,3 +184,17 @@ def test_a_model_returning_nan_is_refused() -> None:
         get_score("constrained_margin")(
             ScoreInputs(labels=labels, images=images, model=lambda x: x.flatten(1) * np.nan)
         )
+
+
+def test_subset_survives_shuffles_and_class_renaming() -> None:
+    images, labels = _linear_backbone_data(n=40)
+    labels = np.arange(40) % 3
+    score = get_score("constrained_margin")
+
+    def backbone(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x.flatten(1)[:, :4])
+
+    base = score(ScoreInputs(labels=labels, images=images, model=backbone), samples=10).value
+    perm = np.random.default_rng(0).permutation(40)
+    moved = ScoreInputs(labels=(labels[perm] + 1) % 3, images=images[perm], model=backbone)
+    assert score(moved, samples=10).value == pytest.approx(base, rel=1e-6)

@@ -49,9 +49,7 @@ def test_shift_left_with_edge_padding_repeats_the_right_column() -> None:
 
 def test_pixel_average_is_invariant_to_circular_shifts() -> None:
     images, labels = _data()
-    out = get_score("translation_sensitivity")(
-        ScoreInputs(labels=labels, images=images, model=_mean_pool)
-    )
+    out = get_score("translation_sensitivity")(ScoreInputs(labels=labels, images=images, model=_mean_pool))
     assert out.value == pytest.approx(1.0, abs=1e-9)
     assert out.details["by_shift"] == pytest.approx([1.0] * 4)
 
@@ -89,9 +87,7 @@ def test_non_finite_images_are_refused(bad: float) -> None:
     images, labels = _data()
     images[0, 0, 0, 0] = bad
     with pytest.raises(InvalidInputError, match="non-finite"):
-        get_score("translation_sensitivity")(
-            ScoreInputs(labels=labels, images=images, model=_mean_pool)
-        )
+        get_score("translation_sensitivity")(ScoreInputs(labels=labels, images=images, model=_mean_pool))
 
 
 def test_bad_parameters_are_refused() -> None:
@@ -101,3 +97,12 @@ def test_bad_parameters_are_refused() -> None:
         get_score("translation_sensitivity")(inputs, padding="mirror")
     with pytest.raises(InvalidInputError, match="not smaller"):
         get_score("translation_sensitivity")(inputs, max_shift=8)
+
+
+def test_subset_survives_shuffles_and_class_renaming() -> None:
+    images, labels = _data(30)
+    score = get_score("translation_sensitivity")
+    base = score(ScoreInputs(labels=labels, images=images, model=_position_reader), samples=7).value
+    perm = np.random.default_rng(0).permutation(30)
+    moved = ScoreInputs(labels=(labels[perm] + 1) % 3, images=images[perm], model=_position_reader)
+    assert score(moved, samples=7).value == pytest.approx(base, rel=1e-12)

@@ -14,6 +14,7 @@ and returns pre-logits ``(b, d)``; device placement, if any, is its own business
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,30 +95,40 @@ def fit_linear_probe(
 
 
 def content_keys(rows: np.ndarray, *, seed: int) -> np.ndarray:
-    """One float per row: its projection on a seeded random direction (``(n,)``).
+    """One pseudo-random key in [0, 1) per row (``(n,)``): a seeded hash of the row's bytes.
 
-    Sorting by these keys gives an order that depends on what the rows contain, not on where
-    they sit, so choices made in that order survive a shuffle of the samples.
+    Sorting by these keys gives a seeded random order that depends on what the rows contain,
+    not on where they sit or what their classes are called, so choices made in that order
+    survive a shuffle of the samples and a renaming of the classes. (A projection on a random
+    direction would also do that, but its extremes are not a random sample.)
+
+    Example:
+        >>> rows = np.arange(6.0).reshape(3, 2)
+        >>> keys = content_keys(rows, seed=0)
+        >>> bool(np.array_equal(content_keys(rows[::-1], seed=0), keys[::-1]))
+        True
     """
-    flat = rows.reshape(rows.shape[0], -1).astype(np.float64, copy=False)
-    direction = np.random.default_rng(seed).standard_normal(flat.shape[1])
-    return flat @ direction
+    flat = np.ascontiguousarray(rows.reshape(rows.shape[0], -1))
+    salt = int(seed).to_bytes(8, "little", signed=True)
+    digests = [
+        int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8, salt=salt).digest(), "little")
+        for row in flat
+    ]
+    return np.asarray(digests, dtype=np.float64) / 2.0**64
 
 
-def _class_members_in_content_order(
-    keys_n: np.ndarray, labels_n: np.ndarray, seed: int
-) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed + 1)
+def _class_members_in_content_order(keys_n: np.ndarray, labels_n: np.ndarray) -> list[np.ndarray]:
+    """Rows of each class in key order; classes ordered by their smallest key (not by name)."""
     members = []
     for cls in np.unique(labels_n):
         rows = np.flatnonzero(labels_n == cls)
-        rows = rows[np.argsort(keys_n[rows], kind="stable")]
-        members.append(rows[rng.permutation(rows.size)])
+        members.append(rows[np.argsort(keys_n[rows], kind="stable")])
+    members.sort(key=lambda rows: float(keys_n[rows[0]]))
     return members
 
 
 def content_order_split(
-    keys_n: np.ndarray, labels_n: np.ndarray, *, holdout: float, seed: int
+    keys_n: np.ndarray, labels_n: np.ndarray, *, holdout: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stratified (train, held-out) row indices; every class keeps ≥ 1 row on each side.
 
@@ -127,7 +138,7 @@ def content_order_split(
     if not 0.0 < holdout < 1.0:
         raise InvalidInputError(f"holdout must be in (0, 1), got {holdout}", field="params")
     train, test = [], []
-    for rows in _class_members_in_content_order(keys_n, labels_n, seed):
+    for rows in _class_members_in_content_order(keys_n, labels_n):
         if rows.size < 2:
             raise InvalidInputError(
                 "every class needs at least 2 samples to split into train and held-out; "
@@ -140,9 +151,7 @@ def content_order_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def content_order_subset(
-    keys_n: np.ndarray, labels_n: np.ndarray, *, size: int, seed: int
-) -> np.ndarray:
+def content_order_subset(keys_n: np.ndarray, labels_n: np.ndarray, *, size: int) -> np.ndarray:
     """About ``size`` row indices, classes as equal as their sizes allow (round-robin), sorted.
 
     ``size <= 0`` or ``size >= n`` keeps every row.
@@ -150,7 +159,7 @@ def content_order_subset(
     n = labels_n.shape[0]
     if size <= 0 or size >= n:
         return np.arange(n)
-    members = _class_members_in_content_order(keys_n, labels_n, seed)
+    members = _class_members_in_content_order(keys_n, labels_n)
     chosen: list[int] = []
     depth = 0
     while len(chosen) < size:
@@ -165,9 +174,7 @@ def check_images(images: Any, n: int) -> np.ndarray:
     """``images`` as finite float32 ``(n, c, h, w)``, or :class:`InvalidInputError`."""
     images = np.asarray(images)
     if images.ndim != 4:
-        raise InvalidInputError(
-            f"images must be 4-D (n, c, h, w), got shape {images.shape}", field="images"
-        )
+        raise InvalidInputError(f"images must be 4-D (n, c, h, w), got shape {images.shape}", field="images")
     if images.shape[0] != n:
         raise InvalidInputError(
             f"images has {images.shape[0]} rows but labels have {n}; they must match",
@@ -190,8 +197,7 @@ def check_model_output(output: torch.Tensor, rows: int) -> torch.Tensor:
     if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != rows:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise InvalidInputError(
-            f"the model must map (b, c, h, w) images to (b, d) pre-logits; got {shape} "
-            f"for b = {rows}",
+            f"the model must map (b, c, h, w) images to (b, d) pre-logits; got {shape} for b = {rows}",
             field="model",
         )
     if not torch.isfinite(output).all():

@@ -67,9 +67,7 @@ def pooled(maps: np.ndarray, *, pooling: Pooling = "mean") -> np.ndarray:
         InvalidInputError: unknown ``pooling`` or a tap with fewer than 2 dimensions.
     """
     if pooling not in ("mean", "flatten"):
-        raise InvalidInputError(
-            f"pooling must be 'mean' or 'flatten', got {pooling!r}", field="params"
-        )
+        raise InvalidInputError(f"pooling must be 'mean' or 'flatten', got {pooling!r}", field="params")
     if maps.ndim < 2:
         raise InvalidInputError(f"a tap must be (m, c, ...), got shape {maps.shape}", field="taps")
     if maps.ndim == 2:
@@ -93,8 +91,7 @@ def class_silhouette(points_md: np.ndarray, labels_m: np.ndarray) -> float:
     classes = np.unique(labels_m).size
     if not 2 <= classes <= labels_m.shape[0] - 1:
         raise InvalidInputError(
-            f"a silhouette needs 2 to m-1 classes among m samples; got {classes} among "
-            f"{labels_m.shape[0]}",
+            f"a silhouette needs 2 to m-1 classes among m samples; got {classes} among {labels_m.shape[0]}",
             field="taps",
         )
     if np.ptp(points_md, axis=0).max(initial=0.0) == 0:
@@ -114,13 +111,9 @@ def check_taps(inputs: ScoreInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
     taps = {name: np.asarray(arr) for name, arr in inputs.taps.items()}
     rows = {arr.shape[0] if arr.ndim else -1 for arr in taps.values()}
     if len(rows) != 1:
-        raise InvalidInputError(
-            f"taps disagree on the number of samples: {sorted(rows)}", field="taps"
-        )
+        raise InvalidInputError(f"taps disagree on the number of samples: {sorted(rows)}", field="taps")
     m = rows.pop()
-    tap_rows = (
-        np.arange(labels.shape[0]) if inputs.tap_rows is None else np.asarray(inputs.tap_rows)
-    )
+    tap_rows = np.arange(labels.shape[0]) if inputs.tap_rows is None else np.asarray(inputs.tap_rows)
     if tap_rows.shape != (m,) or not np.issubdtype(tap_rows.dtype, np.integer):
         raise InvalidInputError(
             f"tap_rows must be ({m},) integer row indices, got shape {tap_rows.shape}",
@@ -151,24 +144,15 @@ def _compute_sparsity(inputs: ScoreInputs) -> ScoreOutput:
     )
 
 
-def _compute_clusters(
-    inputs: ScoreInputs, *, samples: int, pooling: str, summary: str
-) -> ScoreOutput:
+def _compute_clusters(inputs: ScoreInputs, *, samples: int, pooling: str, summary: str) -> ScoreOutput:
     if summary not in ("mean", "last"):
-        raise InvalidInputError(
-            f"summary must be 'mean' or 'last', got {summary!r}", field="params"
-        )
+        raise InvalidInputError(f"summary must be 'mean' or 'last', got {summary!r}", field="params")
     taps, labels = check_taps(inputs)
     names = list(taps)
     mode = cast(Pooling, pooling)
     last = pooled(taps[names[-1]], pooling=mode)
-    pick = content_order_subset(
-        content_keys(last, seed=inputs.seed), labels, size=samples, seed=inputs.seed
-    )
-    per_tap = {
-        name: class_silhouette(pooled(taps[name][pick], pooling=mode), labels[pick])
-        for name in names
-    }
+    pick = content_order_subset(content_keys(last, seed=inputs.seed), labels, size=samples)
+    per_tap = {name: class_silhouette(pooled(taps[name][pick], pooling=mode), labels[pick]) for name in names}
     value = per_tap[names[-1]] if summary == "last" else float(np.mean(list(per_tap.values())))
     return ScoreOutput(
         value=value, details={"per_tap": per_tap, "samples": int(pick.size), "pooling": pooling}
@@ -183,8 +167,7 @@ register_score(
         needs=frozenset({"taps"}),
         direction="lower",
         paper=(
-            "Davel, Theunissen, Pretorius, Barnard 2020, DNNs as Layers of Cooperating "
-            "Classifiers (AAAI)"
+            "Davel, Theunissen, Pretorius, Barnard 2020, DNNs as Layers of Cooperating Classifiers (AAAI)"
         ),
         cost="cheap",
         description="Mean share of exact zeros over the post-activation (non-negative) taps.",

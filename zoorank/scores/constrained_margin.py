@@ -51,9 +51,7 @@ from zoorank.scores.registry import ScoreSpec, register_score
 _TINY = 1e-12
 
 
-def principal_directions(
-    flat_pd: np.ndarray, *, variance: float = 0.99, components: int = 0
-) -> np.ndarray:
+def principal_directions(flat_pd: np.ndarray, *, variance: float = 0.99, components: int = 0) -> np.ndarray:
     """Leading principal directions ``(D, m)`` (orthonormal columns, float32) of rows ``(p, D)``.
 
     ``m`` is ``components`` when positive, else the fewest directions whose eigenvalues hold
@@ -81,9 +79,7 @@ def principal_directions(
     eigvals, eigvecs = eigvals.flip(0).clamp_min(0.0), eigvecs.flip(1)
     total = float(eigvals.sum())
     if not total > 0:
-        raise InvalidInputError(
-            "the images are all identical; no principal direction", field="images"
-        )
+        raise InvalidInputError("the images are all identical; no principal direction", field="images")
     rank = int((eigvals > total * 1e-12).sum())
     if components > 0:
         m = min(components, rank)
@@ -255,7 +251,7 @@ def _compute(
     else:
         features = forward_batched(model, images, batch_size=batch_size)
     keys = content_keys(images, seed=inputs.seed)
-    subset = content_order_subset(keys, labels, size=samples, seed=inputs.seed)
+    subset = content_order_subset(keys, labels, size=samples)
     rest = np.setdiff1d(np.arange(n), subset)
     fit_rows = rest if _every_class_twice(labels, rest) else np.arange(n)
     probe = fit_linear_probe(features[fit_rows], labels[fit_rows], c=c)
@@ -264,7 +260,8 @@ def _compute(
     def classifier(batch: torch.Tensor) -> torch.Tensor:
         return head(check_model_output(model(batch), batch.shape[0]))
 
-    pca_rows = content_order_subset(keys, labels, size=pca_samples, seed=inputs.seed + 7)
+    pca_keys = content_keys(images, seed=inputs.seed + 7)
+    pca_rows = content_order_subset(pca_keys, labels, size=pca_samples)
     flat = images[pca_rows].reshape(pca_rows.size, -1)
     basis = principal_directions(flat, variance=variance, components=components)
     scale = total_std(flat) if normalise else 1.0
@@ -279,10 +276,8 @@ def _compute(
     )
     measured = result.distances[result.crossed] / scale
     not_crossed = int((~result.crossed).sum())
-    if measured.size:
-        value = float(np.median(measured))
-    else:  # nothing crossed: the distances travelled are lower bounds of the margins
-        value = float(np.median(result.distances / scale))
+    # When nothing crossed, the distances travelled are lower bounds of the margins.
+    value = float(np.median(measured if measured.size else result.distances / scale))
     q1, q3 = np.percentile(measured, [25, 75]) if measured.size else (value, value)
     details = {
         "samples": int(subset.size),

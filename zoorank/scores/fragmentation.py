@@ -99,13 +99,12 @@ def path_class_changes(
     return changes, predictions[:, [0, -1]]
 
 
-def same_class_pairs(
-    keys_n: np.ndarray, labels_n: np.ndarray, *, pairs: int, seed: int
-) -> np.ndarray:
+def same_class_pairs(keys_n: np.ndarray, labels_n: np.ndarray, *, pairs: int, seed: int) -> np.ndarray:
     """``(pairs, 2)`` row indices of distinct same-class rows, classes taken in turn, seeded.
 
-    The choice follows the rows' content keys (see ``_geometry.content_keys``), so it survives a
-    shuffle of the samples. Classes with a single row are skipped.
+    The choice follows the rows' content keys (see ``_geometry.content_keys``): rows in key
+    order within a class, classes in the order of their smallest key, so it survives a shuffle
+    of the samples and a renaming of the classes. Classes with a single row are skipped.
 
     Raises:
         InvalidInputError: no class has two rows.
@@ -116,10 +115,9 @@ def same_class_pairs(
         rows = np.flatnonzero(labels_n == cls)
         if rows.size >= 2:
             members.append(rows[np.argsort(keys_n[rows], kind="stable")])
+    members.sort(key=lambda rows: float(keys_n[rows[0]]))
     if not members:
-        raise InvalidInputError(
-            "fragmentation needs a class with at least 2 samples", field="labels"
-        )
+        raise InvalidInputError("fragmentation needs a class with at least 2 samples", field="labels")
     chosen = []
     for k in range(pairs):
         rows = members[k % len(members)]
@@ -141,9 +139,7 @@ def _summary(changes: np.ndarray, ends: np.ndarray, pairs: np.ndarray, steps: in
     return ScoreOutput(value=float(changes.mean()), details=details)
 
 
-def _compute_input(
-    inputs: ScoreInputs, *, pairs: int, steps: int, batch_size: int, c: float
-) -> ScoreOutput:
+def _compute_input(inputs: ScoreInputs, *, pairs: int, steps: int, batch_size: int, c: float) -> ScoreOutput:
     assert inputs.images is not None and inputs.model is not None
     labels = check_labels(inputs.labels)
     n = labels.shape[0]
@@ -161,9 +157,7 @@ def _compute_input(
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
             return head(check_model_output(model(x), x.shape[0])).argmax(dim=1).cpu().numpy()
 
-    chosen = same_class_pairs(
-        content_keys(images, seed=inputs.seed), labels, pairs=pairs, seed=inputs.seed
-    )
+    chosen = same_class_pairs(content_keys(images, seed=inputs.seed), labels, pairs=pairs, seed=inputs.seed)
     changes, ends = path_class_changes(
         classify, images[chosen[:, 0]], images[chosen[:, 1]], steps=steps, batch_size=batch_size
     )
@@ -197,7 +191,7 @@ def _compute_hidden(
     # Fitted on every row, a probe on separable pre-logits puts both ends of every same-class
     # path in one convex region and the score is 0 for every model; paths therefore join
     # held-out rows, and the classifier sees only the train rows.
-    train, test = content_order_split(keys, labels, holdout=holdout, seed=inputs.seed)
+    train, test = content_order_split(keys, labels, holdout=holdout)
     classify: Classify
     if classifier == "probe":
         probe = fit_linear_probe(features[train], labels[train], c=c)

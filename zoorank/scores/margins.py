@@ -62,9 +62,7 @@ def probe_margins(
         array([2., 1.])
     """
     if pair not in ("runner_up", "nearest"):
-        raise InvalidInputError(
-            f"pair must be 'runner_up' or 'nearest', got {pair!r}", field="params"
-        )
+        raise InvalidInputError(f"pair must be 'runner_up' or 'nearest', got {pair!r}", field="params")
     scores = probe.scores(features_nd)  # (n, C)
     rows = np.arange(labels_n.shape[0])
     own = scores[rows, labels_n]
@@ -164,9 +162,7 @@ def hidden_margins(
             "features are constant across samples (zero total variance); no margin is defined",
             field="features",
         )
-    train, test = content_order_split(
-        content_keys(x, seed=seed), labels_n, holdout=holdout, seed=seed
-    )
+    train, test = content_order_split(content_keys(x, seed=seed), labels_n, holdout=holdout)
     probe = fit_linear_probe(x[train], labels_n[train], c=c)
     train_accuracy = float((probe.scores(x[train]).argmax(axis=1) == labels_n[train]).mean())
     margins = probe_margins(probe, x[test], labels_n[test], pair=pair) / scale
@@ -175,9 +171,7 @@ def hidden_margins(
     )
 
 
-def _compute(
-    inputs: ScoreInputs, *, holdout: float, c: float, pair: str, nuance_samples: int
-) -> ScoreOutput:
+def _compute(inputs: ScoreInputs, *, holdout: float, c: float, pair: str, nuance_samples: int) -> ScoreOutput:
     assert inputs.features is not None
     result = hidden_margins(
         inputs.features,
@@ -204,12 +198,10 @@ def _compute(
     return ScoreOutput(value=float(median), details=details)
 
 
-def _nuances(
-    x: np.ndarray, labels: np.ndarray, result: HiddenMargins, cap: int, seed: int
-) -> dict[str, Any]:
+def _nuances(x: np.ndarray, labels: np.ndarray, result: HiddenMargins, cap: int, seed: int) -> dict[str, Any]:
     """Per-sample margin next to the distance to the nearest other-class row (both / scale)."""
     held = result.held_out
-    pick = content_order_subset(content_keys(x[held], seed=seed), labels[held], size=cap, seed=seed)
+    pick = content_order_subset(content_keys(x[held], seed=seed), labels[held], size=cap)
     rows = held[pick]
     distance = nearest_other_class_distance(x[rows], labels[rows], x, labels) / result.scale
     margin = result.margins[pick]

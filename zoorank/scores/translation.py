@@ -43,9 +43,7 @@ Padding = Literal["circular", "zeros", "edge"]
 _PADDINGS = ("circular", "zeros", "edge")
 
 
-def shift_images(
-    images: torch.Tensor, *, dy: int, dx: int, padding: Padding = "circular"
-) -> torch.Tensor:
+def shift_images(images: torch.Tensor, *, dy: int, dx: int, padding: Padding = "circular") -> torch.Tensor:
     """``images (b, c, h, w)`` shifted down by ``dy``, right by ``dx`` pixels (negative: up, left).
 
     Raises:
@@ -113,9 +111,7 @@ def translation_similarities(
         for start in range(0, images.shape[0], batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
             b = x.shape[0]
-            batch = torch.cat(
-                [x, *[shift_images(x, dy=dy, dx=dx, padding=padding) for dy, dx in shifts]]
-            )
+            batch = torch.cat([x, *[shift_images(x, dy=dy, dx=dx, padding=padding) for dy, dx in shifts]])
             phi = check_model_output(model(batch), batch.shape[0]).detach().cpu().double()
             phi = phi.reshape(1 + len(shifts), b, -1)
             cos = F.cosine_similarity(phi[:1], phi[1:], dim=2, eps=1e-12)  # (2K, b)
@@ -129,9 +125,7 @@ def _compute(
     assert inputs.images is not None and inputs.model is not None
     labels = check_labels(inputs.labels, min_classes=1)
     images = check_images(inputs.images, labels.shape[0])
-    subset = content_order_subset(
-        content_keys(images, seed=inputs.seed), labels, size=samples, seed=inputs.seed
-    )
+    subset = content_order_subset(content_keys(images, seed=inputs.seed), labels, size=samples)
     sims = translation_similarities(
         inputs.model,
         images[subset],
@@ -157,8 +151,7 @@ register_score(
         needs=frozenset({"images", "model"}),
         direction="higher",
         paper=(
-            "Myburgh, Mouton, Davel 2020, Tracking Translation Invariance in CNNs "
-            "(SACAIR; arXiv 2104.05997)"
+            "Myburgh, Mouton, Davel 2020, Tracking Translation Invariance in CNNs (SACAIR; arXiv 2104.05997)"
         ),
         cost="moderate",
         params={"samples": 32, "max_shift": 4, "padding": "circular", "batch_size": 8},
