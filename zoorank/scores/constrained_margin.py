@@ -188,40 +188,45 @@ def _search_batch(
     overshoot: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     b = x0.shape[0]
-    shape = x0.shape
     flat0 = x0.reshape(b, -1)
     r = torch.zeros_like(flat0)
-    rows = torch.arange(b)
     active = torch.ones(b, dtype=torch.bool)
     crossed = torch.zeros(b, dtype=torch.bool)
     steps = torch.zeros(b, dtype=torch.long)
     start_correct = torch.zeros(b, dtype=torch.bool)
     for step in range(max_iter + 1):
-        x = (flat0 + (1.0 + overshoot) * r).reshape(shape).requires_grad_(True)
-        scores = check_model_output(classifier(x), b)
-        pred = scores.detach().argmax(dim=1).cpu()
+        idx = active.nonzero().flatten()  # only rows still searching go through the model
+        x = (flat0[idx] + (1.0 + overshoot) * r[idx]).reshape(-1, *x0.shape[1:])
+        x.requires_grad_(True)
+        scores = check_model_output(classifier(x), idx.numel())
+        values = scores.detach().cpu()
+        pred = values.argmax(dim=1)
         if step == 0:
             start_correct = pred == y
-        done = active & torch.where(start_correct, pred != y, pred == y)
-        crossed |= done
-        active &= ~done
+        correct, truth = start_correct[idx], y[idx]
+        done = torch.where(correct, pred != truth, pred == truth)
+        crossed[idx[done]] = True
+        active[idx[done]] = False
         if step == max_iter or not bool(active.any()):
             break
         # g = f_a - f_b >= 0: (own, runner-up) if correct at the start, else (prediction, true).
-        masked = scores.detach().cpu().clone()
-        masked[rows, y] = -torch.inf
-        runner_up = masked.argmax(dim=1)
-        a = torch.where(start_correct, y, pred)
-        other = torch.where(start_correct, runner_up, y)
-        g = scores[rows, a.to(scores.device)] - scores[rows, other.to(scores.device)]
-        (grad,) = torch.autograd.grad(g[active.to(g.device)].sum(), x)
-        coords = grad.detach().cpu().reshape(b, -1) @ basis  # (b, m) = Vᵀ∇g
+        local = torch.arange(idx.numel())
+        masked = values.clone()
+        masked[local, truth] = -torch.inf
+        a = torch.where(correct, truth, pred).to(scores.device)
+        other = torch.where(correct, masked.argmax(dim=1), truth).to(scores.device)
+        rows = local.to(scores.device)
+        g = scores[rows, a] - scores[rows, other]
+        keep = ~done
+        (grad,) = torch.autograd.grad(g[keep.to(g.device)].sum(), x)
+        coords = grad.detach().cpu().reshape(idx.numel(), -1)[keep] @ basis  # (k, m) = Vᵀ∇g
         norm2 = (coords**2).sum(dim=1)
-        stuck = active & (norm2 <= _TINY)
-        active &= ~stuck
-        move = active.float() * g.detach().cpu() / norm2.clamp_min(_TINY)
-        r = r - move[:, None] * (coords @ basis.T)
-        steps += active.long()
+        moving = norm2 > _TINY  # a vanishing projected gradient: the search is stuck
+        active[idx[keep][~moving]] = False
+        target = idx[keep][moving]
+        step_size = g.detach().cpu()[keep][moving] / norm2[moving]
+        r[target] -= step_size[:, None] * (coords[moving] @ basis.T)
+        steps[target] += 1
     distance = r.norm(dim=1).double()
     distance = torch.where(start_correct, distance, -distance)
     return distance.numpy(), crossed.numpy(), steps.numpy()
