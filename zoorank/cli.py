@@ -17,8 +17,11 @@ import typer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must never wait on the network here
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Rank a zoo of pretrained models for transfer to your labelled images.")  # fmt: skip
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Rank a zoo of pretrained models for transfer to your labelled images.",
+)
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
 scores_app = typer.Typer(no_args_is_help=True, help="The score catalogue.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Known datasets.")
@@ -56,7 +59,9 @@ def _print_json(payload: Any) -> None:
 
 
 @zoo_app.command("list")
-def zoo_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def zoo_list(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
     """The built-in zoo (offline ImageNet weights and random-init twins)."""
     from zoorank.zoo import get_model_spec, list_models
 
@@ -72,9 +77,17 @@ def scores_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every registered score: family, direction, cost, needs, paper."""
     from zoorank.scores import get_score, list_scores
 
-    rows = [{"name": s.name, "family": s.family, "direction": s.direction, "cost": s.cost,
-             "needs": ",".join(sorted(s.needs)), "paper": s.paper}
-            for s in (get_score(n) for n in list_scores())]  # fmt: skip
+    rows = [
+        {
+            "name": s.name,
+            "family": s.family,
+            "direction": s.direction,
+            "cost": s.cost,
+            "needs": ",".join(sorted(s.needs)),
+            "paper": s.paper,
+        }
+        for s in (get_score(n) for n in list_scores())
+    ]
     if as_json:
         _print_json(rows)
         return
@@ -99,8 +112,14 @@ def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = N
 
     table = Table(*columns, title=title)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
-                        for c in columns))  # fmt: skip
+        table.add_row(
+            *(
+                ""
+                if row.get(c) is None
+                else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
+                for c in columns
+            )
+        )
     Console().print(table)
 
 
@@ -110,8 +129,12 @@ def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = N
 @app.command()
 def rank(
     dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
-    models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
-    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+    models: str | None = typer.Option(
+        None, help="Comma-separated models (default: the built-in zoo)."
+    ),
+    scores: str | None = typer.Option(
+        None, help="Comma-separated scores (default: all but expensive)."
+    ),
     samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
     input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
     seed: int = typer.Option(0),
@@ -123,7 +146,8 @@ def rank(
     from tqdm import tqdm
 
     from zoorank.errors import ZoorankError
-    from zoorank.rank import RankOptions, rank as run_rank
+    from zoorank.rank import RankOptions
+    from zoorank.rank import rank as run_rank
 
     score_params: dict[str, dict[str, str]] = {}
     for key, value in _params(param).items():
@@ -131,8 +155,12 @@ def rank(
             _fail(f"--param takes SCORE.k=v, got {key!r}")
         score, name = key.split(".", 1)
         score_params.setdefault(score, {})[name] = value
-    options = RankOptions(samples_per_class=samples_per_class, input_size=input_size or None, seed=seed,
-                          score_params=score_params)  # fmt: skip
+    options = RankOptions(
+        samples_per_class=samples_per_class,
+        input_size=input_size or None,
+        seed=seed,
+        score_params=score_params,
+    )
     bar = tqdm(total=0, unit="img", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
 
     def on_model(name: str, index: int, total: int) -> None:
@@ -143,8 +171,16 @@ def rank(
         bar.update(images)
 
     try:
-        result = run_rank(dataset, _split(models), _split(scores), options, cache_dir=cache_dir,
-                          data_roots=_data_roots(), on_model=on_model, progress=progress)  # fmt: skip
+        result = run_rank(
+            dataset,
+            _split(models),
+            _split(scores),
+            options,
+            cache_dir=cache_dir,
+            data_roots=_data_roots(),
+            on_model=on_model,
+            progress=progress,
+        )
     except ZoorankError as exc:
         bar.close()
         _fail(str(exc))
@@ -153,21 +189,35 @@ def rank(
     if as_json:
         _print_json(result.to_dict())
         return
-    print_ranking(result.to_dict()["ranking"], {r.model: {s: v.value for s, v in r.scores.items()} for r in result.results},
-                  [r.model for r in result.results if r.error], title=f"{dataset}: {len(result.sample_ids)} images, "
-                  f"{options.input_size or 'native'} px, {result.seconds:.1f} s")  # fmt: skip
+    print_ranking(
+        result.to_dict()["ranking"],
+        {r.model: {s: v.value for s, v in r.scores.items()} for r in result.results},
+        [r.model for r in result.results if r.error],
+        title=f"{dataset}: {len(result.sample_ids)} images, "
+        f"{options.input_size or 'native'} px, {result.seconds:.1f} s",
+    )
     for r in result.results:
         if r.error:
             typer.secho(f"{r.model} failed: {r.error}", fg=typer.colors.YELLOW, err=True)
 
 
-def print_ranking(ranking: dict[str, Any], values: dict[str, dict[str, float | None]], failed: list[str],
-                  title: str) -> None:  # fmt: skip
+def print_ranking(
+    ranking: dict[str, Any],
+    values: dict[str, dict[str, float | None]],
+    failed: list[str],
+    title: str,
+) -> None:
     scores = sorted({s for v in values.values() for s in v})
     rows = []
     for row in ranking["aggregate"]:
-        rows.append({"rank": row["rank"], "model": row["model"], "mean rank": row["mean_rank"],
-                     **{s: values.get(row["model"], {}).get(s) for s in scores}})  # fmt: skip
+        rows.append(
+            {
+                "rank": row["rank"],
+                "model": row["model"],
+                "mean rank": row["mean_rank"],
+                **{s: values.get(row["model"], {}).get(s) for s in scores},
+            }
+        )
     _table(["rank", "model", "mean rank", *scores], rows, title=title)
     if failed:
         typer.secho(f"failed: {', '.join(failed)}", fg=typer.colors.YELLOW)
@@ -187,7 +237,9 @@ def score(
     features: Path | None = typer.Option(None, help="Pre-logit features, .npy (n, d)."),
     labels: Path = typer.Option(..., help="Labels, .npy (n,)."),
     logits: Path | None = typer.Option(None, help="Raw source logits, .npy (n, k)."),
-    taps: Path | None = typer.Option(None, help=".npz of layer taps, one (n, c, h, w) array each, in order."),
+    taps: Path | None = typer.Option(
+        None, help=".npz of layer taps, one (n, c, h, w) array each, in order."
+    ),
     param: list[str] = typer.Option([], help="Score parameter k=v (repeatable)."),
     seed: int = typer.Option(0),
 ) -> None:
@@ -211,8 +263,14 @@ def score(
         if taps is not None:
             with np.load(taps, allow_pickle=False) as archive:
                 tap_arrays = {key: archive[key] for key in archive.files}
-        inputs = ScoreInputs(labels=y, features=load(features), logits=load(logits), taps=tap_arrays,
-                             tap_rows=np.arange(len(y)) if tap_arrays is not None else None, seed=seed)  # fmt: skip
+        inputs = ScoreInputs(
+            labels=y,
+            features=load(features),
+            logits=load(logits),
+            taps=tap_arrays,
+            tap_rows=np.arange(len(y)) if tap_arrays is not None else None,
+            seed=seed,
+        )
         spec = get_score(name)
         output = spec(inputs, **_params(param))
     except ZoorankError as exc:
@@ -220,8 +278,14 @@ def score(
         return
     from zoorank.rank import _jsonable
 
-    _print_json({"score": name, "value": float(output.value), "direction": spec.direction,
-                 **_jsonable(output.details)})  # fmt: skip
+    _print_json(
+        {
+            "score": name,
+            "value": float(output.value),
+            "direction": spec.direction,
+            **_jsonable(output.details),
+        }
+    )
 
 
 # -- service ------------------------------------------------------------------------------
@@ -250,7 +314,9 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
 
 
 @app.command()
-def worker(concurrency: int = typer.Option(1, help="Worker processes (torch uses the cores within each).")) -> None:
+def worker(
+    concurrency: int = typer.Option(1, help="Worker processes (torch uses the cores within each)."),
+) -> None:
     """A Celery worker alone."""
     from app.db.session import upgrade
     from app.settings import get_settings
@@ -263,9 +329,21 @@ def worker(concurrency: int = typer.Option(1, help="Worker processes (torch uses
 
 
 def _worker_argv(concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker",
-            "--loglevel=WARNING", f"--concurrency={concurrency}", "-Q", "zoorank", "--without-gossip",
-            "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app:celery_app",
+        "worker",
+        "--loglevel=WARNING",
+        f"--concurrency={concurrency}",
+        "-Q",
+        "zoorank",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 @app.command()
@@ -281,13 +359,23 @@ def demo(
     port: int = typer.Option(8765),
     samples_per_class: int = typer.Option(50),
     input_size: int = typer.Option(64),
-    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+    scores: str | None = typer.Option(
+        None, help="Comma-separated scores (default: all but expensive)."
+    ),
 ) -> None:
     """Start API + worker, submit a ranking of the offline zoo on builtin:digits, print it, stop."""
     from app.service_runner import demo as run_demo
 
-    raise typer.Exit(run_demo(port=port, samples_per_class=samples_per_class, input_size=input_size,
-                              scores=_split(scores), worker_argv=_worker_argv(1), printer=print_ranking))  # fmt: skip
+    raise typer.Exit(
+        run_demo(
+            port=port,
+            samples_per_class=samples_per_class,
+            input_size=input_size,
+            scores=_split(scores),
+            worker_argv=_worker_argv(1),
+            printer=print_ranking,
+        )
+    )
 
 
 # -- ground truth and benchmarks (issue 7: zoorank.validate, benchmarks/) ----------------
@@ -354,8 +442,16 @@ def validate_command(
     title = f"{dataset}: {mode} ({loss}), seeds {seed_list}, {result.seconds:.0f} s"
     _table(["model", "accuracy", "accuracy_std", "error"], payload["ground_truth"], title=title)
     if payload["agreement"]:
-        columns = ["score", "direction", "n_models", "weighted_tau", "kendall_tau", "pearson_r",
-                   "top1_regret", "top1_model"]  # fmt: skip
+        columns = [
+            "score",
+            "direction",
+            "n_models",
+            "weighted_tau",
+            "kendall_tau",
+            "pearson_r",
+            "top1_regret",
+            "top1_model",
+        ]
         _table(columns, payload["agreement"], title="scores vs ground truth")
 
 
