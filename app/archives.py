@@ -19,9 +19,7 @@ def _safe_member(name: str) -> PurePosixPath | None:
     """The member's relative path, ``None`` for entries to skip (folders, hidden files)."""
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
-        raise InvalidInputError(
-            f"archive member {name!r} escapes the archive (path traversal)", field="file"
-        )
+        raise InvalidInputError(f"archive member {name!r} escapes the archive (path traversal)", field="file")
     parts = [p for p in path.parts if p not in ("", ".")]
     if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
         return None
@@ -43,9 +41,7 @@ def extract_class_folders(archive: Path, target: Path, *, max_files: int, max_by
                 if info.is_dir():
                     continue
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise InvalidInputError(
-                        f"archive member {info.filename!r} is a symlink", field="file"
-                    )
+                    raise InvalidInputError(f"archive member {info.filename!r} is a symlink", field="file")
                 path = _safe_member(info.filename)
                 if path is not None:
                     members.append((path, info, info.file_size))
@@ -62,9 +58,7 @@ def extract_class_folders(archive: Path, target: Path, *, max_files: int, max_by
             if info.isdir():
                 continue
             if not info.isfile():
-                raise InvalidInputError(
-                    f"archive member {info.name!r} is a link or device", field="file"
-                )
+                raise InvalidInputError(f"archive member {info.name!r} is a link or device", field="file")
             path = _safe_member(info.name)
             if path is not None:
                 members.append((path, info, info.size))
@@ -74,15 +68,11 @@ def extract_class_folders(archive: Path, target: Path, *, max_files: int, max_by
 def _write(members, target, max_files, max_bytes, open_member) -> None:  # type: ignore[no-untyped-def]
     images = [(p, info, size) for p, info, size in members if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
-        raise InvalidInputError(
-            "the archive holds no images (expected CLASS/IMAGE.png ...)", field="file"
-        )
+        raise InvalidInputError("the archive holds no images (expected CLASS/IMAGE.png ...)", field="file")
     if len(images) > max_files:
         raise InvalidInputError(f"the archive holds more than {max_files} images", field="file")
     if sum(size for _, _, size in images) > max_bytes:
-        raise InvalidInputError(
-            f"the archive unpacks to more than {max_bytes // 2**20} MB", field="file"
-        )
+        raise InvalidInputError(f"the archive unpacks to more than {max_bytes // 2**20} MB", field="file")
     strip = _strip_common_root([p for p, _, _ in images])
     for path, info, _ in images:
         parts = path.parts[strip:]

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from app import metrics, pages, problems
-from app.routes import catalogue, health, jobs
+from app.routes import catalogue, health, jobs, validations
 from app.services import Dispatch
 from app.settings import Settings, get_settings
 
@@ -21,6 +21,7 @@ def create_app(
     *,
     dispatch: Dispatch | None = None,
     revoke: Callable[[list[str]], None] | None = None,
+    dispatch_validation: Callable[[str], list[str]] | None = None,
 ) -> FastAPI:
     """Build the API. ``dispatch``/``revoke`` default to the Celery ones (by task name)."""
     settings = settings or get_settings()
@@ -40,17 +41,17 @@ def create_app(
     api.state.settings = settings
     api.state.dispatch = dispatch or dispatcher.dispatch
     api.state.revoke = revoke or dispatcher.revoke
+    api.state.dispatch_validation = dispatch_validation or dispatcher.dispatch_validation
     api.state.ping_broker = dispatcher.ping_broker
     problems.install(api)
     api.include_router(health.router)
     api.include_router(jobs.router)
+    api.include_router(validations.router)
     api.include_router(catalogue.router)
     api.include_router(pages.router)
 
     @api.middleware("http")
-    async def _measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

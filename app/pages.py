@@ -50,9 +50,7 @@ def index(
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(
-    request: Request, job_id: str, session: Session = Depends(get_session)
-) -> HTMLResponse:
+def job_page(request: Request, job_id: str, session: Session = Depends(get_session)) -> HTMLResponse:
     job = crud.get_job(session, job_id)
     if job is None:
         raise ProblemError(404, "Not found", f"no job with id {job_id}")

@@ -12,13 +12,24 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
-    models: list[str] | None = Field(
-        default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]]
-    )
+    models: list[str] | None = Field(default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]])
     scores: list[str] | None = Field(default=None, examples=[["logme", "linear_probe"]])
     options: dict[str, Any] | None = Field(
         default=None, examples=[{"samples_per_class": 50, "input_size": 64}]
     )
+
+
+class ValidationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
+    models: list[str] | None = None
+    scores: list[str] | None = Field(default=None, description="None: every non-expensive score; []: none")
+    mode: str = Field("linear", examples=["linear", "finetune"])
+    loss: str = Field("ce", examples=["ce", "powergrad"])
+    alpha: float = Field(0.25, description="PowerGrad alpha in (0, 1]")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    settings: dict[str, Any] | None = Field(default=None, examples=[{"epochs": 6, "input_size": 32}])
 
 
 class ModelProgress(BaseModel):

@@ -59,9 +59,7 @@ def demo(
 
     started = time.perf_counter()
     application = create_app()
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     worker = _start_worker(worker_argv)
@@ -69,9 +67,7 @@ def demo(
     try:
         _wait_ready(base, server)
         models = default_models()
-        print(
-            f"zoorank demo: API on {base} and one Celery worker (SQLite + filesystem broker under ./var/)"
-        )
+        print(f"zoorank demo: API on {base} and one Celery worker (SQLite + filesystem broker under ./var/)")
         print(
             f"ranking builtin:digits over the offline zoo ({len(models)} models: ImageNet weights and "
             f"random-init twins) with {samples_per_class} images per class at {input_size} px, "

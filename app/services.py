@@ -52,9 +52,7 @@ def submit_ranking(
     score_names = resolve_scores(scores)
     with session_scope(settings.database_url) as session:
         if models is not None and len(models) == 0:
-            raise InvalidInputError(
-                "the model list is empty; name at least one model", field="models"
-            )
+            raise InvalidInputError("the model list is empty; name at least one model", field="models")
         from zoorank.zoo.specs import default_models
 
         specs = crud.resolve_models(session, models or default_models())
@@ -107,9 +105,7 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
             session, job_id, model, sample_ids=sample_ids, fingerprint=prepared.dataset.fingerprint
         )
     if attempt > MAX_ATTEMPTS:
-        return _fail(
-            settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)"
-        )
+        return _fail(settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)")
 
     done = 0
     last_write = 0.0
@@ -230,9 +226,7 @@ def finalise_job(settings: Settings, job_id: str) -> str:
         return status
 
 
-def _results_from_rows(
-    model_names: list[str], rows: list[Any], models: list[Any]
-) -> list[ModelResult]:
+def _results_from_rows(model_names: list[str], rows: list[Any], models: list[Any]) -> list[ModelResult]:
     ok = {m.model for m in models if m.status == "succeeded"}
     by_model: dict[str, dict[str, ScoreRecord]] = {name: {} for name in model_names if name in ok}
     for row in rows:
@@ -259,3 +253,148 @@ def score_catalogue() -> list[dict[str, Any]]:
         }
         for spec in (get_score(n) for n in list_scores())
     ]
+
+
+# -- validations (ground truth) -----------------------------------------------------------
+
+
+def submit_validation(
+    settings: Settings,
+    *,
+    dataset: str,
+    models: Sequence[str] | None,
+    scores: Sequence[str] | None,
+    mode: str,
+    loss: str,
+    alpha: float,
+    seeds: Sequence[int],
+    train_settings: dict[str, Any] | None,
+    dispatch: Callable[[str], list[str]],
+) -> str:
+    """Validate a ground-truth request, create a ``validation`` job, queue its task."""
+    from zoorank.validate.groundtruth import TrainSettings, check_mode, split_rows
+    from zoorank.zoo.specs import default_models
+
+    check_mode(mode, loss, alpha)
+    if not seeds or len(seeds) > 10:
+        raise InvalidInputError("seeds must list 1 to 10 integers", field="seeds")
+    parsed = TrainSettings.from_dict(train_settings)
+    score_names = resolve_scores(scores) if scores != [] else []
+    with session_scope(settings.database_url) as session:
+        if models is not None and len(models) == 0:
+            raise InvalidInputError("the model list is empty; name at least one model", field="models")
+        specs = crud.resolve_models(session, models or default_models())
+    prepared = prepare_dataset(
+        dataset,
+        RankOptions(samples_per_class=0),
+        data_roots=settings.data_roots,
+        upload_dir=settings.upload_dir,
+    )
+    split_rows(
+        prepared.dataset.labels,
+        train=parsed.train_per_class,
+        val=parsed.val_per_class,
+        test=parsed.test_per_class,
+        seed=parsed.split_seed,
+    )
+    options = {"mode": mode, "loss": loss, "alpha": alpha, "seeds": list(seeds), "settings": parsed.to_dict()}
+    with session_scope(settings.database_url) as session:
+        job = crud.create_job(
+            session,
+            dataset=dataset,
+            fingerprint=prepared.dataset.fingerprint,
+            models=[s.name for s in specs],
+            scores=score_names,
+            options=options,
+            images_per_model=0,
+            kind="validation",
+        )
+        job_id = job.id
+    task_ids = dispatch(job_id)
+    with session_scope(settings.database_url) as session:
+        crud.set_task_ids(session, job_id, task_ids)
+    return job_id
+
+
+def run_validation(settings: Settings, job_id: str) -> str:
+    """Train every model of a validation job, store ground truth and the score agreement."""
+    from zoorank.validate import validate
+
+    with session_scope(settings.database_url) as session:
+        job = crud.get_job(session, job_id)
+        if job is None or job.status == "cancelled":
+            return "cancelled" if job else "missing"
+        crud.start_job(session, job_id)
+        dataset, models, scores, options = job.dataset, list(job.models), list(job.scores), dict(job.options)
+
+    def on_model(stage: str, model: str, index: int, total: int) -> None:
+        with session_scope(settings.database_url) as session:
+            crud.set_model_status(session, job_id, model, "running")
+
+    try:
+        result = validate(
+            dataset,
+            models,
+            mode=options["mode"],
+            loss=options["loss"],
+            alpha=options["alpha"],
+            seeds=options["seeds"],
+            scores=scores,
+            settings=options["settings"],
+            cache_dir=settings.cache_dir,
+            data_roots=settings.data_roots,
+            upload_dir=settings.upload_dir,
+            on_model=on_model,
+        )
+    except Exception as exc:
+        log.exception("validation job %s failed", job_id)
+        with session_scope(settings.database_url) as session:
+            job = crud.get_job(session, job_id)
+            assert job is not None
+            crud.close_job(session, job, status="failed", ranking=None, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    summary = result.to_dict()
+    with session_scope(settings.database_url) as session:
+        for truth in result.ground_truth:
+            if truth.accuracy is not None:
+                crud.upsert_ground_truth(
+                    session,
+                    job_id=job_id,
+                    model=truth.model,
+                    dataset=dataset,
+                    dataset_fingerprint=result.dataset_fingerprint,
+                    mode=result.mode,
+                    loss=result.loss,
+                    alpha=result.alpha,
+                    accuracy=truth.accuracy,
+                    accuracy_std=truth.accuracy_std,
+                    seeds=result.seeds,
+                    details={"runs": _jsonable_runs(truth.runs)},
+                )
+            crud.finish_model(
+                session,
+                job_id,
+                truth.model,
+                status="succeeded" if truth.error is None else "failed",
+                error=truth.error,
+            )
+        failed = [g for g in result.ground_truth if g.error is not None]
+        status = "failed" if len(failed) == len(result.ground_truth) else "partial" if failed else "succeeded"
+        job = crud.get_job(session, job_id)
+        assert job is not None
+        crud.close_job(
+            session,
+            job,
+            status=status,
+            ranking=summary,
+            error="; ".join(f"{g.model}: {g.error}" for g in failed) or None,
+        )
+    return status
+
+
+def _jsonable_runs(runs: Sequence[Any]) -> list[Any]:
+    from dataclasses import asdict
+
+    from zoorank.rank import _jsonable
+
+    return [_jsonable(asdict(run)) for run in runs]

@@ -50,9 +50,7 @@ class Settings(BaseSettings):
         self.database_url = self.database_url or f"sqlite:///{self.var_dir}/zoorank.db"
         self.cache_dir = (self.cache_dir or self.var_dir / "cache").expanduser().resolve()
         self.upload_dir = (self.upload_dir or self.var_dir / "uploads").expanduser().resolve()
-        self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [
-            self.var_dir / "data"
-        ]
+        self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [self.var_dir / "data"]
         self.result_backend = self.result_backend or self._default_result_backend()
         return self
 

@@ -61,9 +61,7 @@ def _torch_threads(**_: object) -> None:
     # A forked pool process gets its own intra-op thread pool sized to the machine.
     import torch
 
-    torch.set_num_threads(
-        max(1, (os.cpu_count() or 1) // max(1, get_settings().worker_concurrency))
-    )
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, get_settings().worker_concurrency)))
 
 
 celery_app = make_celery()

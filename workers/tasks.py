@@ -17,3 +17,8 @@ def rank_model(job_id: str, model: str) -> dict[str, Any]:
 @celery_app.task(name="zoorank.finalise_job", acks_late=True, reject_on_worker_lost=True)
 def finalise_job(member_results: list[dict[str, Any]], job_id: str) -> str:
     return services.finalise_job(get_settings(), job_id)
+
+
+@celery_app.task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)
+def validate_job(job_id: str) -> str:
+    return services.run_validation(get_settings(), job_id)

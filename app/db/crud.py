@@ -73,16 +73,12 @@ def list_jobs(
     if status:
         query = query.where(Job.status == status)
         count_query = count_query.where(Job.status == status)
-    rows = session.scalars(
-        query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
-    )
+    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit))
     return list(rows), int(session.scalar(count_query) or 0)
 
 
 def job_models(session: Session, job_id: str) -> list[JobModel]:
-    return list(
-        session.scalars(select(JobModel).where(JobModel.job_id == job_id).order_by(JobModel.id))
-    )
+    return list(session.scalars(select(JobModel).where(JobModel.job_id == job_id).order_by(JobModel.id)))
 
 
 def job_results(session: Session, job_id: str) -> list[ScoreResult]:
@@ -108,9 +104,7 @@ def cancel_job(session: Session, job: Job) -> bool:
     return True
 
 
-def start_model(
-    session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str
-) -> int:
+def start_model(session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str) -> int:
     """Mark a (job, model) running; returns the attempt number (1 on first delivery)."""
     session.execute(
         update(Job)
@@ -121,14 +115,26 @@ def start_model(
     if job is not None and job.sample_ids is None:
         job.sample_ids = sample_ids
         job.dataset_fingerprint = fingerprint
-    row = session.scalars(
-        select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model)
-    ).one()
+    row = session.scalars(select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model)).one()
     row.attempts += 1
     row.status = "running"
     row.started_at = utcnow()
     row.images_total = len(sample_ids)
     return row.attempts
+
+
+def start_job(session: Session, job_id: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="running", started_at=utcnow())
+    )
+
+
+def set_model_status(session: Session, job_id: str, model: str, status: str) -> None:
+    session.execute(
+        update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(status=status)
+    )
 
 
 def model_progress(session: Session, job_id: str, model: str, images_done: int) -> None:
@@ -241,9 +247,7 @@ def resolve_model(session: Session, name: str) -> ModelSpec:
     """A model registered in the database, else the built-in zoo / ``ARCH@SOURCE``."""
     row = session.get(RegisteredModel, name)
     if row is not None:
-        return ModelSpec(
-            row.name, row.architecture, row.weights, row.imagenet_top1, row.description
-        )
+        return ModelSpec(row.name, row.architecture, row.weights, row.imagenet_top1, row.description)
     return get_model_spec(name)
 
 

@@ -33,9 +33,7 @@ class Job(Base):
     ranking: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     task_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -65,9 +63,7 @@ class ScoreResult(Base):
     """One (job, model, score) value with everything needed to reproduce it."""
 
     __tablename__ = "score_results"
-    __table_args__ = (
-        UniqueConstraint("job_id", "model", "score", name="uq_score_results_job_model_score"),
-    )
+    __table_args__ = (UniqueConstraint("job_id", "model", "score", name="uq_score_results_job_model_score"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

@@ -74,13 +74,9 @@ def register_model(
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelPublic:
     if body.name in list_models():
-        raise ProblemError(
-            409, "Conflict", f"model {body.name!r} exists in the built-in zoo", field="name"
-        )
+        raise ProblemError(409, "Conflict", f"model {body.name!r} exists in the built-in zoo", field="name")
     if any(r.name == body.name for r in crud.registered_models(session)):
-        raise ProblemError(
-            409, "Conflict", f"model {body.name!r} is already registered", field="name"
-        )
+        raise ProblemError(409, "Conflict", f"model {body.name!r} is already registered", field="name")
     if body.weights == "offline":
         raise InvalidInputError("offline weights are already in the built-in zoo", field="weights")
     parsed = parse_model_ref(f"{body.architecture}@{body.weights}")

@@ -21,12 +21,10 @@ def job_public(session: Session, job: Job, *, full: bool = True) -> JobPublic:
     public = JobPublic.model_validate(job, from_attributes=True)
     if full:
         public.progress = [
-            ModelProgress.model_validate(m, from_attributes=True)
-            for m in crud.job_models(session, job.id)
+            ModelProgress.model_validate(m, from_attributes=True) for m in crud.job_models(session, job.id)
         ]
         public.results = [
-            ScoreValue.model_validate(r, from_attributes=True)
-            for r in crud.job_results(session, job.id)
+            ScoreValue.model_validate(r, from_attributes=True) for r in crud.job_results(session, job.id)
         ]
     else:
         public.sample_ids = None

@@ -1,0 +1,48 @@
+"""/v1/validations: ground truth (linear probe or fine-tuning) and each score's agreement."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from app import services
+from app.db.session import session_scope
+from app.deps import get_session, get_settings_dep, require_writer
+from app.problems import ProblemError
+from app.routes.jobs import get_job_or_404, job_public
+from app.schemas import JobPublic, ValidationCreate
+from app.settings import Settings
+
+router = APIRouter(prefix="/v1/validations", tags=["validations"])
+
+
+@router.post("", status_code=202, response_model=JobPublic, dependencies=[Depends(require_writer)])
+def create_validation(
+    body: ValidationCreate, request: Request, settings: Settings = Depends(get_settings_dep)
+) -> JSONResponse:
+    job_id = services.submit_validation(
+        settings,
+        dataset=body.dataset,
+        models=body.models,
+        scores=body.scores,
+        mode=body.mode,
+        loss=body.loss,
+        alpha=body.alpha,
+        seeds=body.seeds,
+        train_settings=body.settings,
+        dispatch=request.app.state.dispatch_validation,
+    )
+    with session_scope(settings.database_url) as session:
+        public = job_public(session, get_job_or_404(session, job_id))
+    return JSONResponse(
+        public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/validations/{job_id}"}
+    )
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_validation(job_id: str, session: Session = Depends(get_session)) -> JobPublic:
+    job = get_job_or_404(session, job_id)
+    if job.kind != "validation":
+        raise ProblemError(404, "Not found", f"job {job_id} is a {job.kind} job, not a validation")
+    return job_public(session, job)
