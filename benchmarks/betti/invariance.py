@@ -55,9 +55,7 @@ def ranking(values: dict[str, float]) -> list[str]:
 
 
 def run(sizes: list[int], per_class_grid: list[int]) -> dict[str, object]:
-    cache_dir = os.environ.get(
-        "ZOORANK_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "zoorank-bench")
-    )
+    cache_dir = os.environ.get("ZOORANK_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "zoorank-bench"))
     cache = FeatureCache(cache_dir)
     top = max(per_class_grid)
     theta: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SCORES}
@@ -70,9 +68,7 @@ def run(sizes: list[int], per_class_grid: list[int]) -> dict[str, object]:
         for model in MODELS:
             features, _, _ = get_features(prepared, get_model_spec(model), options, cache)
             forward[f"{model}@{size}"] = float(features.seconds)
-            inputs = ScoreInputs(
-                labels=prepared.labels, taps=features.taps, tap_rows=features.tap_rows
-            )
+            inputs = ScoreInputs(labels=prepared.labels, taps=features.taps, tap_rows=features.tap_rows)
             for score, per_class in itertools.product(SCORES, per_class_grid):
                 setting = f"{size}px/{per_class}"
                 start = time.perf_counter()
@@ -103,9 +99,7 @@ def run(sizes: list[int], per_class_grid: list[int]) -> dict[str, object]:
             y = [theta[score][b][m] for m in MODELS]
             taus[f"{a} vs {b}"] = float(kendalltau(x, y).statistic)
         twin_wins = {
-            setting: sum(
-                theta[score][setting][m] < theta[score][setting][f"{m}@random"] for m in PRETRAINED
-            )
+            setting: sum(theta[score][setting][m] < theta[score][setting][f"{m}@random"] for m in PRETRAINED)
             for setting in settings
         }
         summary[score] = {
@@ -181,9 +175,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="64,96,128")
     parser.add_argument("--images-per-class", default="3,5,10")
     args = parser.parse_args()
-    result = run(
-        [int(s) for s in args.sizes.split(",")], [int(k) for k in args.images_per_class.split(",")]
-    )
+    result = run([int(s) for s in args.sizes.split(",")], [int(k) for k in args.images_per_class.split(",")])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "betti_invariance.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "betti_invariance.md").write_text(to_markdown(result))

@@ -32,6 +32,7 @@ import numpy as np
 from zoorank.features.cache import FeatureCache
 from zoorank.rank import RankOptions, get_features, prepare_dataset
 from zoorank.scores import ScoreInputs, get_score
+from zoorank.scores.betti import class_balanced_betti, prepare_taps
 from zoorank.topology import betti_from_intervals
 from zoorank.topology.batch import usable_cores
 from zoorank.zoo import get_model_spec
@@ -41,9 +42,7 @@ ETA = 0.5
 
 
 def taps_for(model: str, size: int, per_class: int, cache_dir: str) -> ScoreInputs:
-    options = RankOptions(
-        samples_per_class=per_class, input_size=size, tap_images_per_class=per_class
-    )
+    options = RankOptions(samples_per_class=per_class, input_size=size, tap_images_per_class=per_class)
     prepared = prepare_dataset("builtin:digits", options)
     features, _, _ = get_features(prepared, get_model_spec(model), options, FeatureCache(cache_dir))
     return ScoreInputs(labels=prepared.labels, taps=features.taps, tap_rows=features.tap_rows)
@@ -52,9 +51,7 @@ def taps_for(model: str, size: int, per_class: int, cache_dir: str) -> ScoreInpu
 def gudhi_betti(volume: np.ndarray) -> np.ndarray:
     complex_ = gudhi.CubicalComplex(vertices=volume.astype(np.float64))
     complex_.compute_persistence(homology_coeff_field=2)
-    intervals = [
-        np.asarray(complex_.persistence_intervals_in_dimension(k)).reshape(-1, 2) for k in range(3)
-    ]
+    intervals = [np.asarray(complex_.persistence_intervals_in_dimension(k)).reshape(-1, 2) for k in range(3)]
     return betti_from_intervals(intervals, ETA)
 
 
@@ -76,9 +73,7 @@ def loop(
 
 
 def run(models: list[str], size: int, per_class: int, subset_per_class: int) -> dict[str, object]:
-    cache_dir = os.environ.get(
-        "ZOORANK_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "zoorank-bench")
-    )
+    cache_dir = os.environ.get("ZOORANK_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "zoorank-bench"))
     rows_out = []
     for model in models:
         inputs = taps_for(model, size, per_class, cache_dir)
@@ -89,12 +84,15 @@ def run(models: list[str], size: int, per_class: int, subset_per_class: int) -> 
         start = time.perf_counter()
         out = spec(inputs, eta=ETA)
         score_seconds = time.perf_counter() - start
+        # The same computation on one core (the per-core comparison with the loops).
+        prepared_taps = prepare_taps(inputs, images_per_class=per_class, max_taps=0)
+        start = time.perf_counter()
+        class_balanced_betti(prepared_taps, [np.array([ETA])] * len(names), workers=1)
+        one_core_seconds = time.perf_counter() - start
         # The same score restricted to a class-balanced subset, compared with the loops.
         labels = inputs.labels[inputs.tap_rows]
         subset = np.sort(
-            np.concatenate(
-                [np.flatnonzero(labels == c)[:subset_per_class] for c in np.unique(labels)]
-            )
+            np.concatenate([np.flatnonzero(labels == c)[:subset_per_class] for c in np.unique(labels)])
         )
         sub_inputs = ScoreInputs(
             labels=inputs.labels,
@@ -116,19 +114,17 @@ def run(models: list[str], size: int, per_class: int, subset_per_class: int) -> 
             "theta": out.value,
             "score_seconds": score_seconds,
             "score_image_taps_per_s": image_taps / score_seconds,
+            "score_one_core_image_taps_per_s": image_taps / one_core_seconds,
             "loop_images": int(subset.size),
             "gudhi_loop_image_taps_per_s": sub_image_taps / gudhi_seconds,
             "cripser_loop_image_taps_per_s": sub_image_taps / cripser_seconds,
             "omega_identical_gudhi": bool(np.allclose(sub_omega, gudhi_omega, rtol=0, atol=1e-9)),
-            "omega_identical_cripser": bool(
-                np.allclose(sub_omega, cripser_omega, rtol=0, atol=1e-9)
-            ),
+            "omega_identical_cripser": bool(np.allclose(sub_omega, cripser_omega, rtol=0, atol=1e-9)),
         }
-        row["speedup_vs_gudhi_loop"] = (
-            row["score_image_taps_per_s"] / row["gudhi_loop_image_taps_per_s"]
-        )
-        row["speedup_vs_cripser_loop"] = (
-            row["score_image_taps_per_s"] / row["cripser_loop_image_taps_per_s"]
+        row["speedup_vs_gudhi_loop"] = row["score_image_taps_per_s"] / row["gudhi_loop_image_taps_per_s"]
+        row["speedup_vs_cripser_loop"] = row["score_image_taps_per_s"] / row["cripser_loop_image_taps_per_s"]
+        row["one_core_speedup_vs_cripser_loop"] = (
+            row["score_one_core_image_taps_per_s"] / row["cripser_loop_image_taps_per_s"]
         )
         print(row, flush=True)
         rows_out.append(row)
@@ -153,16 +149,19 @@ def to_markdown(result: dict[str, object]) -> str:
         "score's on the loop subset when 'identical' is True.",
         "",
         "| model | px | taps | images | voxels/image | score s | score img·taps/s "
-        "| gudhi loop img·taps/s | cripser loop img·taps/s | × gudhi | × cripser | identical |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| score, 1 core | gudhi loop img·taps/s | cripser loop img·taps/s | × gudhi "
+        "| × cripser | × cripser, 1 core | identical |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["models"]:  # type: ignore[union-attr]
         lines.append(
             f"| {r['model']} | {r['input_size']} | {r['taps']} | {r['images']} "
             f"| {r['voxels_per_image']} "
             f"| {r['score_seconds']:.2f} | {r['score_image_taps_per_s']:.0f} "
+            f"| {r['score_one_core_image_taps_per_s']:.0f} "
             f"| {r['gudhi_loop_image_taps_per_s']:.1f} | {r['cripser_loop_image_taps_per_s']:.0f} "
             f"| {r['speedup_vs_gudhi_loop']:.0f} | {r['speedup_vs_cripser_loop']:.1f} "
+            f"| {r['one_core_speedup_vs_cripser_loop']:.1f} "
             f"| {r['omega_identical_gudhi'] and r['omega_identical_cripser']} |"
         )
     return "\n".join(lines) + "\n"
@@ -176,9 +175,7 @@ def main() -> None:
     parser.add_argument("--loop-images-per-class", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
-    result = run(
-        args.models.split(","), args.size, args.images_per_class, args.loop_images_per_class
-    )
+    result = run(args.models.split(","), args.size, args.images_per_class, args.loop_images_per_class)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"betti_score_speed{args.tag}"
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
