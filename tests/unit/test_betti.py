@@ -135,9 +135,7 @@ def test_invariant_to_sample_order_and_class_names(name: str) -> None:
     spec = get_score(name)
     base = spec(ScoreInputs(labels=labels, taps=taps), images_per_class=2)
     order = np.random.default_rng(0).permutation(9)
-    shuffled = ScoreInputs(
-        labels=(labels[order] + 1) * 10, taps={k: v[order] for k, v in taps.items()}
-    )
+    shuffled = ScoreInputs(labels=(labels[order] + 1) * 10, taps={k: v[order] for k, v in taps.items()})
     again = spec(shuffled, images_per_class=2)
     assert np.isfinite(base.value)
     assert again.value == pytest.approx(base.value, rel=1e-12, abs=1e-15)
@@ -154,8 +152,7 @@ def test_normalised_variants_ignore_activation_scale(name: str) -> None:
     )
     raw = get_score("betti_decay")
     assert (
-        raw(ScoreInputs(labels=labels, taps=scaled)).value
-        != raw(ScoreInputs(labels=labels, taps=taps)).value
+        raw(ScoreInputs(labels=labels, taps=scaled)).value != raw(ScoreInputs(labels=labels, taps=taps)).value
     )  # the paper's raw η is not scale-free
 
 

@@ -88,9 +88,7 @@ def _efficientnet_points(_model: nn.Module, modules: Modules) -> list[str]:
     else:
         stem = ["conv_stem", "bn1"]
     blocks = [
-        b
-        for stage in _children_in_order(modules, "blocks")
-        for b in _children_in_order(modules, stage)
+        b for stage in _children_in_order(modules, "blocks") for b in _children_in_order(modules, stage)
     ]
     return [*stem, *blocks]
 

@@ -69,9 +69,7 @@ def betti_numbers_batch(
         )
     for i, vol in enumerate(vols):
         if vol.ndim != 3:
-            raise InvalidInputError(
-                f"volume {i} must be 3-D, got shape {vol.shape}", field="volumes"
-            )
+            raise InvalidInputError(f"volume {i} must be 3-D, got shape {vol.shape}", field="volumes")
         if vol.dtype not in (np.float32, np.float64):
             vols[i] = vol.astype(np.float64)
         if not np.isfinite(vols[i]).all():

@@ -52,23 +52,19 @@ def as_volume(array: np.ndarray, *, name: str = "array") -> np.ndarray:
         volume = volume[None]
     if volume.ndim != 3:
         raise InvalidInputError(
-            f"{name} must be a 3-D (c, h, w) volume or a 2-D (h, w) image, got shape "
-            f"{volume.shape}",
+            f"{name} must be a 3-D (c, h, w) volume or a 2-D (h, w) image, got shape {volume.shape}",
             field=name,
         )
     if volume.size == 0:
         raise InvalidInputError(f"{name} is empty (shape {volume.shape})", field=name)
-    if not np.issubdtype(volume.dtype, np.number) or np.issubdtype(
-        volume.dtype, np.complexfloating
-    ):
+    if not np.issubdtype(volume.dtype, np.number) or np.issubdtype(volume.dtype, np.complexfloating):
         raise InvalidInputError(f"{name} must be real-valued, got dtype {volume.dtype}", field=name)
     if volume.dtype not in (np.float32, np.float64):
         volume = volume.astype(np.float64)
     if not np.isfinite(volume).all():
         bad = int((~np.isfinite(volume)).sum())
         raise InvalidInputError(
-            f"{name} contains {bad} non-finite values (NaN or inf); Betti numbers need finite "
-            "values",
+            f"{name} contains {bad} non-finite values (NaN or inf); Betti numbers need finite values",
             field=name,
         )
     return volume

@@ -63,13 +63,7 @@ from zoorank.topology.cubical import RULES, Rule, as_volume
 _FACE = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
 _FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
 _DIAGONALS = np.array(
-    [
-        (i, j, k)
-        for i in (-1, 0, 1)
-        for j in (-1, 0, 1)
-        for k in (-1, 0, 1)
-        if abs(i) + abs(j) + abs(k) >= 2
-    ]
+    [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if abs(i) + abs(j) + abs(k) >= 2]
 )  # the 20 neighbour offsets that 26-connectivity adds to 6-connectivity
 _SMALL = 20_000  # voxels; below this, 26-labelling the complement is cheaper than the graph
 
