@@ -386,7 +386,7 @@ register_score(
         needs=frozenset({"taps"}),
         direction="lower",
         paper=PAPER,
-        cost="expensive",
+        cost="moderate",
         params={"eta": 0.5, **_COMMON, "curve_points": 0},
         description=(
             "θ = c1 + c2/2 + c3/2 of a ridge cubic fit of the normalised Betti sum at raw "
@@ -402,7 +402,7 @@ register_score(
         needs=frozenset({"taps"}),
         direction="lower",
         paper=PAPER,
-        cost="expensive",
+        cost="moderate",
         params={"quantile": 0.5, **_COMMON, "curve_points": 0},
         description=(
             "betti_decay with depth scaled to [0, 1] and each tap thresholded at a quantile of "
