@@ -34,11 +34,14 @@ homology degree k, writing ``K_< = {a < η}``, ``K_≤ = {a ≤ η}``, ``i: H_k(
    contain a void of ``K_≤``: a void's boundary 2-cycle maps to the sum of the ``K_≤``-voids
    inside it, and those sums are independent. Both come from connected-component labels.
 4. ``dim ker i_1`` is 0 when ``β1(K_<) = 0`` (always the case at η = 0 on a ReLU map, where
-   ``K_<`` is empty). Otherwise the long exact sequence of the pair, with ``H_3(K_≤) = 0``,
+   ``K_<`` is empty: no interval can die at 0 there, since ``d = 0`` needs ``b < 0``, so the two
+   rules agree at η = 0 on ReLU maps however many voxels are exactly 0). Otherwise the long
+   exact sequence of the pair, with ``H_3(K_≤) = 0``,
    gives ``dim H_2(K_≤, K_<) = dim coker i_2 + dim ker i_1``, and the relative group is local:
    ``K_≤ = K_< ∪ N`` with ``N`` the closed cells touching a voxel equal to η, so by excision
-   ``H(K_≤, K_<) ≅ ⊕_j H(N_j, N_j ∩ K_<)`` over clusters ``N_j`` of tie voxels (clusters
-   farther than 3 voxels apart share no cell). Each summand is read from a persistence
+   ``H(K_≤, K_<) ≅ ⊕_j H(N_j, N_j ∩ K_<)`` over clusters ``N_j`` of tie voxels (tie voxels
+   within 3 voxels of each other share a cluster, so two clusters' cells share no vertex).
+   Each summand is read from a persistence
    computation on the cluster's bounding box (±1 voxel) of a 3-level function: 0 on ``K_<``,
    1 on the cluster's tie voxels, 2 elsewhere. Ties are rare on float activations, so this
    costs nothing on average; :data:`TIE_BOXES` counts how often it runs.
