@@ -67,3 +67,20 @@ def test_failed_model_does_not_take_the_ranking_down(tmp_path):
     assert by_model["mobilenetv2_100@random"].error is None
     assert by_model[f"resnet10t@file:{tmp_path / 'w.safetensors'}"].error
     assert [row["model"] for row in result.ranking["aggregate"]] == ["mobilenetv2_100@random"]
+
+
+def test_linear_probe_row_space_projection_is_exact():
+    """d > n: the probe fitted in the training rows' span predicts exactly as in full space."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from zoorank.scores.probe import _row_space
+
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.normal(size=(40, 300)), rng.normal(size=(25, 300))
+    y = rng.integers(0, 3, 40)
+    full = LogisticRegression(C=0.5, max_iter=5000, tol=1e-10).fit(x_train, y)
+    p_train, p_test = _row_space(x_train, x_test)
+    assert p_train.shape == (40, 40)
+    small = LogisticRegression(C=0.5, max_iter=5000, tol=1e-10).fit(p_train, y)
+    np.testing.assert_allclose(small.decision_function(p_test), full.decision_function(x_test), atol=1e-4)

@@ -15,7 +15,6 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from zoorank.errors import InvalidInputError
@@ -46,19 +45,38 @@ def linear_probe_accuracy(
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     accuracies = []
     for train, test in splitter.split(x, labels_n):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+        x_train, x_test = _row_space(*_standardise(x[train], x[test]))
+        probe = LogisticRegression(C=c, max_iter=2000)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            probe.fit(x[train], labels_n[train])
-        accuracies.append(float((probe.predict(x[test]) == labels_n[test]).mean()))
+            probe.fit(x_train, labels_n[train])
+        accuracies.append(float((probe.predict(x_test) == labels_n[test]).mean()))
     return float(np.mean(accuracies)), accuracies
+
+
+def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scaler = StandardScaler().fit(x_train)
+    return scaler.transform(x_train), scaler.transform(x_test)
+
+
+def _row_space(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets in the orthonormal basis of the training rows' span, when d > n_train.
+
+    An L2-penalised logistic regression's weights lie in the span of its training rows
+    (representer theorem), and the basis is orthonormal, so the fit, the penalty and every
+    test logit are unchanged -- but the solver works in n_train dimensions instead of d.
+    """
+    n, d = x_train.shape
+    if d <= n:
+        return x_train, x_test
+    _, s, vt = np.linalg.svd(x_train, full_matrices=False)
+    basis = vt[s > s[0] * max(n, d) * np.finfo(float).eps]
+    return x_train @ basis.T, x_test @ basis.T
 
 
 def _compute(inputs: ScoreInputs, *, folds: int, c: float) -> ScoreOutput:
     assert inputs.features is not None
-    mean, per_fold = linear_probe_accuracy(
-        inputs.features, inputs.labels, folds=folds, c=c, seed=inputs.seed
-    )
+    mean, per_fold = linear_probe_accuracy(inputs.features, inputs.labels, folds=folds, c=c, seed=inputs.seed)
     return ScoreOutput(value=mean, details={"fold_accuracies": per_fold})
 
 
