@@ -16,7 +16,9 @@ import httpx
 
 
 def _start_worker(argv: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    # Celery warns at length when run as root (as in containers and CI); the demo need not.
+    quiet = "ignore:You're running the worker with superuser privileges"
+    return subprocess.Popen(argv, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": quiet})
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     var_dir: Path = Path("var")
     database_url: str = ""
-    broker_url: str = "filesystem://"
+    broker_url: str = "filesystem://localhost//"
     result_backend: str = ""
     cache_dir: Path | None = None
     upload_dir: Path | None = None

@@ -110,17 +110,22 @@ def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = N
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*columns, title=title)
-    for row in rows:
-        table.add_row(
-            *(
-                ""
-                if row.get(c) is None
-                else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
-                for c in columns
-            )
-        )
-    Console().print(table)
+    cells = [
+        [
+            "" if row.get(c) is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]))
+            for c in columns
+        ]
+        for row in rows
+    ]
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for line in cells:
+        table.add_row(*line)
+    # Wide enough for every cell even when stdout is not a terminal (rich assumes 80 columns).
+    needed = sum(max([len(c), *(len(line[i]) for line in cells)]) + 3 for i, c in enumerate(columns)) + 1
+    console = Console()
+    Console(width=max(console.width, needed)).print(table)
 
 
 # -- ranking in-process -------------------------------------------------------------------
@@ -129,12 +134,8 @@ def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = N
 @app.command()
 def rank(
     dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
-    models: str | None = typer.Option(
-        None, help="Comma-separated models (default: the built-in zoo)."
-    ),
-    scores: str | None = typer.Option(
-        None, help="Comma-separated scores (default: all but expensive)."
-    ),
+    models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
+    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
     samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
     input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
     seed: int = typer.Option(0),
@@ -201,6 +202,10 @@ def rank(
             typer.secho(f"{r.model} failed: {r.error}", fg=typer.colors.YELLOW, err=True)
 
 
+MAX_TABLE_SCORES = 6
+HEADLINE_SCORES = ["logme", "linear_probe", "betti_decay", "hidden_margin", "leep", "nce", "hscore"]
+
+
 def print_ranking(
     ranking: dict[str, Any],
     values: dict[str, dict[str, float | None]],
@@ -208,6 +213,10 @@ def print_ranking(
     title: str,
 ) -> None:
     scores = sorted({s for v in values.values() for s in v})
+    if len(scores) > MAX_TABLE_SCORES:
+        shown = [s for s in HEADLINE_SCORES if s in scores][:MAX_TABLE_SCORES]
+        typer.echo(f"{len(scores)} scores computed; the table shows {', '.join(shown)} (--json has all)")
+        scores = shown
     rows = []
     for row in ranking["aggregate"]:
         rows.append(
@@ -237,9 +246,7 @@ def score(
     features: Path | None = typer.Option(None, help="Pre-logit features, .npy (n, d)."),
     labels: Path = typer.Option(..., help="Labels, .npy (n,)."),
     logits: Path | None = typer.Option(None, help="Raw source logits, .npy (n, k)."),
-    taps: Path | None = typer.Option(
-        None, help=".npz of layer taps, one (n, c, h, w) array each, in order."
-    ),
+    taps: Path | None = typer.Option(None, help=".npz of layer taps, one (n, c, h, w) array each, in order."),
     param: list[str] = typer.Option([], help="Score parameter k=v (repeatable)."),
     seed: int = typer.Option(0),
 ) -> None:
@@ -335,6 +342,7 @@ def _worker_argv(concurrency: int) -> list[str]:
         "celery",
         "-A",
         "workers.celery_app:celery_app",
+        "--quiet",
         "worker",
         "--loglevel=WARNING",
         f"--concurrency={concurrency}",
@@ -359,9 +367,7 @@ def demo(
     port: int = typer.Option(8765),
     samples_per_class: int = typer.Option(50),
     input_size: int = typer.Option(64),
-    scores: str | None = typer.Option(
-        None, help="Comma-separated scores (default: all but expensive)."
-    ),
+    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
 ) -> None:
     """Start API + worker, submit a ranking of the offline zoo on builtin:digits, print it, stop."""
     from app.service_runner import demo as run_demo
@@ -384,9 +390,7 @@ def demo(
 @app.command("validate")
 def validate_command(
     dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
-    models: str | None = typer.Option(
-        None, help="Comma-separated models (default: the built-in zoo)."
-    ),
+    models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
     scores: str | None = typer.Option(
         None, help="Comma-separated scores (default: all but expensive; '' for none)."
     ),
@@ -459,9 +463,7 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (run from the rep
 app.add_typer(bench_app, name="bench")
 
 
-@bench_app.command(
-    "ranking", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@bench_app.command("ranking", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench_ranking(ctx: typer.Context) -> None:
     """Ranking quality + PowerGrad study = `python -m benchmarks.ranking` (see its --help)."""
     try:
