@@ -28,8 +28,16 @@ def _free_port() -> int:
 
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
@@ -54,9 +62,16 @@ def test_leaderboard_and_job_pages_render(tmp_path):
             if server.started:
                 break
             time.sleep(0.1)
-        job = httpx.post(f"{base}/v1/jobs", timeout=300, json={
-            "dataset": "builtin:digits", "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
-            "scores": ["logme", "knn"], "options": {"samples_per_class": 8, "input_size": 32}}).json()  # fmt: skip
+        job = httpx.post(
+            f"{base}/v1/jobs",
+            timeout=300,
+            json={
+                "dataset": "builtin:digits",
+                "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
+                "scores": ["logme", "knn"],
+                "options": {"samples_per_class": 8, "input_size": 32},
+            },
+        ).json()
         dom = _chromium("--dump-dom", f"{base}/?dataset=builtin:digits&score=logme").stdout
         assert 'id="leaderboard"' in dom and "mobilenetv2_100@random" in dom and "<rect" in dom
         assert job["id"][:8] in dom  # recent jobs table links the job
