@@ -9,7 +9,9 @@ from __future__ import annotations
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from zoorank.data.datasets import IMAGE_SUFFIXES
 from zoorank.errors import InvalidInputError
@@ -34,18 +36,18 @@ def _strip_common_root(paths: list[PurePosixPath]) -> int:
 
 def extract_class_folders(archive: Path, target: Path, *, max_files: int, max_bytes: int) -> None:
     """Extract image members to ``target/CLASS/NAME``; raises :class:`InvalidInputError`."""
-    members: list[tuple[PurePosixPath, object, int]] = []
+    members: list[tuple[PurePosixPath, Any, int]] = []
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                if info.is_dir():
+            for zinfo in zf.infolist():
+                if zinfo.is_dir():
                     continue
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise InvalidInputError(f"archive member {info.filename!r} is a symlink", field="file")
-                path = _safe_member(info.filename)
+                if (zinfo.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise InvalidInputError(f"archive member {zinfo.filename!r} is a symlink", field="file")
+                path = _safe_member(zinfo.filename)
                 if path is not None:
-                    members.append((path, info, info.file_size))
-            _write(members, target, max_files, max_bytes, lambda info: zf.open(info))  # type: ignore[arg-type]
+                    members.append((path, zinfo, zinfo.file_size))
+            _write(members, target, max_files, max_bytes, lambda member: zf.open(member))
         return
     try:
         tf = tarfile.open(archive)
@@ -54,18 +56,24 @@ def extract_class_folders(archive: Path, target: Path, *, max_files: int, max_by
             "upload must be a zip or tar archive of CLASS/IMAGE files", field="file"
         ) from None
     with tf:
-        for info in tf.getmembers():
-            if info.isdir():
+        for tinfo in tf.getmembers():
+            if tinfo.isdir():
                 continue
-            if not info.isfile():
-                raise InvalidInputError(f"archive member {info.name!r} is a link or device", field="file")
-            path = _safe_member(info.name)
+            if not tinfo.isfile():
+                raise InvalidInputError(f"archive member {tinfo.name!r} is a link or device", field="file")
+            path = _safe_member(tinfo.name)
             if path is not None:
-                members.append((path, info, info.size))
-        _write(members, target, max_files, max_bytes, lambda info: tf.extractfile(info))  # type: ignore[arg-type]
+                members.append((path, tinfo, tinfo.size))
+        _write(members, target, max_files, max_bytes, lambda member: tf.extractfile(member))
 
 
-def _write(members, target, max_files, max_bytes, open_member) -> None:  # type: ignore[no-untyped-def]
+def _write(
+    members: list[tuple[PurePosixPath, Any, int]],
+    target: Path,
+    max_files: int,
+    max_bytes: int,
+    open_member: Callable[[Any], Any],
+) -> None:
     images = [(p, info, size) for p, info, size in members if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
         raise InvalidInputError("the archive holds no images (expected CLASS/IMAGE.png ...)", field="file")

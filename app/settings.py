@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     broker_url: str = "filesystem://localhost//"
     result_backend: str = ""
-    cache_dir: Path | None = None
-    upload_dir: Path | None = None
+    cache_dir: Path = Path()  # empty: VAR_DIR/cache
+    upload_dir: Path = Path()  # empty: VAR_DIR/uploads
     data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -48,8 +48,12 @@ class Settings(BaseSettings):
     def _derive_paths(self) -> Settings:
         self.var_dir = self.var_dir.expanduser().resolve()
         self.database_url = self.database_url or f"sqlite:///{self.var_dir}/zoorank.db"
-        self.cache_dir = (self.cache_dir or self.var_dir / "cache").expanduser().resolve()
-        self.upload_dir = (self.upload_dir or self.var_dir / "uploads").expanduser().resolve()
+        if self.cache_dir == Path():
+            self.cache_dir = self.var_dir / "cache"
+        if self.upload_dir == Path():
+            self.upload_dir = self.var_dir / "uploads"
+        self.cache_dir = self.cache_dir.expanduser().resolve()
+        self.upload_dir = self.upload_dir.expanduser().resolve()
         self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [self.var_dir / "data"]
         self.result_backend = self.result_backend or self._default_result_backend()
         return self
@@ -65,7 +69,6 @@ class Settings(BaseSettings):
         return self.var_dir / "broker"
 
     def ensure_dirs(self) -> None:
-        assert self.cache_dir is not None and self.upload_dir is not None
         for folder in (self.var_dir, self.cache_dir, self.upload_dir, *self.data_roots):
             Path(folder).mkdir(parents=True, exist_ok=True)
         if self.broker_url.startswith("filesystem://"):

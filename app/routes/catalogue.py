@@ -7,13 +7,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from app import archives, services
 from app.db import crud
-from app.db.models import Dataset
+from app.db.models import Dataset, ScoreResult
 from app.deps import get_session, get_settings_dep, require_writer
 from app.problems import ProblemError
 from app.schemas import (
@@ -46,7 +47,7 @@ def scores() -> ScoresPublic:
 
 @router.get("/models", response_model=ModelsPublic, tags=["models"])
 def models(session: Session = Depends(get_session)) -> ModelsPublic:
-    data = [ModelPublic(**get_model_spec(n).to_dict(), builtin=True) for n in list_models()]
+    data = [_public(get_model_spec(n), builtin=True) for n in list_models()]
     data += [
         ModelPublic(
             name=r.name,
@@ -94,7 +95,18 @@ def register_model(
             body.imagenet_top1 if body.imagenet_top1 is not None else parsed.imagenet_top1,
         )
     crud.add_model(session, spec, body.description)
-    return ModelPublic(**spec.to_dict() | {"description": body.description}, builtin=False)
+    return _public(spec, builtin=False, description=body.description)
+
+
+def _public(spec: ModelSpec, *, builtin: bool, description: str | None = None) -> ModelPublic:
+    return ModelPublic(
+        name=spec.name,
+        architecture=spec.architecture,
+        weights=spec.weights,
+        imagenet_top1=spec.imagenet_top1,
+        description=spec.description if description is None else description,
+        builtin=builtin,
+    )
 
 
 @router.get("/datasets", response_model=DatasetsPublic, tags=["datasets"])
@@ -155,7 +167,7 @@ def upload_dataset(
     try:
         dataset = load_dataset(f"upload:{dataset_id}", upload_dir=settings.upload_dir)
         check_class_counts(dataset.labels, min_per_class=2)
-        dataset.read(list(range(len(dataset))))  # every image must decode (and not be a bomb)
+        dataset.read(np.arange(len(dataset)))  # every image must decode (and not be a bomb)
     except InvalidInputError:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -182,6 +194,13 @@ def upload_dataset(
     return JSONResponse(public.model_dump(), status_code=201)
 
 
+def _shown(row: ScoreResult) -> float:
+    """The pool-normalised value where the score has one (NCTI), else the raw value."""
+    value = row.pool_value if row.pool_value is not None else row.value
+    assert value is not None  # the leaderboard query keeps successful results only
+    return float(value)
+
+
 @router.get("/leaderboard", response_model=LeaderboardPublic, tags=["leaderboard"])
 def leaderboard(
     score: str = Query("logme"),
@@ -195,7 +214,7 @@ def leaderboard(
     rows.sort(
         key=lambda r: (
             r.dataset,
-            sign * float(r.pool_value if r.pool_value is not None else r.value),
+            sign * _shown(r),
         )
     )
     data = []
@@ -209,7 +228,7 @@ def leaderboard(
                 rank=position,
                 model=row.model,
                 dataset=row.dataset,
-                value=float(row.pool_value if row.pool_value is not None else row.value),
+                value=_shown(row),
                 direction=spec.direction,
                 job_id=row.job_id,
                 ground_truth=gt.accuracy if gt else None,

@@ -156,7 +156,7 @@ def _load_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.draft("RGB", (CANONICAL_SIZE, CANONICAL_SIZE))
-            rgb = image.convert("RGB").resize((CANONICAL_SIZE, CANONICAL_SIZE), Image.BILINEAR)
+            rgb = image.convert("RGB").resize((CANONICAL_SIZE, CANONICAL_SIZE), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
     except Image.DecompressionBombError:
         raise InvalidInputError(

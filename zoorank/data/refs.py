@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from zoorank.errors import InvalidInputError
 
@@ -50,15 +50,14 @@ def parse_dataset_ref(ref: str) -> DatasetRef:
         raise InvalidInputError(f"builtin dataset name {value!r} is malformed", field="dataset")
     if kind == "upload" and not _UPLOAD_ID.match(value):
         raise InvalidInputError(f"upload id {value!r} must be lowercase hex", field="dataset")
-    return DatasetRef(kind=kind, value=value)  # type: ignore[arg-type]
+    return DatasetRef(kind=cast(Kind, kind), value=value)
 
 
 def resolve_under_roots(path: str, roots: Sequence[str | Path]) -> Path:
     """``path`` resolved (symlinks followed) if it lies inside one of ``roots``; else an error."""
     if not roots:
         raise InvalidInputError(
-            "no data roots are configured; set ZOORANK_DATA_ROOTS to the folders datasets may "
-            "be read from",
+            "no data roots are configured; set ZOORANK_DATA_ROOTS to the folders datasets may be read from",
             field="dataset",
         )
     resolved = Path(path).expanduser().resolve()
@@ -67,7 +66,6 @@ def resolve_under_roots(path: str, roots: Sequence[str | Path]) -> Path:
         if resolved == root_resolved or root_resolved in resolved.parents:
             return resolved
     raise InvalidInputError(
-        f"dataset path {path!r} is outside the allowed data roots "
-        f"({', '.join(str(r) for r in roots)})",
+        f"dataset path {path!r} is outside the allowed data roots ({', '.join(str(r) for r in roots)})",
         field="dataset",
     )

@@ -31,9 +31,7 @@ def class_balanced_rows(labels_n: np.ndarray, per_class: int) -> np.ndarray:
     return np.sort(np.concatenate(rows))
 
 
-def check_class_counts(
-    labels_n: np.ndarray, *, min_classes: int = 2, min_per_class: int = 5
-) -> None:
+def check_class_counts(labels_n: np.ndarray, *, min_classes: int = 2, min_per_class: int = 5) -> None:
     """Refuse data a ranking cannot be computed on, before any work is queued."""
     classes, counts = np.unique(np.asarray(labels_n), return_counts=True)
     if classes.size < min_classes:

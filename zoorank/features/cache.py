@@ -84,7 +84,7 @@ class FeatureCache:
                     tap_rows=features.tap_rows,
                     seconds=features.seconds,
                     images_per_second=features.images_per_second,
-                    **arrays,
+                    **arrays,  # type: ignore[arg-type]
                 )
             os.replace(tmp, path)
         except BaseException:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,8 +50,9 @@ def resolve_device(device: str) -> torch.device:
 
 def prelogits_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """timm's head split: ``forward_features`` -> pooled pre-logits -> classifier logits."""
-    pooled = model.forward_head(model.forward_features(x), pre_logits=True)
-    return pooled, model.get_classifier()(pooled)
+    timm_model: Any = model  # timm's head API, which nn.Module's typing does not know
+    pooled = timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
+    return pooled, timm_model.get_classifier()(pooled)
 
 
 def extract_features(
@@ -82,7 +84,7 @@ def extract_features(
     names = tap_points(model) if keep else []
     modules = dict(model.named_modules())
     captured: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    batch_keep: list[np.ndarray] = []
+    batch_keep: list[torch.Tensor] = []
 
     def hook_for(name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
@@ -101,9 +103,7 @@ def extract_features(
                 x = preprocessing(read_images(rows[positions])).to(dev)
                 if dev.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
-                in_batch = np.asarray(
-                    [p - begin for p in positions if int(p) in keep], dtype=np.int64
-                )
+                in_batch = np.asarray([p - begin for p in positions if int(p) in keep], dtype=np.int64)
                 batch_keep[:] = [torch.as_tensor(in_batch, device=dev)]
                 f, z = prelogits_and_logits(model, x)
                 pre.append(f.float().cpu().numpy())
@@ -118,9 +118,7 @@ def extract_features(
     seconds = time.perf_counter() - start
     prelogits = np.concatenate(pre).astype(np.float32)
     if not np.isfinite(prelogits).all():
-        raise InvalidInputError(
-            "the model produced non-finite features on this data", field="models"
-        )
+        raise InvalidInputError("the model produced non-finite features on this data", field="models")
     return FeatureSet(
         prelogits=prelogits,
         logits=np.concatenate(logit).astype(np.float32),
