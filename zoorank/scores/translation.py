@@ -153,7 +153,7 @@ register_score(
         paper=(
             "Myburgh, Mouton, Davel 2020, Tracking Translation Invariance in CNNs (SACAIR; arXiv 2104.05997)"
         ),
-        cost="moderate",
+        cost="expensive",
         params={"samples": 32, "max_shift": 4, "padding": "circular", "batch_size": 8},
         description=(
             "Mean cosine similarity between the pre-logits of an image and of its copies shifted "
