@@ -27,11 +27,7 @@ EXPECTED_REFUSALS = {
 }
 
 # (test, score) pairs known to fail, with the reason; each is a bug to fix in the score.
-KNOWN_FAILURES = {
-    ("class_names", "hidden_margin"): "_geometry._class_members_in_content_order draws one "
-    "permutation per class in order of label value, so renaming classes changes the split",
-    ("class_names", "hidden_fragmentation"): "same cause as hidden_margin (_geometry split)",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def _known(request: pytest.FixtureRequest, test: str, name: str) -> None:
