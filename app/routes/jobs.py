@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app import metrics, services
 from app.db import crud
 from app.db.models import Job
+from app.db.session import session_scope
 from app.deps import get_session, get_settings_dep, require_writer
 from app.problems import ProblemError
 from app.schemas import JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
@@ -51,13 +52,14 @@ def create_job(
         dispatch=request.app.state.dispatch,
     )
     metrics.JOBS_SUBMITTED.inc()
-    from app.db.session import session_scope
+    return accepted(settings, job_id, f"/v1/jobs/{job_id}")
 
+
+def accepted(settings: Settings, job_id: str, location: str) -> JSONResponse:
+    """202 with the new job's representation and its ``Location``."""
     with session_scope(settings.database_url) as session:
         public = job_public(session, get_job_or_404(session, job_id))
-    return JSONResponse(
-        public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"}
-    )
+    return JSONResponse(public.model_dump(mode="json"), status_code=202, headers={"Location": location})
 
 
 @router.get("", response_model=JobsPublic)

@@ -7,10 +7,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from app import services
-from app.db.session import session_scope
 from app.deps import get_session, get_settings_dep, require_writer
 from app.problems import ProblemError
-from app.routes.jobs import get_job_or_404, job_public
+from app.routes.jobs import accepted, get_job_or_404, job_public
 from app.schemas import JobPublic, ValidationCreate
 from app.settings import Settings
 
@@ -33,11 +32,7 @@ def create_validation(
         train_settings=body.settings,
         dispatch=request.app.state.dispatch_validation,
     )
-    with session_scope(settings.database_url) as session:
-        public = job_public(session, get_job_or_404(session, job_id))
-    return JSONResponse(
-        public.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/validations/{job_id}"}
-    )
+    return accepted(settings, job_id, f"/v1/validations/{job_id}")
 
 
 @router.get("/{job_id}", response_model=JobPublic)

@@ -35,9 +35,7 @@ def client(settings):
         dispatched.append(job_id)
         return [f"task-{m}" for m in models]
 
-    test_client = TestClient(
-        create_app(settings, dispatch=inline_dispatch, revoke=lambda ids: None)
-    )
+    test_client = TestClient(create_app(settings, dispatch=inline_dispatch, revoke=lambda ids: None))
     test_client.dispatched = dispatched  # type: ignore[attr-defined]
     return test_client
 
@@ -89,9 +87,7 @@ def test_job_lifecycle_and_leaderboard(client):
         and listing["data"][0]["id"] == job["id"]
         and listing["data"][0]["results"] == []
     )
-    board = client.get(
-        "/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}
-    ).json()
+    board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
     assert [r["rank"] for r in board["data"]] == [1, 2] and board["data"][0]["model"] == best
     page = client.get("/")
     assert page.status_code == 200 and "mobilenetv2_100" in page.text and "<svg" in page.text
@@ -127,9 +123,7 @@ def test_bad_input_is_a_problem_naming_the_field(client, body, field, contains):
 
 
 def test_malformed_json(client):
-    response = client.post(
-        "/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
-    )
+    response = client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
     assert_problem(response, 422)
 
 
@@ -143,22 +137,16 @@ def _write_npz(settings, name: str, labels: np.ndarray) -> str:
 
 def test_too_few_classes_or_samples_refused_before_queueing(client, settings):
     one_class = _write_npz(settings, "one.npz", np.zeros(20, dtype=int))
-    assert_problem(
-        client.post("/v1/jobs", json={"dataset": one_class}), 422, "dataset", "at least 2"
-    )
+    assert_problem(client.post("/v1/jobs", json={"dataset": one_class}), 422, "dataset", "at least 2")
     few = _write_npz(settings, "few.npz", np.array([0] * 10 + [1] * 3))
-    assert_problem(
-        client.post("/v1/jobs", json={"dataset": few}), 422, "dataset", "fewer than 5 samples"
-    )
+    assert_problem(client.post("/v1/jobs", json={"dataset": few}), 422, "dataset", "fewer than 5 samples")
     assert client.dispatched == []
 
 
 def test_api_keys_guard_writes(settings):
     keyed = Settings(**{**settings.model_dump(), "api_keys": ["s3cret"]})
     client = TestClient(create_app(keyed, dispatch=lambda j, m: [], revoke=lambda ids: None))
-    response = client.post(
-        "/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"]}
-    )
+    response = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"]})
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == "Bearer"
     assert client.get("/v1/jobs").status_code == 200  # reads stay open
@@ -181,8 +169,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 def _images(n: int, value: int) -> list[bytes]:
     rng = np.random.default_rng(value)
     return [
-        encode_png(np.clip(rng.normal(value, 20, (16, 16, 3)), 0, 255).astype(np.uint8))
-        for _ in range(n)
+        encode_png(np.clip(rng.normal(value, 20, (16, 16, 3)), 0, 255).astype(np.uint8)) for _ in range(n)
     ]
 
 
@@ -192,16 +179,10 @@ def test_upload_archive_then_rank_it(client):
         for cls, v in (("cat", 60), ("dog", 200))
         for i, png in enumerate(_images(6, v))
     }
-    response = client.post(
-        "/v1/datasets", files={"file": ("set.zip", _zip(entries), "application/zip")}
-    )
+    response = client.post("/v1/datasets", files={"file": ("set.zip", _zip(entries), "application/zip")})
     assert response.status_code == 201, response.text
     uploaded = response.json()
-    assert (
-        uploaded["classes"] == 2
-        and uploaded["images"] == 12
-        and uploaded["ref"].startswith("upload:")
-    )
+    assert uploaded["classes"] == 2 and uploaded["images"] == 12 and uploaded["ref"].startswith("upload:")
     assert uploaded["ref"] in {d["ref"] for d in client.get("/v1/datasets").json()["data"]}
     job = client.post(
         "/v1/jobs",
@@ -227,9 +208,7 @@ def test_upload_archive_then_rank_it(client):
 def test_upload_refuses_unsafe_archives(client, name, contains):
     png = _images(1, 10)[0]
     archive = _zip({name: png, "ok/1.png": png})
-    assert_problem(
-        client.post("/v1/datasets", files={"file": ("x.zip", archive)}), 422, "file", contains
-    )
+    assert_problem(client.post("/v1/datasets", files={"file": ("x.zip", archive)}), 422, "file", contains)
 
 
 def test_upload_refuses_links_corrupt_images_and_bombs(client, settings):
@@ -264,12 +243,8 @@ def test_upload_refuses_links_corrupt_images_and_bombs(client, settings):
             "b/2.png": huge.getvalue(),
         }
     )
-    assert_problem(
-        client.post("/v1/datasets", files={"file": ("b.zip", bomb)}), 422, "dataset", "pixels"
-    )
-    assert_problem(
-        client.post("/v1/datasets", files={"file": ("n.zip", b"plain text")}), 422, "file"
-    )
+    assert_problem(client.post("/v1/datasets", files={"file": ("b.zip", bomb)}), 422, "dataset", "pixels")
+    assert_problem(client.post("/v1/datasets", files={"file": ("n.zip", b"plain text")}), 422, "file")
 
 
 def test_register_model_checks_weights(client, settings):
@@ -309,3 +284,50 @@ def test_register_model_checks_weights(client, settings):
     )
     assert created.status_code == 201 and created.json()["imagenet_top1"] == 0.1
     assert "r10-random" in {m["name"] for m in client.get("/v1/models").json()["data"]}
+
+
+def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
+    def inline_rank(job_id: str, models: list[str]) -> list[str]:
+        for model in models:
+            services.run_model(settings, job_id, model)
+        services.finalise_job(settings, job_id)
+        return []
+
+    def inline_validate(job_id: str) -> list[str]:
+        services.run_validation(settings, job_id)
+        return []
+
+    client = TestClient(
+        create_app(
+            settings, dispatch=inline_rank, revoke=lambda ids: None, dispatch_validation=inline_validate
+        )
+    )
+    models = ["mobilenetv2_100", "mobilenetv2_100@random"]
+    client.post(
+        "/v1/jobs",
+        json={"dataset": "builtin:digits", "models": models, "scores": ["logme"], "options": OPTIONS},
+    )
+    body = {
+        "dataset": "builtin:digits",
+        "models": models,
+        "scores": ["logme"],
+        "mode": "linear",
+        "seeds": [0],
+        "settings": {"train_per_class": 12, "val_per_class": 4, "test_per_class": 10, "input_size": 32},
+    }
+    response = client.post("/v1/validations", json=body)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/v1/validations/{response.json()['id']}"
+    job = client.get(f"/v1/validations/{response.json()['id']}").json()
+    assert job["status"] == "succeeded", job["error"]
+    agreement = {a["score"]: a for a in job["ranking"]["agreement"]}
+    assert "logme" in agreement
+    truth = {g["model"]: g["accuracy"] for g in job["ranking"]["ground_truth"]}
+    assert set(truth) == set(models) and all(0.0 <= a <= 1.0 for a in truth.values())
+    board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
+    assert {r["model"]: r["ground_truth"] for r in board["data"]} == pytest.approx(truth)
+    assert all(r["ground_truth_mode"] == "linear" for r in board["data"])
+    assert_problem(client.post("/v1/validations", json={**body, "loss": "powergrad"}), 422, "loss")
+    assert_problem(client.post("/v1/validations", json={**body, "mode": "guess"}), 422, "mode")
+    assert_problem(client.post("/v1/validations", json={**body, "seeds": []}), 422, "seeds")
+    assert_problem(client.post("/v1/validations", json={**body, "settings": {"epochs": 0}}), 422, "settings")
