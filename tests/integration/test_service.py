@@ -225,3 +225,23 @@ def test_cancel_stops_queued_work(settings, tmp_path):
     assert job["status"] == "cancelled" and job["results"] == []
     assert all(p["status"] == "cancelled" for p in job["progress"])
     assert np.all([p["images_done"] == 0 for p in job["progress"]])
+
+
+def test_validation_job_on_a_real_worker(settings, tmp_path):
+    client = TestClient(create_app(settings))
+    body = {
+        "dataset": "builtin:digits",
+        "models": MODELS,
+        "scores": ["logme"],
+        "mode": "linear",
+        "seeds": [0],
+        "settings": {"train_per_class": 12, "val_per_class": 4, "test_per_class": 10, "input_size": 32},
+    }
+    with celery_worker(settings, log=tmp_path / "worker.log"):
+        response = client.post("/v1/validations", json=body)
+        assert response.status_code == 202, response.text
+        job = wait_for_job(client, response.json()["id"])
+    assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text()[-3000:])
+    assert job["kind"] == "validation"
+    assert {g["model"] for g in job["ranking"]["ground_truth"]} == set(MODELS)
+    assert [a["score"] for a in job["ranking"]["agreement"]] == ["logme"]
