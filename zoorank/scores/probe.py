@@ -33,13 +33,17 @@ def linear_probe_accuracy(
 ) -> tuple[float, list[float]]:
     """Mean held-out accuracy over ``folds`` stratified folds, and the per-fold accuracies.
 
+    The folds are capped at the smallest class's size (at least 2).
+
     Raises:
-        InvalidInputError: a class with fewer than ``folds`` samples, non-finite features.
+        InvalidInputError: a class with fewer than 2 samples, non-finite features.
     """
-    labels_n = check_labels(labels_n, min_per_class=folds)
-    x = check_matrix(features_nd, labels_n.shape[0])
     if folds < 2:
         raise InvalidInputError("folds must be at least 2", field="params")
+    labels_n = check_labels(labels_n, min_per_class=2)
+    x = check_matrix(features_nd, labels_n.shape[0])
+    # A class with fewer samples than folds caps the folds (every fold must see every class).
+    folds = min(folds, int(np.bincount(labels_n).min()))
     order = content_order(x)  # folds depend on the rows' content, not their positions
     x, labels_n = x[order], labels_n[order]
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
