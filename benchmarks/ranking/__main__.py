@@ -29,6 +29,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes, results in cache/quick/")
     parser.add_argument("--fresh-zoo", action="store_true", help="retrain the controlled zoo")
     parser.add_argument("--no-powergrad", action="store_true", help="skip the PowerGrad study")
+    parser.add_argument(
+        "--reanalyse",
+        action="store_true",
+        help="recompute the statistics of the stored results (no training)",
+    )
     parser.add_argument("--targets", type=_names, help="dataset refs, comma-separated")
     parser.add_argument("--seeds", type=_ints, help="fine-tuning seeds, e.g. 0,1,2")
     parser.add_argument("--scores", type=_names, help="score names (default: all registered)")
@@ -52,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     config = BenchConfig()
+    if args.reanalyse:
+        from benchmarks.ranking.run import reanalyse
+
+        reanalyse(args.out or config.out_dir, resamples=args.resamples or config.resamples)
+        return 0
     if args.cache:
         config = replace(config, cache_dir=args.cache)
     if args.out:

@@ -126,7 +126,12 @@ def ranking_markdown(payload: dict[str, Any]) -> str:
         f"Wall time: zoo {_minutes(seconds['zoo'])}, scores + ground truth "
         f"{_minutes(seconds['ranking'])}"
         + (f", PowerGrad study {_minutes(seconds['powergrad'])}" if "powergrad" in seconds else "")
-        + f"; total {_minutes(seconds['total'])} with {config['threads']} CPU threads.",
+        + f"; total {_minutes(seconds['total'])} with {config['threads']} torch thread(s)."
+        + (
+            f" Statistics recomputed from the stored values by `{payload['reanalysed']['command']}`."
+            if payload.get("reanalysed")
+            else ""
+        ),
         "",
         f"Pool: {len(models)} models. Controlled zoo: {', '.join(zoo['architectures'])} trained "
         f"from random init on Fashion-MNIST train classes {zoo['source_classes']} "
@@ -163,6 +168,15 @@ def ranking_markdown(payload: dict[str, Any]) -> str:
         tied = "yes" if row["tied_best_weighted_tau_on_every_target"] else ""
         lines.append(f"| {name} | {_f(row['mean_weighted_tau'])} | {_f(row['mean_kendall_tau'])} | {tied} |")
     lines += [
+        "",
+        "Caveats: every model sees the targets at "
+        f"{config['train']['input_size']} px (ImageNet models far below their native size); "
+        f"fine-tuning uses {config['train']['train_per_class']} images per class and at most "
+        f"{config['train']['epochs']} epochs, so random-init models barely train and every "
+        "score that separates pretrained from random features gains Kendall τ from those "
+        "pairs (the weighted τ and the top-1 regret look at the top of the order instead); "
+        "a score defined only for some models (the ImageNet prior) is compared on those only "
+        "and does not compete for best.",
         "",
         "Reading: a score is called better than another only where the paired bootstrap "
         "interval of the τ difference excludes 0; overlapping intervals mean the benchmark "
@@ -217,10 +231,11 @@ def powergrad_markdown(pg: dict[str, Any]) -> str:
 def _difference(row: dict[str, Any]) -> str:
     if row.get("mean_difference_vs_ce") is None:
         return "–"
-    p = row["sign_test_p"]
+    p, w = row["sign_test_p"], row.get("wilcoxon_p")
     return (
         f"{100 * row['mean_difference_vs_ce']:+.2f} (helped {row['models_helped']}, hurt "
-        f"{row['models_hurt']}, sign-test p {'–' if p is None else f'{p:.2f}'})"
+        f"{row['models_hurt']}; sign test p {'–' if p is None else f'{p:.2f}'}, Wilcoxon p "
+        f"{'–' if w is None else f'{w:.2f}'})"
     )
 
 

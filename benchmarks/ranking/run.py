@@ -22,9 +22,9 @@ import torch
 from benchmarks.ranking.config import BenchConfig
 from benchmarks.ranking.report import powergrad_markdown, ranking_markdown
 from benchmarks.ranking.zoo import ZooModel, build_zoo
-from zoorank.rank import RankOptions
+from zoorank.rank import RankOptions, _jsonable
 from zoorank.scores import list_scores
-from zoorank.validate import ValidationResult, validate
+from zoorank.validate import ValidationResult, compare_with_ground_truth, validate
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def powergrad_summary(per_target: dict[str, dict[str, dict[str, list[float]]]]) 
                 "models_helped": int(sum(d > 0 for d in diffs)),
                 "models_hurt": int(sum(d < 0 for d in diffs)),
                 "sign_test_p": _sign_test(diffs),
+                "wilcoxon_p": _wilcoxon(diffs),
             }
         summary[target] = rows
     return summary
@@ -169,6 +170,16 @@ def _sign_test(diffs: list[float]) -> float | None:
     if not nonzero:
         return None
     return float(binomtest(sum(d > 0 for d in nonzero), len(nonzero)).pvalue)
+
+
+def _wilcoxon(diffs: list[float]) -> float | None:
+    """Two-sided Wilcoxon signed-rank p-value of the paired differences (zeros dropped)."""
+    from scipy.stats import wilcoxon
+
+    nonzero = [d for d in diffs if d != 0]
+    if len(nonzero) < 2:
+        return None
+    return float(wilcoxon(nonzero).pvalue)
 
 
 def _environment(config: BenchConfig) -> dict[str, Any]:
@@ -208,18 +219,15 @@ def _run(config: BenchConfig, *, fresh_zoo: bool, powergrad: bool) -> dict[str, 
         "command": "python -m benchmarks.ranking",
         "config": config.to_dict(),
         "environment": _environment(config),
-        "models": [
-            asdict(m) | {"ref": m.ref.split("@file:")[0] + "@file:..." if "@file:" in m.ref else m.ref}
-            for m in models
-        ],
+        "models": [asdict(m) for m in models],
         "scores": ranking["scores"],
         "targets": {
             t: _relabel(v["result"].to_dict(), labels) | {"seconds": v["seconds"]}
             for t, v in ranking["targets"].items()
         },
-        "overall": overall(ce, labels),
         "seconds": {"zoo": zoo_seconds, "ranking": ranking_seconds},
     }
+    payload["overall"] = overall(payload["targets"])
     if powergrad:
         began = time.perf_counter()
         pg = run_powergrad(config, models, ce)
@@ -235,20 +243,21 @@ def _run(config: BenchConfig, *, fresh_zoo: bool, powergrad: bool) -> dict[str, 
     return payload
 
 
-def overall(results: dict[str, ValidationResult], labels: dict[str, str]) -> dict[str, Any]:
-    """Across targets: each score's mean weighted τ and Kendall τ, and the scores tied with the
-    best (bootstrap, per target) on *every* target."""
-    names = sorted({a.score for r in results.values() for a in r.agreement})
+def overall(targets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Across targets (validation dicts): each score's mean weighted τ and Kendall τ, and
+    whether it is tied with the best (paired bootstrap, per target) on *every* target."""
+    names = sorted({a["score"] for t in targets.values() for a in t["agreement"]})
     rows = {}
     for name in names:
-        per = [next(a for a in r.agreement if a.score == name) for r in results.values()]
-        wt = [a.weighted_tau for a in per if a.weighted_tau is not None]
-        kt = [a.kendall_tau for a in per if a.kendall_tau is not None]
+        per = [next(a for a in t["agreement"] if a["score"] == name) for t in targets.values()]
+        wt = [a["weighted_tau"] for a in per if a["weighted_tau"] is not None]
+        kt = [a["kendall_tau"] for a in per if a["kendall_tau"] is not None]
         rows[name] = {
             "mean_weighted_tau": statistics.fmean(wt) if len(wt) == len(per) else None,
             "mean_kendall_tau": statistics.fmean(kt) if len(kt) == len(per) else None,
             "tied_best_weighted_tau_on_every_target": all(
-                name in r.best.get("weighted_tau", {}).get("tied", []) for r in results.values()
+                name in (t.get("best") or {}).get("weighted_tau", {}).get("tied", [])
+                for t in targets.values()
             ),
         }
     ranked = sorted(
@@ -256,6 +265,46 @@ def overall(results: dict[str, ValidationResult], labels: dict[str, str]) -> dic
         key=lambda n: -rows[n]["mean_weighted_tau"],
     )
     return {"scores": rows, "by_mean_weighted_tau": ranked}
+
+
+def reanalyse(out_dir: Path, *, resamples: int = 1000) -> dict[str, Any]:
+    """Recompute every statistic of stored results with the current code, without training:
+    score values and per-seed accuracies are read from ``ranking.json`` / ``powergrad.json``
+    and agreement, intervals, ties, seed agreement, twin counts and the PowerGrad summary are
+    rewritten (JSON and Markdown). Timings stay those of the run that produced the numbers."""
+    payload = json.loads((out_dir / "ranking.json").read_text())
+    randoms = {m["architecture"]: m["label"] for m in payload["models"] if m["kind"] == "random"}
+    twins = {
+        m["label"]: randoms[m["architecture"]]
+        for m in payload["models"]
+        if m["kind"] != "random" and m["architecture"] in randoms
+    }
+    for target in payload["targets"].values():
+        per_seed: dict[int, dict[str, float]] = {}
+        for truth in target["ground_truth"]:
+            if truth["accuracy"] is not None:
+                for run_ in truth["runs"]:
+                    per_seed.setdefault(run_["seed"], {})[truth["model"]] = run_["accuracy"]
+        directions = {a["score"]: a["direction"] for a in target["agreement"]}
+        values = {
+            name: {m: target["scores"].get(m, {}).get(name) for m in target["scores"]} for name in directions
+        }
+        found = compare_with_ground_truth(values, directions, per_seed, twins=twins, resamples=resamples)
+        target["agreement"] = [_jsonable(a.to_dict()) for a in found["agreement"]]
+        for key in ("best", "seed_agreement", "above_random"):
+            target[key] = _jsonable(found[key])
+    payload["overall"] = overall(payload["targets"])
+    payload["reanalysed"] = {
+        "command": "python -m benchmarks.ranking --reanalyse",
+        "resamples": resamples,
+    }
+    write(out_dir, "ranking", payload, ranking_markdown(payload))
+    pg_path = out_dir / "powergrad.json"
+    if pg_path.exists():
+        pg = json.loads(pg_path.read_text())
+        pg["summary"] = powergrad_summary(pg["accuracy"])
+        write(out_dir, "powergrad", pg, powergrad_markdown(pg))
+    return payload
 
 
 def write(folder: Path, stem: str, payload: dict[str, Any], markdown: str) -> None:

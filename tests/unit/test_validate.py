@@ -10,12 +10,18 @@ import pytest
 
 from zoorank.data import load_dataset
 from zoorank.errors import InvalidInputError
-from zoorank.validate import TrainSettings, split_rows, validate
+from zoorank.validate import TrainSettings, compare_with_ground_truth, split_rows, validate
 from zoorank.validate.groundtruth import check_mode, finetune_accuracy, linear_probe_accuracy
 from zoorank.zoo import create_model, get_model_spec
 
-TINY = {"train_per_class": 8, "val_per_class": 4, "test_per_class": 10, "input_size": 16,
-        "epochs": 2, "batch_size": 16}  # fmt: skip
+TINY = {
+    "train_per_class": 8,
+    "val_per_class": 4,
+    "test_per_class": 10,
+    "input_size": 16,
+    "epochs": 2,
+    "batch_size": 16,
+}
 MODELS = ["test_efficientnet@random", "test_resnet@random", "test_byobnet@random"]
 
 
@@ -75,14 +81,20 @@ def test_finetune_is_seeded_and_restores_the_best_epoch() -> None:
     assert 0.0 <= runs[0].accuracy <= 1.0
     best = max(h["val_accuracy"] for h in runs[0].history)
     assert runs[0].val_accuracy == best
-    pg = finetune_accuracy(create_model(spec), dataset, split, settings, loss="powergrad",
-                           alpha=1.0, seed=1)  # fmt: skip
+    pg = finetune_accuracy(create_model(spec), dataset, split, settings, loss="powergrad", alpha=1.0, seed=1)
     assert pg.history[0]["loss"] == pytest.approx(runs[0].history[0]["loss"], rel=1e-5)
 
 
 def test_validate_linear_end_to_end_is_json() -> None:
-    result = validate("builtin:digits", MODELS, mode="linear", seeds=[0, 1],
-                      scores=["logme", "hscore"], settings=TINY, resamples=20)  # fmt: skip
+    result = validate(
+        "builtin:digits",
+        MODELS,
+        mode="linear",
+        seeds=[0, 1],
+        scores=["logme", "hscore"],
+        settings=TINY,
+        resamples=20,
+    )
     assert [g.model for g in result.ground_truth] == MODELS
     assert all(g.error is None and 0.0 <= g.accuracy <= 1.0 for g in result.ground_truth)
     assert {a.score for a in result.agreement} == {"logme", "hscore"}
@@ -96,9 +108,17 @@ def test_validate_linear_end_to_end_is_json() -> None:
 
 def test_validate_finetune_records_a_failing_model() -> None:
     models = ["test_resnet@random", "test_resnet@file:/nope.pth"]
-    result = validate("builtin:digits", models, mode="finetune", loss="powergrad",
-                      alpha=0.5, seeds=[0], scores=[], settings={**TINY, "epochs": 1},
-                      resamples=0)  # fmt: skip
+    result = validate(
+        "builtin:digits",
+        models,
+        mode="finetune",
+        loss="powergrad",
+        alpha=0.5,
+        seeds=[0],
+        scores=[],
+        settings={**TINY, "epochs": 1},
+        resamples=0,
+    )
     ok, failed = result.ground_truth
     assert ok.error is None and ok.runs[0].epochs_run == 1
     assert failed.accuracy is None and "does not exist" in failed.error
@@ -113,3 +133,15 @@ def test_validate_refuses_bad_arguments_before_work() -> None:
         validate("builtin:digits", MODELS, loss="hinge")
     with pytest.raises(InvalidInputError, match="unknown training setting"):
         validate("builtin:digits", MODELS, settings={"lr0": 1})
+
+
+def test_compare_with_ground_truth_from_stored_numbers() -> None:
+    per_seed = {0: {"a": 0.9, "b": 0.5, "a@r": 0.2}, 1: {"a": 0.8, "b": 0.6, "a@r": 0.1}}
+    values = {"good": {"a": 3.0, "b": 2.0, "a@r": 1.0}, "bad": {"a": 1.0, "b": 2.0, "a@r": 3.0}}
+    found = compare_with_ground_truth(values, {"good": "higher", "bad": "higher"}, per_seed,
+                                      twins={"a": "a@r"}, resamples=0)  # fmt: skip
+    assert found["accuracy"] == pytest.approx({"a": 0.85, "b": 0.55, "a@r": 0.15})
+    good, bad = found["agreement"]
+    assert good.kendall_tau == pytest.approx(1.0) and bad.kendall_tau == pytest.approx(-1.0)
+    assert found["above_random"] == {"good": {"above": 1, "pairs": 1}, "bad": {"above": 0, "pairs": 1}}
+    assert found["seed_agreement"]["mean_kendall_tau"] == pytest.approx(1.0)

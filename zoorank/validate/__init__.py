@@ -7,7 +7,12 @@ Entry point: :func:`validate` (``zoorank validate``, ``POST /v1/validations``).
 from zoorank.validate.agreement import Agreement, score_agreement, seed_agreement
 from zoorank.validate.groundtruth import MODES, TrainSettings, split_rows
 from zoorank.validate.powergrad import LOSSES, PowerGradCrossEntropy, powergrad_cross_entropy
-from zoorank.validate.validation import GroundTruth, ValidationResult, validate
+from zoorank.validate.validation import (
+    GroundTruth,
+    ValidationResult,
+    compare_with_ground_truth,
+    validate,
+)
 
 __all__ = [
     "LOSSES",
@@ -17,6 +22,7 @@ __all__ = [
     "PowerGradCrossEntropy",
     "TrainSettings",
     "ValidationResult",
+    "compare_with_ground_truth",
     "powergrad_cross_entropy",
     "score_agreement",
     "seed_agreement",

@@ -107,6 +107,53 @@ class ValidationResult:
         return out
 
 
+def compare_with_ground_truth(
+    values: Mapping[str, Mapping[str, float | None]],
+    directions: Mapping[str, str],
+    accuracy_by_seed: Mapping[int, Mapping[str, float]],
+    *,
+    twins: Mapping[str, str] | None = None,
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """Every statistic of :class:`ValidationResult` from stored numbers (no training).
+
+    Args:
+        values: score -> model -> value (``None``: missing).
+        directions: score -> ``higher`` / ``lower``.
+        accuracy_by_seed: seed -> model -> test accuracy; the ground truth is the mean over
+            seeds of the models present in every seed.
+        twins: pretrained model -> its random-init twin, for ``above_random``.
+
+    Returns ``{"accuracy", "agreement": [Agreement], "best", "seed_agreement",
+    "above_random"}`` as :func:`validate` fills them.
+    """
+    seeds = sorted(accuracy_by_seed)
+    models = [m for m in accuracy_by_seed[seeds[0]] if all(m in accuracy_by_seed[s] for s in seeds)]
+    accuracy = {m: float(np.mean([accuracy_by_seed[s][m] for s in seeds])) for m in models}
+    by_score = {name: {m: values[name].get(m) for m in accuracy} for name in values}
+    agreement = [
+        score_agreement(by_score[name], accuracy, direction=directions[name], score=name, resamples=resamples)
+        for name in values
+    ]
+    best = (
+        {
+            stat: best_within_noise(by_score, directions, accuracy, statistic=stat, resamples=resamples)
+            for stat in ("weighted_tau", "kendall_tau")
+        }
+        if values and resamples > 0
+        else {}
+    )
+    return {
+        "accuracy": accuracy,
+        "agreement": agreement,
+        "best": best,
+        "seed_agreement": seed_agreement(accuracy_by_seed, resamples=resamples) if len(seeds) > 1 else {},
+        "above_random": {
+            name: count_above_twin(by_score[name], directions[name], twins or {}) for name in values
+        },
+    }
+
+
 def _twins(specs: Sequence[ModelSpec]) -> dict[str, str]:
     """pretrained model -> the random-init model of the same architecture in the pool."""
     randoms = {s.architecture: s.name for s in specs if s.is_random}
@@ -293,26 +340,17 @@ def validate(
         log.info("%s: accuracy %.4f ± %.4f", spec.name, accs.mean(), accs.std())
 
     accuracy = {g.model: g.accuracy for g in truth if g.accuracy is not None}
-    directions = {name: get_score(name).direction for name in score_names}
-    by_score = {name: {m: values.get(m, {}).get(name) for m in accuracy} for name in score_names}
-    agreement = [
-        score_agreement(by_score[name], accuracy, direction=directions[name], score=name, resamples=resamples)
-        for name in score_names
-    ]
-    best = (
-        {
-            stat: best_within_noise(by_score, directions, accuracy, statistic=stat, resamples=resamples)
-            for stat in ("weighted_tau", "kendall_tau")
-        }
-        if score_names and resamples > 0
-        else {}
-    )
     per_seed = {
         seed: {g.model: g.runs[k].accuracy for g in truth if g.accuracy is not None}
         for k, seed in enumerate(seeds)
     }
-    twins = _twins(specs)
-    above = {name: count_above_twin(by_score[name], directions[name], twins) for name in score_names}
+    comparison = compare_with_ground_truth(
+        {name: {m: values.get(m, {}).get(name) for m in accuracy} for name in score_names},
+        {name: get_score(name).direction for name in score_names},
+        per_seed,
+        twins=_twins(specs),
+        resamples=resamples,
+    )
     return ValidationResult(
         dataset=dataset_ref,
         dataset_fingerprint=dataset.fingerprint,
@@ -326,10 +364,10 @@ def validate(
         ground_truth=truth,
         scores=values,
         score_errors=errors,
-        agreement=agreement,
-        best=best,
-        seed_agreement=seed_agreement(per_seed, resamples=resamples) if len(seeds) > 1 else {},
-        above_random=above,
+        agreement=comparison["agreement"],
+        best=comparison["best"],
+        seed_agreement=comparison["seed_agreement"],
+        above_random=comparison["above_random"],
         aggregate_ranking=list(ranking.get("aggregate", [])),
         score_seconds=score_seconds,
         seconds=time.perf_counter() - start,
