@@ -54,7 +54,8 @@ def _relabel(result: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
             return labels.get(value, value)
         return value
 
-    return fix(result)  # type: ignore[no-any-return]
+    fixed: dict[str, Any] = fix(result)
+    return fixed
 
 
 def _progress(target: str) -> Any:
@@ -262,7 +263,7 @@ def overall(targets: dict[str, dict[str, Any]]) -> dict[str, Any]:
         }
     ranked = sorted(
         (n for n in rows if rows[n]["mean_weighted_tau"] is not None),
-        key=lambda n: -rows[n]["mean_weighted_tau"],
+        key=lambda n: -float(rows[n]["mean_weighted_tau"] or 0.0),
     )
     return {"scores": rows, "by_mean_weighted_tau": ranked}
 

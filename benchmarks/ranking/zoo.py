@@ -166,7 +166,7 @@ def reinit_top(config: ZooConfig, folder: Path) -> ZooModel:
     model = create_model(spec)
     torch.manual_seed(config.seed + 1)
     fresh = timm.create_model(spec.architecture, pretrained=False).state_dict()
-    top = [f"blocks.{i}." for i in range(config.reinit_from, len(model.blocks))]
+    top = [f"blocks.{i}." for i in range(config.reinit_from, len(model.blocks))]  # type: ignore[arg-type]
     top += ["conv_head.", "bn2.", "classifier."]
     state = model.state_dict()
     replaced = [k for k in state if any(k.startswith(p) for p in top)]

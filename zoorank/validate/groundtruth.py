@@ -230,7 +230,7 @@ def finetune_accuracy(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model.reset_classifier(dataset.num_classes)
+        model.reset_classifier(dataset.num_classes)  # type: ignore[operator]
         model.to(device)
         generator = torch.Generator().manual_seed(seed)
         params = [p for p in model.parameters() if p.requires_grad]

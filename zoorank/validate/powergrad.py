@@ -81,7 +81,8 @@ def powergrad_cross_entropy(
             f"logits must be (b, k) and labels (b,); got {tuple(logits.shape)} and {tuple(labels.shape)}",
             field="logits",
         )
-    return PowerGradCrossEntropy.apply(logits, labels, alpha)  # type: ignore[no-any-return]
+    loss: torch.Tensor = PowerGradCrossEntropy.apply(logits, labels, alpha)
+    return loss
 
 
 def make_loss(loss: str, alpha: float = 0.25) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -283,8 +283,8 @@ def validate(
     errors: dict[str, dict[str, str]] = {}
     score_seconds = {name: 0.0 for name in score_names}
     for r in results:
-        for name, record in r.scores.items():
-            score_seconds[name] += record.seconds
+        for name, done in r.scores.items():
+            score_seconds[name] += done.seconds
         values[r.model] = {}
         for name in score_names:
             record = r.scores.get(name)
@@ -292,8 +292,9 @@ def validate(
             if value is not None and name in pool:
                 value = pool[name].get(r.model, value)
             values[r.model][name] = value
-            if r.error is not None or (record is not None and record.error is not None):
-                errors.setdefault(r.model, {})[name] = r.error or record.error  # type: ignore[union-attr]
+            error = r.error or (record.error if record is not None else None)
+            if error is not None:
+                errors.setdefault(r.model, {})[name] = error
 
     # Ground truth.
     linear_rows = np.sort(np.concatenate([split.train, split.val, split.test]))
