@@ -70,6 +70,7 @@ class BenchConfig:
             batch_size=32,
             lr=1e-3,
             weight_decay=0.05,
+            device="cpu",
         )
     )
     # None: every registered score. Input-space scores take a forward/backward pass per step;

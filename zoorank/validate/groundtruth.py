@@ -58,7 +58,7 @@ class TrainSettings:
     weight_decay: float = 0.05
     momentum: float = 0.9
     patience: int = 2
-    device: str = "cpu"
+    device: str = "auto"
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TrainSettings:
