@@ -228,6 +228,8 @@ def print_ranking(
             }
         )
     _table(["rank", "model", "mean rank", *scores], rows, title=title)
+    if ranking.get("aggregate_scores"):
+        typer.echo(f"mean rank over {', '.join(ranking['aggregate_scores'])} (the benchmark's best scores)")
     if failed:
         typer.secho(f"failed: {', '.join(failed)}", fg=typer.colors.YELLOW)
 

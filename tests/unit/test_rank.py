@@ -20,6 +20,18 @@ def test_rank_models_hand_computed():
     ]
 
 
+def test_aggregate_follows_the_benchmarked_scores():
+    from zoorank.rank import aggregate_scores
+
+    values = {"a": {"leep": 1.0, "betti_decay": 9.0}, "b": {"leep": 0.0, "betti_decay": 0.0}}
+    out = rank_models(
+        values, {"leep": "higher", "betti_decay": "lower"}, aggregate_scores(["leep", "betti_decay"])
+    )
+    assert out["by_score"]["betti_decay"] == ["b", "a"]  # still ranked and shown
+    assert [r["model"] for r in out["aggregate"]] == ["a", "b"] and out["aggregate_scores"] == ["leep"]
+    assert aggregate_scores(["logme", "betti_decay"]) == ["logme", "betti_decay"]  # none benchmarked best
+
+
 def test_ties_share_the_mean_rank():
     out = rank_models({"a": {"s": 1.0}, "b": {"s": 1.0}, "c": {"s": 0.0}}, {"s": "higher"})
     assert {r["model"]: r["mean_rank"] for r in out["aggregate"]} == {"a": 1.5, "b": 1.5, "c": 3.0}
