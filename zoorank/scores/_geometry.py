@@ -26,6 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from zoorank.errors import InvalidInputError
+from zoorank.scores.inputs import check_matrix
 
 
 @dataclass(frozen=True)
@@ -218,3 +219,18 @@ def forward_batched(
             batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
             outputs.append(check_model_output(model(batch), batch.shape[0]).detach().cpu())
     return torch.cat(outputs).double().numpy()
+
+
+def image_space_inputs(
+    inputs: Any, labels: np.ndarray, *, batch_size: int
+) -> tuple[np.ndarray, Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
+    """Checked ``images (n, c, h, w)``, the model, and its pre-logits ``(n, d)`` for an
+    input-space score: the cached features when given, else one batched forward pass."""
+    n = labels.shape[0]
+    images = check_images(inputs.images, n)
+    model = inputs.model
+    if inputs.features is not None:
+        features = check_matrix(inputs.features, n)
+    else:
+        features = forward_batched(model, images, batch_size=batch_size)
+    return images, model, features

@@ -38,14 +38,13 @@ import torch
 
 from zoorank.errors import InvalidInputError
 from zoorank.scores._geometry import (
-    check_images,
     check_model_output,
     content_keys,
     content_order_subset,
     fit_linear_probe,
-    forward_batched,
+    image_space_inputs,
 )
-from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels, check_matrix
+from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels
 from zoorank.scores.registry import ScoreSpec, register_score
 
 _TINY = 1e-12
@@ -249,12 +248,7 @@ def _compute(
     began = time.perf_counter()
     labels = check_labels(inputs.labels, min_per_class=1)
     n = labels.shape[0]
-    images = check_images(inputs.images, n)
-    model = inputs.model
-    if inputs.features is not None:
-        features = check_matrix(inputs.features, n)
-    else:
-        features = forward_batched(model, images, batch_size=batch_size)
+    images, model, features = image_space_inputs(inputs, labels, batch_size=batch_size)
     keys = content_keys(images, seed=inputs.seed)
     subset = content_order_subset(keys, labels, size=samples)
     rest = np.setdiff1d(np.arange(n), subset)

@@ -36,12 +36,11 @@ import torch
 
 from zoorank.errors import InvalidInputError
 from zoorank.scores._geometry import (
-    check_images,
     check_model_output,
     content_keys,
     content_order_split,
     fit_linear_probe,
-    forward_batched,
+    image_space_inputs,
 )
 from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels, check_matrix
 from zoorank.scores.registry import ScoreSpec, register_score
@@ -142,13 +141,7 @@ def _summary(changes: np.ndarray, ends: np.ndarray, pairs: np.ndarray, steps: in
 def _compute_input(inputs: ScoreInputs, *, pairs: int, steps: int, batch_size: int, c: float) -> ScoreOutput:
     assert inputs.images is not None and inputs.model is not None
     labels = check_labels(inputs.labels)
-    n = labels.shape[0]
-    images = check_images(inputs.images, n)
-    model = inputs.model
-    if inputs.features is not None:
-        features = check_matrix(inputs.features, n)
-    else:
-        features = forward_batched(model, images, batch_size=batch_size)
+    images, model, features = image_space_inputs(inputs, labels, batch_size=batch_size)
     probe = fit_linear_probe(features, labels, c=c)
     head = probe.as_torch()
 
