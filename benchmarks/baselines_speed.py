@@ -117,9 +117,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---:|---:|",
     ]
     for row in report["results"]:
-        lines.append(
-            f"| {row['score']} | {row['cost']} | {row['seconds']:.2f} | {row['value']:.6g} |"
-        )
+        lines.append(f"| {row['score']} | {row['cost']} | {row['seconds']:.2f} | {row['value']:.6g} |")
     authors = report.get("authors_logme")
     if authors:
         lines += [
@@ -177,9 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row = time_score(name, inputs, args.repeats)
             report["results"].append(row)
             print(f"{name:24s} {row['seconds']:8.2f} s   {row['value']:.6g}", flush=True)
-    report["logme_value"] = next(
-        (r["value"] for r in report["results"] if r["score"] == "logme"), None
-    )
+    report["logme_value"] = next((r["value"] for r in report["results"] if r["score"] == "logme"), None)
     if args.authors_logme and args.authors_python:
         authors = time_authors_logme(
             args.authors_python, args.authors_logme, inputs, args.repeats, args.threads

@@ -62,9 +62,7 @@ def main() -> None:
         plain()
         t_plain = _best_of(plain)
         t_extract = _best_of(
-            lambda: extract_features(
-                model, data.read, rows, prep, batch_size=args.batch, device="cpu"
-            )
+            lambda: extract_features(model, data.read, rows, prep, batch_size=args.batch, device="cpu")
         )
         t_taps = _best_of(
             lambda: extract_features(
@@ -90,8 +88,8 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['model']} | {r['size']} | {r['batch']} | {r['plain_timm_img_s']:.0f} | {r['extract_img_s']:.0f} | "
-        f"{r['extract_with_taps_img_s']:.0f} |"
+        f"| {r['model']} | {r['size']} | {r['batch']} | {r['plain_timm_img_s']:.0f} | "
+        f"{r['extract_img_s']:.0f} | {r['extract_with_taps_img_s']:.0f} |"
         for r in out
     ]
     (RESULTS / "extraction_speed.md").write_text("\n".join(lines) + "\n")

@@ -56,9 +56,7 @@ def celery_worker(settings: Settings, *, log: Path) -> Iterator[subprocess.Popen
         f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
     ]
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, env=env, cwd=settings.var_dir, stdout=out, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(argv, env=env, cwd=settings.var_dir, stdout=out, stderr=subprocess.STDOUT)
         try:
             yield process
         finally:
@@ -82,6 +80,4 @@ def wait_for_job(
         if job["status"] in terminal:
             return job
         time.sleep(0.3)
-    raise AssertionError(
-        f"job {job_id} still {job.get('status')} after {timeout} s: {job.get('progress')}"
-    )
+    raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout} s: {job.get('progress')}")

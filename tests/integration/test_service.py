@@ -34,9 +34,7 @@ def _reachable(host: str, port: int) -> bool:
 
 
 def _postgres_url() -> str:
-    return os.environ.get(
-        "ZOORANK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
+    return os.environ.get("ZOORANK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(params=["embedded", "postgres-redis"])
@@ -100,9 +98,7 @@ def test_job_end_to_end_then_cache_hit(settings, tmp_path):
         assert job["ranking"]["by_score"]["logme"] == sorted(logme, key=logme.get, reverse=True)
         assert len(job["sample_ids"]) == 100
 
-        board = client.get(
-            "/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}
-        ).json()
+        board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
         values = [row["value"] for row in board["data"]]
         assert [row["model"] for row in board["data"]] == job["ranking"]["by_score"]["logme"]
         assert values == sorted(values, reverse=True)

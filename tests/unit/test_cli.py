@@ -42,9 +42,7 @@ def test_score_on_arrays(tmp_path):
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert (
-        out["score"] == "linear_probe" and out["value"] == 1.0 and len(out["fold_accuracies"]) == 3
-    )
+    assert out["score"] == "linear_probe" and out["value"] == 1.0 and len(out["fold_accuracies"]) == 3
 
 
 def test_score_errors_are_clear(tmp_path):

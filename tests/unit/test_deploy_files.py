@@ -15,9 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
     shutil.which("docker-compose") is None, reason="Debian package docker-compose not installed"
 )
 def test_compose_file_is_valid():
-    done = subprocess.run(
-        ["docker-compose", "config", "-q"], cwd=REPO, capture_output=True, text=True
-    )
+    done = subprocess.run(["docker-compose", "config", "-q"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     services = subprocess.run(
         ["docker-compose", "config", "--services"], cwd=REPO, capture_output=True, text=True

@@ -43,17 +43,13 @@ def test_second_job_on_same_data_does_no_forward_pass(tmp_path, small_options):
     before = extract.FORWARD_BATCHES
     first, _, model = get_features(prepared, spec, small_options, cache)
     passes = extract.FORWARD_BATCHES - before
-    assert (
-        passes == int(np.ceil(len(prepared.rows) / small_options.batch_size)) and model is not None
-    )
+    assert passes == int(np.ceil(len(prepared.rows) / small_options.batch_size)) and model is not None
     second, _, model_again = get_features(prepared, spec, small_options, cache)
     assert extract.FORWARD_BATCHES - before == passes  # no new forward pass
     assert second.from_cache and model_again is None  # the model was not even built
     np.testing.assert_array_equal(first.prelogits, second.prelogits)
     assert list(first.taps) == list(second.taps)
     # a different sample (other seed) is a different key
-    other = prepare_dataset(
-        "builtin:digits", type(small_options)(**{**small_options.to_dict(), "seed": 1})
-    )
+    other = prepare_dataset("builtin:digits", type(small_options)(**{**small_options.to_dict(), "seed": 1}))
     get_features(other, spec, small_options, cache)
     assert extract.FORWARD_BATCHES - before == 2 * passes

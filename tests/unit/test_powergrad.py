@@ -33,9 +33,7 @@ def test_gradient_is_tempered_softmax_minus_onehot(alpha: float) -> None:
     logits, labels = _batch()
     z = logits.clone().requires_grad_(True)
     powergrad_cross_entropy(z, labels, alpha=alpha).backward()
-    torch.testing.assert_close(
-        z.grad, _hand_gradient(logits, labels, alpha), rtol=1e-12, atol=1e-14
-    )
+    torch.testing.assert_close(z.grad, _hand_gradient(logits, labels, alpha), rtol=1e-12, atol=1e-14)
 
 
 def test_gradient_scales_with_upstream_gradient() -> None:

@@ -50,9 +50,7 @@ def _problem(
     centres = rng.standard_normal((len(sizes), d))
     features = rng.standard_normal((n, d)) + separation * centres[labels]
     source = labels % source_classes
-    logits = (
-        rng.standard_normal((n, source_classes)) + 2.0 * separation * np.eye(source_classes)[source]
-    )
+    logits = rng.standard_normal((n, source_classes)) + 2.0 * separation * np.eye(source_classes)[source]
     return ScoreInputs(labels=labels, features=features, logits=logits, meta=dict(META))
 
 

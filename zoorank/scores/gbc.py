@@ -42,9 +42,7 @@ def bhattacharyya_distances(means_cp: np.ndarray, variances_cp: np.ndarray) -> n
     for i in range(means_cp.shape[0]):  # one row at a time keeps memory at C·p
         average = (variances_cp[i] + variances_cp) / 2.0
         mahalanobis = np.sum((means_cp[i] - means_cp) ** 2 / average, axis=1) / 8.0
-        log_ratio = (
-            np.sum(np.log(average), axis=1) - 0.5 * log_var[i].sum() - 0.5 * log_var.sum(axis=1)
-        )
+        log_ratio = np.sum(np.log(average), axis=1) - 0.5 * log_var[i].sum() - 0.5 * log_var.sum(axis=1)
         distances[i] = mahalanobis + 0.5 * log_ratio
     return distances
 
@@ -95,9 +93,7 @@ def gaussian_bhattacharyya_coefficient(
 def _compute(inputs: ScoreInputs, *, dims: int, gaussian: str) -> ScoreOutput:
     assert inputs.features is not None
     return ScoreOutput(
-        value=gaussian_bhattacharyya_coefficient(
-            inputs.features, inputs.labels, dims=dims, gaussian=gaussian
-        )
+        value=gaussian_bhattacharyya_coefficient(inputs.features, inputs.labels, dims=dims, gaussian=gaussian)
     )
 
 
@@ -108,8 +104,7 @@ register_score(
         compute=_compute,
         needs=frozenset({"features"}),
         direction="higher",
-        paper="Pándy et al. 2022, Transferability Estimation using Bhattacharyya Class "
-        "Separability (CVPR)",
+        paper="Pándy et al. 2022, Transferability Estimation using Bhattacharyya Class Separability (CVPR)",
         cost="cheap",
         params={"dims": 64, "gaussian": "diagonal"},
         description="−Σ pairwise Bhattacharyya coefficients of class Gaussians on PCA features.",

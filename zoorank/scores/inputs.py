@@ -52,14 +52,10 @@ def check_labels(labels: np.ndarray, *, min_classes: int = 2, min_per_class: int
     """Labels as ``0..C-1`` int64 ``(n,)``; refuses fewer than ``min_classes`` classes."""
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise InvalidInputError(
-            f"labels must be 1-D (n,), got shape {labels.shape}", field="labels"
-        )
+        raise InvalidInputError(f"labels must be 1-D (n,), got shape {labels.shape}", field="labels")
     _, encoded, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if counts.size < min_classes:
-        raise InvalidInputError(
-            f"need at least {min_classes} classes, got {counts.size}", field="labels"
-        )
+        raise InvalidInputError(f"need at least {min_classes} classes, got {counts.size}", field="labels")
     if counts.min() < min_per_class:
         raise InvalidInputError(
             f"every class needs at least {min_per_class} samples; the smallest has {counts.min()}",

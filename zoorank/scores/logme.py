@@ -114,9 +114,7 @@ def log_maximum_evidence_per_class(
         x2 = (u.T @ targets) ** 2  # (n, C)
         p2 = sigma[:, None] * x2
     if sigma.max() <= 0.0:
-        raise InvalidInputError(
-            "features are all zero; LogME needs features that vary", field="features"
-        )
+        raise InvalidInputError("features are all zero; LogME needs features that vary", field="features")
     y2 = targets.sum(axis=0)  # ||y_c||², the targets being 0/1
     outside = y2 - x2.sum(axis=0) if x2 is not None else None  # ||y||² − Σ x², n ≤ d only
     null_dims = max(d - n, 0) if exact_evidence else 0
@@ -161,9 +159,7 @@ def log_maximum_evidence_per_class(
 
 def _compute(inputs: ScoreInputs, *, exact_evidence: bool) -> ScoreOutput:
     assert inputs.features is not None
-    fit = log_maximum_evidence_per_class(
-        inputs.features, inputs.labels, exact_evidence=exact_evidence
-    )
+    fit = log_maximum_evidence_per_class(inputs.features, inputs.labels, exact_evidence=exact_evidence)
     return ScoreOutput(
         value=float(np.mean(fit.evidence)),
         details={"per_class_evidence": [float(e) for e in fit.evidence]},

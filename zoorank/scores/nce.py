@@ -69,8 +69,7 @@ register_score(
         compute=_compute,
         needs=frozenset({"logits"}),
         direction="higher",
-        paper="Tran et al. 2019, Transferability and Hardness of Supervised Classification "
-        "Tasks (ICCV)",
+        paper="Tran et al. 2019, Transferability and Hardness of Supervised Classification Tasks (ICCV)",
         cost="cheap",
         description="−H(Y|Z) with Z the argmax of the source logits, from the empirical joint.",
     )

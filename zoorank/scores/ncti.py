@@ -80,8 +80,7 @@ def neural_collapse_terms(
     projected = projected - projected.mean(axis=0)
     ncc = float(np.mean(probabilities[np.arange(labels.shape[0]), labels]))
     per_class = sum(
-        float(np.linalg.norm(probabilities[labels == c], ord="nuc"))
-        for c in range(int(labels.max()) + 1)
+        float(np.linalg.norm(probabilities[labels == c], ord="nuc")) for c in range(int(labels.max()) + 1)
     )
     return {
         "seli": float(np.linalg.norm(projected, ord="nuc")),

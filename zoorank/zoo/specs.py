@@ -128,9 +128,7 @@ def parse_model_ref(ref: str) -> ModelSpec:
         pass
     elif source.startswith("file:"):
         if not source[5:].endswith((".safetensors", ".pth", ".pt")):
-            raise InvalidInputError(
-                "weight files must be .safetensors, .pth or .pt", field="models"
-            )
+            raise InvalidInputError("weight files must be .safetensors, .pth or .pt", field="models")
     else:
         raise InvalidInputError(
             f"weight source {source!r} must be offline, random, timm, timm:HUB_ID or file:PATH",
