@@ -165,7 +165,7 @@ def test_max_taps_keeps_first_and_last() -> None:
 
 
 def test_registered_with_metadata() -> None:
-    assert list_scores("betti*") == ["betti_auc", "betti_decay", "betti_decay_norm"]
+    assert list_scores("betti*") == ["betti_auc", "betti_decay", "betti_decay_norm", "betti_slope"]
     for name in list_scores("betti*"):
         spec = get_score(name)
         assert spec.needs == frozenset({"taps"})
@@ -203,3 +203,20 @@ def test_refuses_too_few_taps_one_class_and_vectors() -> None:
 def test_refuses_all_empty_sublevel_sets() -> None:
     taps = {f"t{i}": np.ones((2, 2, 3, 3), np.float32) for i in range(4)}
     _bad(taps, np.array([0, 1]), "raise eta", eta=0.5)
+
+
+def test_betti_slope_closed_form_and_sign():
+    """OLS slope by hand: Ω = (4, 3, 2, 1) over x = (0, 1/3, 2/3, 1); y = Ω/√30 falls by 1/√30
+    per step of 1/3, so the slope is -3/√30. A flat profile has slope 0; a rising one > 0."""
+    from zoorank.scores.betti import betti_decay_slope
+
+    x = np.linspace(0, 1, 4)
+    assert betti_decay_slope(np.array([4.0, 3, 2, 1]), depth=x) == pytest.approx(-3 / np.sqrt(30))
+    assert betti_decay_slope(np.ones(4), depth=x) == pytest.approx(0.0, abs=1e-15)
+    assert betti_decay_slope(np.array([1.0, 2, 3, 4]), depth=x) == pytest.approx(3 / np.sqrt(30))
+    # scale-free: multiplying Ω by a constant (another activation scale) changes nothing
+    assert betti_decay_slope(7 * np.array([5.0, 1, 3, 2]), depth=x) == pytest.approx(
+        betti_decay_slope(np.array([5.0, 1, 3, 2]), depth=x)
+    )
+    with pytest.raises(InvalidInputError):
+        betti_decay_slope(np.zeros(4), depth=x)

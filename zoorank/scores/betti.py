@@ -118,6 +118,32 @@ def betti_decay_rate(omega: np.ndarray, *, depth: np.ndarray | None = None) -> t
     return float(coef @ THETA_WEIGHTS), coef[1:]
 
 
+def betti_decay_slope(omega: np.ndarray, *, depth: np.ndarray) -> float:
+    """Least-squares slope of ``y = Ω/||Ω||₂`` over depth scaled to [0, 1]; lower = faster decay.
+
+    The paper's claim in its plainest form: Betti numbers fall with depth in networks that
+    transfer well. With ``x`` the depth, ``slope = Σ (x - x̄)(y - ȳ) / Σ (x - x̄)²``. Scaling Ω
+    by its norm and depth to [0, 1] makes the value comparable across architectures of any
+    activation scale and depth.
+
+    Args:
+        omega: ``(L,)`` Betti sums per tap, L ≥ 2, not all zero.
+        depth: ``(L,)`` tap positions in [0, 1].
+
+    Example:
+        >>> round(betti_decay_slope(np.array([4.0, 3, 2, 1]), depth=np.linspace(0, 1, 4)), 6)
+        -0.547723
+    """
+    omega = np.asarray(omega, dtype=np.float64).ravel()
+    norm = float(np.linalg.norm(omega))
+    if omega.size < 2 or norm == 0.0 or not np.isfinite(omega).all():
+        raise InvalidInputError("the Betti profile needs >= 2 finite taps, not all zero", field="taps")
+    x = np.asarray(depth, dtype=np.float64).ravel()
+    y = omega / norm
+    centred = x - x.mean()
+    return float(centred @ (y - y.mean()) / (centred @ centred))
+
+
 @dataclass(frozen=True)
 class TapData:
     """The validated taps a Betti score works on."""
@@ -321,6 +347,25 @@ def _decay(
     return _theta_output(taps, omega, depth, per_degree, thresholds, curves, extra)
 
 
+def _slope(inputs: ScoreInputs, *, eta: float, images_per_class: int, max_taps: int) -> ScoreOutput:
+    taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
+    betti = class_balanced_betti(taps, [np.array([eta]) for _ in taps.names])
+    per_degree = np.stack([b[0] for b in betti])
+    omega = per_degree.sum(axis=1)
+    depth = _normalised_depth(taps)
+    slope = betti_decay_slope(omega, depth=depth)
+    output = _theta_output(
+        taps,
+        omega,
+        depth,
+        per_degree,
+        [np.array([eta]) for _ in taps.names],
+        None,
+        {"eta": eta, "slope": slope},
+    )
+    return ScoreOutput(value=slope, details=output.details)
+
+
 def _normalised_depth(taps: TapData) -> np.ndarray:
     return taps.depth_index / float(taps.total_taps - 1)
 
@@ -407,6 +452,22 @@ register_score(
         description=(
             "betti_decay with depth scaled to [0, 1] and each tap thresholded at a quantile of "
             "its own activations: comparable across architectures."
+        ),
+    )
+)
+register_score(
+    ScoreSpec(
+        name="betti_slope",
+        family="topology",
+        compute=_slope,
+        needs=frozenset({"taps"}),
+        direction="lower",
+        paper=PAPER,
+        cost="moderate",
+        params={"eta": 0.5, **_COMMON},
+        description=(
+            "Least-squares slope of the normalised Betti sum at threshold eta over depth in "
+            "[0, 1]: how fast Betti numbers fall with depth; lower ranks higher."
         ),
     )
 )
