@@ -34,6 +34,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="recompute the statistics of the stored results (no training)",
     )
+    parser.add_argument(
+        "--add-scores",
+        type=_names,
+        help="score the stored run's models with these scores too (cached features, no training)",
+    )
     parser.add_argument("--targets", type=_names, help="dataset refs, comma-separated")
     parser.add_argument("--seeds", type=_ints, help="fine-tuning seeds, e.g. 0,1,2")
     parser.add_argument("--scores", type=_names, help="score names (default: all registered)")
@@ -61,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.ranking.run import reanalyse
 
         reanalyse(args.out or config.out_dir, resamples=args.resamples or config.resamples)
+        return 0
+    if args.add_scores:
+        from benchmarks.ranking.run import add_scores
+
+        add_scores(config, list(args.add_scores))
         return 0
     if args.cache:
         config = replace(config, cache_dir=args.cache)

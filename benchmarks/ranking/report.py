@@ -131,6 +131,12 @@ def ranking_markdown(payload: dict[str, Any]) -> str:
             f" Statistics recomputed from the stored values by `{payload['reanalysed']['command']}`."
             if payload.get("reanalysed")
             else ""
+        )
+        + (
+            f" Scores added later on the same split and cached features, no retraining: "
+            f"{', '.join(payload['added_scores'])} (`python -m benchmarks.ranking --add-scores NAMES`)."
+            if payload.get("added_scores")
+            else ""
         ),
         "",
         f"Pool: {len(models)} models. Controlled zoo: {', '.join(zoo['architectures'])} trained "

@@ -313,3 +313,57 @@ def write(folder: Path, stem: str, payload: dict[str, Any], markdown: str) -> No
     (folder / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
     (folder / f"{stem}.md").write_text(markdown)
     log.info("wrote %s/%s.{json,md}", folder, stem)
+
+
+def add_scores(config: BenchConfig, names: list[str]) -> dict[str, Any]:
+    """Score the stored benchmark's models with more scores, no training: the same train split,
+    options and cached features as the run that produced ``ranking.json``; then reanalyse."""
+    from threadpoolctl import threadpool_limits
+
+    from zoorank.data import class_balanced_rows, load_dataset
+    from zoorank.features.cache import FeatureCache
+    from zoorank.rank import PreparedData, resolve_models, score_model
+    from zoorank.scores import get_score
+    from zoorank.validate.groundtruth import split_rows
+
+    path = config.out_dir / "ranking.json"
+    payload = json.loads(path.read_text())
+    models = pool(config, build_zoo(config.zoo, config.cache_dir / "zoo", fresh=False))
+    options = RankOptions(
+        input_size=config.train.input_size,
+        seed=config.train.split_seed,
+        tap_images_per_class=config.tap_images_per_class,
+        device="cpu",
+        score_params=config.score_params,
+    )
+    cache = FeatureCache(config.cache_dir / "features")
+    torch.set_num_threads(config.threads)
+    for ref, target in payload["targets"].items():
+        dataset = load_dataset(ref)
+        split = split_rows(
+            dataset.labels,
+            train=config.train.train_per_class,
+            val=config.train.val_per_class,
+            test=config.train.test_per_class,
+            seed=config.train.split_seed,
+        )
+        prepared = PreparedData(
+            dataset=dataset,
+            rows=split.train,
+            tap_rows=class_balanced_rows(dataset.labels[split.train], options.tap_images_per_class),
+        )
+        for model in models:
+            with threadpool_limits(limits=config.blas_threads):
+                result = score_model(prepared, resolve_models([model.ref])[0], names, options, cache=cache)
+            for name in names:
+                record = result.scores.get(name)
+                target["scores"].setdefault(model.label, {})[name] = None if record is None else record.value
+            log.info("%s: %s %s", ref, model.label, {n: target["scores"][model.label][n] for n in names})
+        known = {a["score"] for a in target["agreement"]}
+        target["agreement"] += [
+            {"score": n, "direction": get_score(n).direction} for n in names if n not in known
+        ]
+    payload["scores"] = sorted(set(payload["scores"]) | set(names))
+    payload.setdefault("added_scores", []).extend(names)
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    return reanalyse(config.out_dir, resamples=config.resamples)
