@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from zoorank.cli import app
@@ -93,3 +94,21 @@ def test_rank_json_in_process(tmp_path):
     assert len(ranking["sample_ids"]) == 80
     bad = runner.invoke(app, ["rank", "--dataset", "builtin:none"])
     assert bad.exit_code == 2 and "unknown builtin dataset" in bad.output
+
+
+def test_score_betti_decay_on_taps_file(tmp_path):
+    """`zoorank score betti_decay --taps T.npz`: taps in file order; JSON has value and omega.
+    Each tap is one solid block per image, so every Betti sum is β0 = 1 and Ω = (1, 1, 1, 1);
+    a flat profile has θ = 0."""
+    y = np.repeat([0, 1], 3)
+    taps = {f"t{i}": np.zeros((6, 2, 4, 4), dtype=np.float32) for i in range(4)}
+    np.savez(tmp_path / "taps.npz", **taps)
+    np.save(tmp_path / "y.npy", y)
+    result = runner.invoke(
+        app,
+        ["score", "betti_decay", "--taps", str(tmp_path / "taps.npz"), "--labels", str(tmp_path / "y.npy")],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["omega"] == [1.0, 1.0, 1.0, 1.0]
+    assert out["value"] == pytest.approx(0.0, abs=1e-12)

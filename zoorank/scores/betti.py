@@ -318,6 +318,7 @@ def _theta_output(
         tap_details.append(entry)
     details: dict[str, object] = {
         "theta": theta,
+        "omega": [float(v) for v in omega],
         "coefficients": [float(c) for c in coef],
         "taps": tap_details,
         "taps_used": len(taps.names),
