@@ -331,3 +331,24 @@ def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
     assert_problem(client.post("/v1/validations", json={**body, "mode": "guess"}), 422, "mode")
     assert_problem(client.post("/v1/validations", json={**body, "seeds": []}), 422, "seeds")
     assert_problem(client.post("/v1/validations", json={**body, "settings": {"epochs": 0}}), 422, "settings")
+
+
+def test_job_ranking_equals_in_process_rank(client, tmp_path):
+    """POST /v1/jobs and `zoorank.rank.rank` with the same options give the same values and
+    ranking (the CLI's `zoorank rank --json` calls the latter)."""
+    from zoorank.rank import RankOptions, rank
+
+    models = ["mobilenetv2_100", "tf_efficientnet_lite0@random"]
+    scores = ["leep", "nce", "knn"]
+    job_id = client.post(
+        "/v1/jobs", json={"dataset": "builtin:digits", "models": models, "scores": scores, "options": OPTIONS}
+    ).json()["id"]
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    local = rank("builtin:digits", models, scores, RankOptions.from_dict(OPTIONS), cache_dir=tmp_path)
+    assert job["ranking"]["by_score"] == local.ranking["by_score"]
+    assert job["ranking"]["aggregate"] == local.ranking["aggregate"]
+    assert job["sample_ids"] == local.sample_ids
+    values = {(r["model"], r["score"]): r["value"] for r in job["results"]}
+    assert values == pytest.approx(
+        {(r.model, s): v.value for r in local.results for s, v in r.scores.items()}
+    )
