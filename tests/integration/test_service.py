@@ -164,7 +164,7 @@ def test_killed_worker_does_not_lose_the_job(settings, tmp_path):
     """SIGKILL the pool process mid-task: acks_late + reject_on_worker_lost re-queue it, the
     upserts keep one row per (job, model, score), and the job still succeeds."""
     client = TestClient(create_app(settings))
-    options = {**OPTIONS, "samples_per_class": 60, "input_size": 96}
+    options = {**OPTIONS, "samples_per_class": 0, "input_size": 128}  # long enough to be killed mid-task
     with celery_worker(settings, log=tmp_path / "worker.log") as worker:
         job_id = client.post(
             "/v1/jobs",
