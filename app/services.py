@@ -28,6 +28,7 @@ from zoorank.rank import (
     summarise,
 )
 from zoorank.scores import get_score
+from zoorank.zoo import ModelSpec
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -50,17 +51,7 @@ def submit_ranking(
     """
     parsed_options = RankOptions.from_dict(options)
     score_names = resolve_scores(scores)
-    with session_scope(settings.database_url) as session:
-        if models is not None and len(models) == 0:
-            raise InvalidInputError("the model list is empty; name at least one model", field="models")
-        from zoorank.zoo.specs import default_models
-
-        specs = crud.resolve_models(session, models or default_models())
-        registered = {row.name for row in crud.registered_models(session)}
-    for spec in specs:
-        if spec.weights.startswith("file:") and spec.name not in registered:
-            # Ad-hoc weight files are read only from the data roots, like datasets.
-            resolve_under_roots(spec.weights[5:], settings.data_roots)
+    specs = job_models(settings, models)
     prepared = prepare_dataset(
         dataset, parsed_options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
     )
@@ -80,6 +71,23 @@ def submit_ranking(
     with session_scope(settings.database_url) as session:
         crud.set_task_ids(session, job_id, task_ids)
     return job_id
+
+
+def job_models(settings: Settings, models: Sequence[str] | None) -> list[ModelSpec]:
+    """The specs a job will run: registered models, the zoo, or ``ARCH@SOURCE``; ``None`` is the
+    whole built-in zoo, an empty list an error. Ad-hoc ``file:`` weights must lie under the
+    data roots, like datasets (registered models were checked when registered)."""
+    from zoorank.zoo.specs import default_models
+
+    if models is not None and len(models) == 0:
+        raise InvalidInputError("the model list is empty; name at least one model", field="models")
+    with session_scope(settings.database_url) as session:
+        specs = crud.resolve_models(session, models or default_models())
+        registered = {row.name for row in crud.registered_models(session)}
+    for spec in specs:
+        if spec.weights.startswith("file:") and spec.name not in registered:
+            resolve_under_roots(spec.weights[5:], settings.data_roots)
+    return specs
 
 
 def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
@@ -273,17 +281,13 @@ def submit_validation(
 ) -> str:
     """Validate a ground-truth request, create a ``validation`` job, queue its task."""
     from zoorank.validate.groundtruth import TrainSettings, check_mode, split_rows
-    from zoorank.zoo.specs import default_models
 
     check_mode(mode, loss, alpha)
     if not seeds or len(seeds) > 10:
         raise InvalidInputError("seeds must list 1 to 10 integers", field="seeds")
     parsed = TrainSettings.from_dict(train_settings)
     score_names = resolve_scores(scores) if scores != [] else []
-    with session_scope(settings.database_url) as session:
-        if models is not None and len(models) == 0:
-            raise InvalidInputError("the model list is empty; name at least one model", field="models")
-        specs = crud.resolve_models(session, models or default_models())
+    specs = job_models(settings, models)
     prepared = prepare_dataset(
         dataset,
         RankOptions(samples_per_class=0),

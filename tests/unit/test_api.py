@@ -352,3 +352,14 @@ def test_job_ranking_equals_in_process_rank(client, tmp_path):
     assert values == pytest.approx(
         {(r.model, s): v.value for r in local.results for s, v in r.scores.items()}
     )
+
+
+def test_validation_refuses_weight_files_outside_data_roots(client):
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["resnet10t@file:/etc/x.pth"],
+        "mode": "linear",
+        "seeds": [0],
+    }
+    assert_problem(client.post("/v1/validations", json=body), 422, "dataset", "outside")
+    assert_problem(client.post("/v1/validations", json={**body, "models": []}), 422, "models", "empty")
