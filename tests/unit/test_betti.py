@@ -165,7 +165,13 @@ def test_max_taps_keeps_first_and_last() -> None:
 
 
 def test_registered_with_metadata() -> None:
-    assert list_scores("betti*") == ["betti_auc", "betti_decay", "betti_decay_norm", "betti_slope"]
+    assert list_scores("betti*") == [
+        "betti_auc",
+        "betti_decay",
+        "betti_decay_norm",
+        "betti_slope",
+        "betti_slope_norm",
+    ]
     for name in list_scores("betti*"):
         spec = get_score(name)
         assert spec.needs == frozenset({"taps"})

@@ -350,20 +350,24 @@ def _decay(
 
 def _slope(inputs: ScoreInputs, *, eta: float, images_per_class: int, max_taps: int) -> ScoreOutput:
     taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
-    betti = class_balanced_betti(taps, [np.array([eta]) for _ in taps.names])
-    per_degree = np.stack([b[0] for b in betti])
+    return _slope_output(taps, [np.array([eta]) for _ in taps.names], {"eta": eta})
+
+
+def _slope_norm(inputs: ScoreInputs, *, quantile: float, images_per_class: int, max_taps: int) -> ScoreOutput:
+    if not 0.0 <= quantile <= 1.0:
+        raise InvalidInputError(f"quantile must be in [0, 1], got {quantile}", field="params")
+    taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
+    per_tap_eta = [tap_quantiles(maps, np.array([quantile])) for maps in taps.maps]
+    return _slope_output(taps, per_tap_eta, {"quantile": quantile})
+
+
+def _slope_output(taps: TapData, per_tap_eta: list[np.ndarray], extra: dict[str, object]) -> ScoreOutput:
+    """Betti sums at one threshold per tap -> :func:`betti_decay_slope`, with θ's details."""
+    per_degree = np.stack([b[0] for b in class_balanced_betti(taps, per_tap_eta)])
     omega = per_degree.sum(axis=1)
     depth = _normalised_depth(taps)
     slope = betti_decay_slope(omega, depth=depth)
-    output = _theta_output(
-        taps,
-        omega,
-        depth,
-        per_degree,
-        [np.array([eta]) for _ in taps.names],
-        None,
-        {"eta": eta, "slope": slope},
-    )
+    output = _theta_output(taps, omega, depth, per_degree, per_tap_eta, None, extra | {"slope": slope})
     return ScoreOutput(value=slope, details=output.details)
 
 
@@ -469,6 +473,22 @@ register_score(
         description=(
             "Least-squares slope of the normalised Betti sum at threshold eta over depth in "
             "[0, 1]: how fast Betti numbers fall with depth; lower ranks higher."
+        ),
+    )
+)
+register_score(
+    ScoreSpec(
+        name="betti_slope_norm",
+        family="topology",
+        compute=_slope_norm,
+        needs=frozenset({"taps"}),
+        direction="lower",
+        paper=PAPER,
+        cost="moderate",
+        params={"quantile": 0.5, **_COMMON},
+        description=(
+            "betti_slope with each tap thresholded at a quantile of its own activations instead "
+            "of one raw eta."
         ),
     )
 )
