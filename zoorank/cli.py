@@ -203,7 +203,7 @@ def rank(
 
 
 MAX_TABLE_SCORES = 6
-HEADLINE_SCORES = ["logme", "linear_probe", "betti_decay", "hidden_margin", "leep", "nce", "hscore"]
+HEADLINE_SCORES = ["linear_probe", "ncti", "leep", "betti_slope", "hidden_margin", "logme", "nce"]
 
 
 def print_ranking(
