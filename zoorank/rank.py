@@ -26,8 +26,8 @@ from zoorank.data import ImageDataset, class_balanced_rows, load_dataset, strati
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import InvalidInputError, ZoorankError
 from zoorank.features.cache import FeatureCache, feature_key
-from zoorank.features.extract import FeatureSet, extract_features, resolve_device
-from zoorank.features.preprocess import Preprocessing, model_preprocessing
+from zoorank.features.extract import FeatureSet, extract_features, prelogits_and_logits, resolve_device
+from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score, list_scores
 from zoorank.zoo import ModelSpec, create_model, get_model_spec, weights_digest
 from zoorank.zoo.specs import default_models
@@ -166,8 +166,6 @@ def _versions() -> dict[str, str]:
 
 
 def _model_callable(model: Any, device: str) -> Callable[..., Any]:
-    from zoorank.features.extract import prelogits_and_logits
-
     dev = resolve_device(device)
     model = model.to(dev).eval()
 
@@ -191,7 +189,7 @@ def get_features(
     model is only built when a forward pass or an input-space score needs it).
     """
     model = None
-    preprocessing = _preprocessing_for(spec, options)
+    preprocessing = architecture_preprocessing(spec.architecture, options.input_size)
     key = feature_key(
         architecture=spec.architecture,
         weights_digest=weights_digest(spec),
@@ -218,14 +216,6 @@ def get_features(
     elif progress is not None:
         progress(len(prepared.rows))
     return features, preprocessing, model
-
-
-def _preprocessing_for(spec: ModelSpec, options: RankOptions) -> Preprocessing:
-    # Preprocessing depends only on the architecture's pretrained config, not the weights.
-    import timm
-
-    model = timm.create_model(spec.architecture, pretrained=False, num_classes=0)
-    return model_preprocessing(model, options.input_size)
 
 
 def score_model(

@@ -53,3 +53,12 @@ def test_second_job_on_same_data_does_no_forward_pass(tmp_path, small_options):
     other = prepare_dataset("builtin:digits", type(small_options)(**{**small_options.to_dict(), "seed": 1}))
     get_features(other, spec, small_options, cache)
     assert extract.FORWARD_BATCHES - before == 2 * passes
+
+
+def test_architecture_preprocessing_equals_the_models_own():
+    from zoorank.features.preprocess import architecture_preprocessing
+
+    for arch in ("tf_efficientnet_lite2", "mobilenetv2_100", "resnet10t"):
+        model = create_model(get_model_spec(f"{arch}@random"))
+        assert architecture_preprocessing(arch, 48) == model_preprocessing(model, 48)
+        assert architecture_preprocessing(arch) == model_preprocessing(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,22 @@ def model_preprocessing(model: nn.Module, input_size: int | None = None) -> Prep
     """The model's timm data config; ``input_size`` overrides its native resolution."""
     from timm.data import resolve_data_config
 
-    config = resolve_data_config({}, model=model)
+    return _from_data_config(resolve_data_config({}, model=model), input_size)
+
+
+def architecture_preprocessing(architecture: str, input_size: int | None = None) -> Preprocessing:
+    """The same as :func:`model_preprocessing`, read from timm's pretrained config of the
+    architecture without building the network (it depends only on the architecture)."""
+    import timm
+    from timm.data import resolve_data_config
+
+    pretrained_cfg = timm.models.get_pretrained_cfg(architecture)
+    if pretrained_cfg is None:  # no config registered: let the model resolve its defaults
+        return model_preprocessing(timm.create_model(architecture, pretrained=False), input_size)
+    return _from_data_config(resolve_data_config({}, pretrained_cfg=pretrained_cfg.to_dict()), input_size)
+
+
+def _from_data_config(config: dict[str, Any], input_size: int | None) -> Preprocessing:
     size = int(input_size or config["input_size"][-1])
     return Preprocessing(
         size=size,
