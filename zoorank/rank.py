@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from zoorank import __version__
 from zoorank.data import ImageDataset, class_balanced_rows, load_dataset, stratified_subsample
@@ -367,8 +368,6 @@ def rank_models(
         ordered = sorted(scored, key=lambda mv: (sign * float(mv[1]), mv[0]))  # type: ignore[arg-type]
         by_score[score] = [m for m, _ in ordered]
         keyed = np.asarray([sign * float(v) for _, v in scored])  # type: ignore[arg-type]
-        from scipy.stats import rankdata
-
         if score not in counted:
             continue
         for (model, _), r in zip(scored, rankdata(keyed), strict=True):
