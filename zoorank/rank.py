@@ -15,7 +15,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class RankOptions:
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be auto, cpu or cuda", field="options")
         for name, params in self.score_params.items():
-            get_score(name).resolve_params(params)
+            tap_input_size(get_score(name).resolve_params(params), self.input_size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -261,8 +261,15 @@ def score_model(
         seed=options.seed,
     )
     records = {}
+    by_size: dict[int | None, list[str]] = {}
     for name in score_names:
-        records[name] = run_score(name, inputs, options.score_params.get(name, {}))
+        size = tap_input_size(get_score(name).resolve_params(options.score_params.get(name, {})), options.input_size)
+        if size == options.input_size:
+            records[name] = run_score(name, inputs, options.score_params.get(name, {}))
+        else:
+            by_size.setdefault(size, []).append(name)
+    for size, names in by_size.items():
+        records.update(_score_at_input_size(prepared, spec, names, options, size, cache))
     return ModelResult(
         model=spec.name,
         scores=records,
@@ -271,6 +278,71 @@ def score_model(
         from_cache=features.from_cache,
         versions=versions,
     )
+
+
+def tap_input_size(params: Mapping[str, Any], job_size: int | None) -> int | None:
+    """The input size (pixels; None = the model's own) at which a score wants its layer taps.
+
+    A score with an ``input_size`` parameter may ask for taps at another resolution than the
+    job's shared forward pass: ``"job"`` (the shared pass), ``"native"`` or ``0`` (the
+    model's own resolution, as timm's pretrained config gives it) or a number of pixels.
+    Scores without the parameter use the job's pass.
+
+    Raises:
+        InvalidInputError: a value that is none of these, or pixels outside 16..1024.
+    """
+    value = str(params.get("input_size", "job")).strip().lower()
+    if value == "job":
+        return job_size
+    if value in ("native", "0"):
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"input_size must be 'job', 'native' or a number of pixels, got {value!r}", field="params"
+        ) from None
+    if not 16 <= size <= 1024:
+        raise InvalidInputError("input_size must be between 16 and 1024 pixels", field="params")
+    return size
+
+
+def _score_at_input_size(
+    prepared: PreparedData,
+    spec: ModelSpec,
+    score_names: Sequence[str],
+    options: RankOptions,
+    size: int | None,
+    cache: FeatureCache | None,
+) -> dict[str, ScoreRecord]:
+    """Scores that asked for taps at another resolution: a second forward pass (or a cache
+    hit) over the tap images only, then each score. A failing pass fails these scores only."""
+    tap_only = PreparedData(
+        dataset=prepared.dataset,
+        rows=prepared.rows[prepared.tap_rows],
+        tap_rows=np.arange(prepared.tap_rows.size),
+    )
+    try:
+        features, _, _ = get_features(tap_only, spec, replace(options, input_size=size), cache)
+    except Exception as exc:
+        log.warning("taps at %s px failed for %s: %s", size or "native", spec.name, exc)
+        error = f"taps at input_size={size or 'native'}: {type(exc).__name__}: {exc}"
+        records = {}
+        for name in score_names:
+            score = get_score(name)
+            params = score.resolve_params(options.score_params.get(name, {}))
+            records[name] = ScoreRecord(name, None, score.direction, params, error=error)
+        return records
+    inputs = ScoreInputs(
+        labels=tap_only.labels,
+        features=features.prelogits,
+        logits=features.logits,
+        taps=features.taps or None,
+        tap_rows=features.tap_rows if features.taps else None,
+        meta={"imagenet_top1": spec.imagenet_top1, "architecture": spec.architecture},
+        seed=options.seed,
+    )
+    return {name: run_score(name, inputs, options.score_params.get(name, {})) for name in score_names}
 
 
 def run_score(name: str, inputs: ScoreInputs, params: Mapping[str, Any]) -> ScoreRecord:

@@ -25,6 +25,7 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ PRETRAINED = [
     "mobilenetv2_100",
 ]
 MODELS = [*PRETRAINED, *[f"{m}@random" for m in PRETRAINED]]
-SCORES = ["betti_decay", "betti_decay_norm", "betti_auc"]
+SCORES = ["betti_decay", "betti_decay_norm", "betti_auc"]  # --scores overrides
 
 
 def ranking(values: dict[str, float]) -> list[str]:
@@ -54,23 +55,23 @@ def ranking(values: dict[str, float]) -> list[str]:
     return sorted(values, key=lambda m: (values[m], m))
 
 
-def run(sizes: list[int], per_class_grid: list[int]) -> dict[str, object]:
+def run(sizes: list[int], per_class_grid: list[int], scores: list[str] = SCORES) -> dict[str, object]:
     cache_dir = os.environ.get("ZOORANK_BENCH_CACHE", os.path.join(tempfile.gettempdir(), "zoorank-bench"))
     cache = FeatureCache(cache_dir)
     top = max(per_class_grid)
-    theta: dict[str, dict[str, dict[str, float]]] = {s: {} for s in SCORES}
+    theta: dict[str, dict[str, dict[str, float]]] = {s: {} for s in scores}
     seconds: dict[str, dict[str, float]] = {}
     forward: dict[str, float] = {}
     details: dict[str, dict[str, object]] = {}
     for size in sizes:
-        options = RankOptions(samples_per_class=top, input_size=size, tap_images_per_class=top)
+        options = RankOptions(samples_per_class=top, input_size=size or None, tap_images_per_class=top)
         prepared = prepare_dataset("builtin:digits", options)
         for model in MODELS:
             features, _, _ = get_features(prepared, get_model_spec(model), options, cache)
             forward[f"{model}@{size}"] = float(features.seconds)
             inputs = ScoreInputs(labels=prepared.labels, taps=features.taps, tap_rows=features.tap_rows)
-            for score, per_class in itertools.product(SCORES, per_class_grid):
-                setting = f"{size}px/{per_class}"
+            for score, per_class in itertools.product(scores, per_class_grid):
+                setting = f"{size or 'native '}px/{per_class}"
                 start = time.perf_counter()
                 out = get_score(score)(inputs, images_per_class=per_class)
                 elapsed = time.perf_counter() - start
@@ -84,13 +85,13 @@ def run(sizes: list[int], per_class_grid: list[int]) -> dict[str, object]:
             print(
                 size,
                 model,
-                {s: round(theta[s][f"{size}px/{top}"][model], 4) for s in SCORES},
+                {s: round(theta[s][f"{size or 'native '}px/{top}"][model], 4) for s in scores},
                 flush=True,
             )
         del prepared
 
     summary = {}
-    for score in SCORES:
+    for score in scores:
         settings = list(theta[score])
         reference = settings[-1]  # largest size, most images
         taus = {}
@@ -137,7 +138,8 @@ def to_markdown(result: dict[str, object]) -> str:
         f"images per class {result['images_per_class']}; {result['cores']} shared cores "
         f"(load average at end {result['loadavg_at_end']}). Kendall τ between the rankings of the "
         "8 models under two settings; 'twins' = pretrained models ranked above their own random "
-        "twin (of 4). `python benchmarks/betti/invariance.py`.",
+        f"twin (of 4). `{result.get('command', 'python benchmarks/betti/invariance.py')}`"
+        " (size 0: each model's own resolution).",
         "",
     ]
     for score, s in result["scores"].items():  # type: ignore[union-attr]
@@ -174,11 +176,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,96,128")
     parser.add_argument("--images-per-class", default="3,5,10")
+    parser.add_argument("--scores", default=",".join(SCORES), help="Betti scores (lower is better)")
+    parser.add_argument("--out", default="betti_invariance", help="results file stem")
     args = parser.parse_args()
-    result = run([int(s) for s in args.sizes.split(",")], [int(k) for k in args.images_per_class.split(",")])
+    result = run(
+        [int(s) for s in args.sizes.split(",")],  # 0: the model's own resolution
+        [int(k) for k in args.images_per_class.split(",")],
+        args.scores.split(","),
+    )
+    result["command"] = "python benchmarks/betti/invariance.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "betti_invariance.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "betti_invariance.md").write_text(to_markdown(result))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(to_markdown(result))
     print(to_markdown(result))
 
 

@@ -328,7 +328,11 @@ def add_scores(config: BenchConfig, names: list[str]) -> dict[str, Any]:
 
     path = config.out_dir / "ranking.json"
     payload = json.loads(path.read_text())
-    models = pool(config, build_zoo(config.zoo, config.cache_dir / "zoo", fresh=False))
+    # The zoo is rebuilt when the cache is gone; it matches the stored run only under the same
+    # torch and BLAS thread counts (float reductions depend on them).
+    torch.set_num_threads(config.threads)
+    with threadpool_limits(limits=config.blas_threads):
+        models = pool(config, build_zoo(config.zoo, config.cache_dir / "zoo", fresh=False))
     options = RankOptions(
         input_size=config.train.input_size,
         seed=config.train.split_seed,
@@ -337,7 +341,6 @@ def add_scores(config: BenchConfig, names: list[str]) -> dict[str, Any]:
         score_params=config.score_params,
     )
     cache = FeatureCache(config.cache_dir / "features")
-    torch.set_num_threads(config.threads)
     for ref, target in payload["targets"].items():
         dataset = load_dataset(ref)
         split = split_rows(

@@ -96,3 +96,63 @@ def test_linear_probe_row_space_projection_is_exact():
     assert p_train.shape == (40, 40)
     small = LogisticRegression(C=0.5, max_iter=5000, tol=1e-10).fit(p_train, y)
     np.testing.assert_allclose(small.decision_function(p_test), full.decision_function(x_test), atol=1e-4)
+
+
+def test_tap_input_size_values():
+    from zoorank.rank import tap_input_size
+
+    assert tap_input_size({}, 64) == 64  # scores without the parameter use the job's pass
+    assert tap_input_size({"input_size": "job"}, 64) == 64
+    assert tap_input_size({"input_size": "native"}, 64) is None
+    assert tap_input_size({"input_size": "0"}, 64) is None
+    assert tap_input_size({"input_size": 96}, None) == 96
+    for bad in ("huge", "8", "2048"):
+        with pytest.raises(InvalidInputError, match="input_size"):
+            tap_input_size({"input_size": bad}, 64)
+    with pytest.raises(InvalidInputError, match="input_size"):
+        RankOptions.from_dict({"score_params": {"betti_slope": {"input_size": "big"}}})
+
+
+def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
+    """``input_size=48`` on a Betti score: its value equals the score run by hand on taps
+    extracted at 48 px from the same tap images, while the job's pass stays at 32 px."""
+    import numpy as np
+
+    from zoorank.features.extract import extract_features
+    from zoorank.features.preprocess import architecture_preprocessing
+    from zoorank.scores import ScoreInputs, get_score
+    from zoorank.zoo import create_model, get_model_spec
+
+    options = RankOptions(
+        samples_per_class=4,
+        input_size=32,
+        tap_images_per_class=2,
+        score_params={"betti_slope": {"input_size": "48"}},
+    )
+    result = rank(
+        "builtin:digits", ["mobilenetv2_100@random"], ["betti_slope", "betti_decay"], options, cache_dir=tmp_path
+    )
+    record = result.results[0].scores
+    assert record["betti_slope"].error is None and record["betti_slope"].params["input_size"] == "48"
+
+    from zoorank.data import class_balanced_rows, load_dataset
+
+    dataset = load_dataset("builtin:digits")
+    rows = np.asarray(result.sample_ids)
+    tap_rows = class_balanced_rows(dataset.labels[rows], 2)
+    model = create_model(get_model_spec("mobilenetv2_100@random"))
+    by_hand = {}
+    for size in (48, 32):
+        features = extract_features(
+            model,
+            dataset.read,
+            rows[tap_rows],
+            architecture_preprocessing("mobilenetv2_100", size),
+            tap_rows=np.arange(tap_rows.size),
+            device="cpu",
+        )
+        inputs = ScoreInputs(labels=dataset.labels[rows[tap_rows]], taps=features.taps, tap_rows=features.tap_rows)
+        by_hand[size] = {name: get_score(name)(inputs).value for name in ("betti_slope", "betti_decay")}
+    assert record["betti_slope"].value == pytest.approx(by_hand[48]["betti_slope"], abs=1e-12)
+    assert record["betti_decay"].value == pytest.approx(by_hand[32]["betti_decay"], abs=1e-12)
+    assert by_hand[48]["betti_slope"] != pytest.approx(by_hand[32]["betti_slope"], abs=1e-6)

@@ -332,7 +332,13 @@ def _theta_output(
 
 
 def _decay(
-    inputs: ScoreInputs, *, eta: float, images_per_class: int, max_taps: int, curve_points: int
+    inputs: ScoreInputs,
+    *,
+    eta: float,
+    images_per_class: int,
+    max_taps: int,
+    curve_points: int,
+    input_size: str,
 ) -> ScoreOutput:
     taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
     grid = AUTHORS_ETA_GRID_STEP * np.arange(max(curve_points, 0))
@@ -348,12 +354,16 @@ def _decay(
     return _theta_output(taps, omega, depth, per_degree, thresholds, curves, extra)
 
 
-def _slope(inputs: ScoreInputs, *, eta: float, images_per_class: int, max_taps: int) -> ScoreOutput:
+def _slope(
+    inputs: ScoreInputs, *, eta: float, images_per_class: int, max_taps: int, input_size: str
+) -> ScoreOutput:
     taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
     return _slope_output(taps, [np.array([eta]) for _ in taps.names], {"eta": eta})
 
 
-def _slope_norm(inputs: ScoreInputs, *, quantile: float, images_per_class: int, max_taps: int) -> ScoreOutput:
+def _slope_norm(
+    inputs: ScoreInputs, *, quantile: float, images_per_class: int, max_taps: int, input_size: str
+) -> ScoreOutput:
     if not 0.0 <= quantile <= 1.0:
         raise InvalidInputError(f"quantile must be in [0, 1], got {quantile}", field="params")
     taps = prepare_taps(inputs, images_per_class=images_per_class, max_taps=max_taps)
@@ -382,6 +392,7 @@ def _decay_norm(
     images_per_class: int,
     max_taps: int,
     curve_points: int,
+    input_size: str,
 ) -> ScoreOutput:
     if not 0.0 <= quantile <= 1.0:
         raise InvalidInputError(f"quantile must be in [0, 1], got {quantile}", field="params")
@@ -408,6 +419,7 @@ def _auc(
     high: float,
     images_per_class: int,
     max_taps: int,
+    input_size: str,
 ) -> ScoreOutput:
     if points < 2 or not 0.0 <= low < high <= 1.0:
         raise InvalidInputError(
@@ -426,7 +438,12 @@ def _auc(
     return _theta_output(taps, omega, _normalised_depth(taps), area, per_tap_eta, curves, extra)
 
 
-_COMMON = {"images_per_class": 5, "max_taps": 0}
+# input_size is read by the pipeline (zoorank.rank.tap_input_size), which extracts the taps at
+# that resolution; the score itself only sees the taps it is given.
+_COMMON = {"images_per_class": 5, "max_taps": 0, "input_size": "job"}
+# The slopes read topology at 64 px whatever the job's resolution: at 32 px the deep taps of
+# the offline models are 1x1 maps and the twin check fails (benchmarks/results/betti_variants*).
+SLOPE_INPUT_SIZE = 64
 
 register_score(
     ScoreSpec(
@@ -437,7 +454,7 @@ register_score(
         direction="lower",
         paper=PAPER,
         cost="moderate",
-        params={"eta": 0.5, **_COMMON, "curve_points": 0},
+        params={"eta": 0.5, **_COMMON, "input_size": "native", "curve_points": 0},
         description=(
             "θ = c1 + c2/2 + c3/2 of a ridge cubic fit of the normalised Betti sum at raw "
             "threshold eta over taps 1..L (the paper's recipe); lower ranks higher."
@@ -469,7 +486,7 @@ register_score(
         direction="lower",
         paper=PAPER,
         cost="moderate",
-        params={"eta": 0.5, **_COMMON},
+        params={"eta": 0.5, **_COMMON, "input_size": str(SLOPE_INPUT_SIZE)},
         description=(
             "Least-squares slope of the normalised Betti sum at threshold eta over depth in "
             "[0, 1]: how fast Betti numbers fall with depth; lower ranks higher."
@@ -485,7 +502,7 @@ register_score(
         direction="lower",
         paper=PAPER,
         cost="moderate",
-        params={"quantile": 0.5, **_COMMON},
+        params={"quantile": 0.9, **_COMMON, "input_size": str(SLOPE_INPUT_SIZE)},
         description=(
             "betti_slope with each tap thresholded at a quantile of its own activations instead "
             "of one raw eta."
