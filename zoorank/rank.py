@@ -263,7 +263,9 @@ def score_model(
     records = {}
     by_size: dict[int | None, list[str]] = {}
     for name in score_names:
-        size = tap_input_size(get_score(name).resolve_params(options.score_params.get(name, {})), options.input_size)
+        size = tap_input_size(
+            get_score(name).resolve_params(options.score_params.get(name, {})), options.input_size
+        )
         if size == options.input_size:
             records[name] = run_score(name, inputs, options.score_params.get(name, {}))
         else:

@@ -259,7 +259,9 @@ def markdown(result: dict[str, Any], payload: dict[str, Any]) -> str:
         pairs = sum(r["pairs"] for r in per_target.values())
         mean_tau = np.mean([r["weighted_tau"] or np.nan for r in per_target.values()])
         lines.append(
-            f"| {threshold} | {degree} | {stat} | " + " | ".join(cells) + f" | {total}/{pairs} | {mean_tau:+.3f} |"
+            f"| {threshold} | {degree} | {stat} | "
+            + " | ".join(cells)
+            + f" | {total}/{pairs} | {mean_tau:+.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -278,7 +280,9 @@ def main() -> None:
     name = stem(args.input_size)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     profiles_path = RESULTS / f"{name}_profiles.json"
-    payload = json.loads(profiles_path.read_text()) if args.analyse_only else collect(RESULTS, args.input_size)
+    payload = (
+        json.loads(profiles_path.read_text()) if args.analyse_only else collect(RESULTS, args.input_size)
+    )
     ranking = json.loads((RESULTS / "ranking.json").read_text())
     result = analyse(payload, ranking)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -130,7 +130,11 @@ def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
         score_params={"betti_slope": {"input_size": "48"}},
     )
     result = rank(
-        "builtin:digits", ["mobilenetv2_100@random"], ["betti_slope", "betti_decay"], options, cache_dir=tmp_path
+        "builtin:digits",
+        ["mobilenetv2_100@random"],
+        ["betti_slope", "betti_decay"],
+        options,
+        cache_dir=tmp_path,
     )
     record = result.results[0].scores
     assert record["betti_slope"].error is None and record["betti_slope"].params["input_size"] == "48"
@@ -151,7 +155,9 @@ def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
             tap_rows=np.arange(tap_rows.size),
             device="cpu",
         )
-        inputs = ScoreInputs(labels=dataset.labels[rows[tap_rows]], taps=features.taps, tap_rows=features.tap_rows)
+        inputs = ScoreInputs(
+            labels=dataset.labels[rows[tap_rows]], taps=features.taps, tap_rows=features.tap_rows
+        )
         by_hand[size] = {name: get_score(name)(inputs).value for name in ("betti_slope", "betti_decay")}
     assert record["betti_slope"].value == pytest.approx(by_hand[48]["betti_slope"], abs=1e-12)
     assert record["betti_decay"].value == pytest.approx(by_hand[32]["betti_decay"], abs=1e-12)

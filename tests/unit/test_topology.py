@@ -234,22 +234,22 @@ def test_unknown_rule_is_refused() -> None:
         betti_numbers(np.zeros((2, 2, 2)), 0.0, rule="open")  # type: ignore[arg-type]
 
 
-def test_void_count_graph_path_equals_direct_26_labelling(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large volumes count voids through 6-components joined across diagonals; force that
-    path on small masks and compare with 26-labelling the padded complement."""
-    monkeypatch.setattr(fast, "_SMALL", 0)
+def test_component_counts_equal_scipy_labelling() -> None:
+    """The fast path labels with cc3d; scipy.ndimage.label is an independent implementation of
+    the same 6- and 26-connectivity: components and voids of random masks must agree."""
     rng = np.random.default_rng(21)
-    for _ in range(40):
-        shape = tuple(int(s) for s in rng.integers(2, 10, size=3))
+    for _ in range(60):
+        shape = tuple(int(s) for s in rng.integers(2, 12, size=3))
         mask = _smooth_random(rng, shape, rng.uniform(0.3, 1.2)) <= rng.uniform(-1.0, 1.5)
         padded = np.pad(~mask, 1, constant_values=True)
-        direct = ndimage.label(padded, structure=np.ones((3, 3, 3), bool))[1] - 1
-        assert fast._void_count(mask) == direct
+        voids = ndimage.label(padded, structure=np.ones((3, 3, 3), bool))[1] - 1
+        assert fast._void_count(mask) == voids
+        components = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 1))[1]
+        assert fast._components(mask, 6)[1] == components
 
 
 def test_large_volume_agrees_with_cripser() -> None:
     volume = _smooth_random(np.random.default_rng(22), (24, 30, 32), 1.0)
-    assert volume.size > fast._SMALL
     intervals = _cripser_intervals(volume)
     for eta in (-0.5, 0.5, 1.5):
         assert betti_numbers(volume, eta).tolist() == betti_from_intervals(intervals, eta).tolist()

@@ -16,31 +16,41 @@ their released code computes it (DESIGN §5.1):
 
 Registered scores (all ``needs={"taps"}``, direction "lower"):
 
-* ``betti_decay`` -- the paper's recipe: one raw threshold η (default 0.5), ``x = 1..L``.
+* ``betti_decay`` -- the paper's recipe: one raw threshold η (default 0.5), ``x = 1..L``, taps
+  at the model's own resolution (``input_size="native"``, as the authors ran it).
 * ``betti_decay_norm`` -- comparable across architectures: depth ``x = (l−1)/(L−1) ∈ [0, 1]``
   and a per-tap threshold ``η_l`` = the ``quantile``-quantile of tap l's activations (pooled
   over the images used), so neither the activation scale nor the number of taps moves θ.
 * ``betti_auc`` -- as ``betti_decay_norm`` but ``Ω_l`` is the mean Betti sum over a grid of
   ``points`` quantile thresholds in ``[low, high]`` (the normalised area under the Betti
   curve, trapezoid rule) instead of one threshold.
+* ``betti_slope`` -- the least-squares slope of ``Ω/‖Ω‖`` over depth in [0, 1] at raw η:
+  "Betti numbers fall with depth" without the cubic, whose θ ≈ c1 reads only the first taps.
+* ``betti_slope_norm`` -- ``betti_slope`` at the per-tap ``quantile`` (default 0.9: the
+  topology of each tap's strongest 10% of activations).
+
+Every Betti score takes ``input_size``: ``"job"`` (the job's shared forward pass), ``"native"``
+(the model's own resolution) or pixels; the pipeline (:func:`zoorank.rank.tap_input_size`)
+runs a second forward pass over the tap images when it differs from the job's. The slopes
+default to 64 px: at 32 px the deep taps of the offline models are 1×1 maps.
 
 Shapes: ``inputs.taps`` maps tap name -> ``(m, c, h, w)`` in network order; ``inputs.tap_rows``
 ``(m,)`` indexes ``inputs.labels``. At most ``images_per_class`` images per class are used
 (chosen by a hash of their content, so the choice does not depend on sample order).
 
-Defaults, from ``benchmarks/betti`` (``builtin:digits``, the 8-model offline zoo, 2 cores):
+Defaults, from ``benchmarks/betti`` and ``benchmarks/results/betti_*`` (2 cores):
 
 * ``images_per_class = 5``: at a fixed input size the ranking hardly moves between 3, 5 and 10
-  images per class (Kendall τ 0.93-1.0 for all three scores) while the cost is linear in
-  images (betti_decay 0.25 s/model at 64 px, 5 per class).
+  images per class (Kendall τ 0.93-1.0) while the cost is linear in images.
 * ``curve_points = 0``: the Betti curve costs one labelling per grid point (8 points: 0.4 s ->
   3.0 s per model at 64 px), so it is on request; ``curve_points=8`` gives the authors' grid
   η = 0, 0.25, ..., 1.75.
-* ``betti_auc`` ``points = 5``: the most resolution-stable variant (τ ≥ 0.79 between 64, 96
-  and 128 px, against 0.57 for the raw ``betti_decay``) at ~5x the cost of one threshold.
-* None of the three ranked the ImageNet models above their random-initialisation twins on
-  digits (3, 1 and 0 of 36 pairs): θ ≈ c1, the cubic's slope at x = 0, and every Ω profile
-  there rises over the first third of the network. Treat these scores as experimental.
+* Twin check (pretrained ImageNet model above its random-init twin; a known answer): the
+  paper's θ fails it at every resolution, its own included (0-1 of 4 on digits); the cubic's θ
+  ≈ c1, the slope at the first tap, and every profile rises over the first taps.
+  ``betti_slope`` passes it at 64 px, 128 px and native resolution, ``betti_slope_norm`` at
+  128 px and native but not always at 64 px. Treat ``betti_decay`` as a reproduction of the
+  paper, not as a ranking signal.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Betti numbers of many volumes at many thresholds, in parallel threads.
 
-The fast path (:mod:`zoorank.topology.fast`) spends its time in ``scipy.ndimage.label`` and
+The fast path (:mod:`zoorank.topology.fast`) spends its time in connected-component labelling (cc3d) and
 numpy boolean operations, which release the GIL, so threads scale over cores without the
 pickling cost of processes (measured in ``benchmarks/betti``).
 

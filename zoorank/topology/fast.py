@@ -55,20 +55,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import cc3d
 import numpy as np
 from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from zoorank.errors import InvalidInputError
 from zoorank.topology.cubical import RULES, Rule, as_volume
 
-_FACE = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
-_FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
-_DIAGONALS = np.array(
-    [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if abs(i) + abs(j) + abs(k) >= 2]
-)  # the 20 neighbour offsets that 26-connectivity adds to 6-connectivity
-_SMALL = 20_000  # voxels; below this, 26-labelling the complement is cheaper than the graph
+_FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity (tie clusters)
 
 
 class _Counter:
@@ -109,46 +103,22 @@ def euler_characteristic(mask: np.ndarray) -> int:
     return int(count(m) - edges + faces - count(cubes))
 
 
-def _void_count(mask: np.ndarray) -> int:
-    """``β2`` = number of 26-connected components of ``~mask`` that do not reach the border.
+def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
+    """Labels ``1..n`` of the ``connectivity``-connected components (6 or 26) of a voxel set.
 
-    Cheaper than 26-labelling the complement (measured 1.5-2x on 64x32x32 volumes): label it
-    with 6-connectivity, call the 6-components that reach the border "outside", then join
-    6-components across the 20 diagonal neighbour offsets -- looked up only from voxels of
-    interior 6-components, usually few -- in a small graph with one node for the outside.
-    Volumes of at most ``_SMALL`` voxels are 26-labelled directly (padded by one voxel of
-    complement so that the outside is one component).
+    ``cc3d`` (connected-components-3d) rather than ``scipy.ndimage.label``: measured 2.4x
+    faster with 6-connectivity and 4.2x with 26 on stacked threshold masks, and labelling is
+    most of the fast path's time.
     """
-    comp = ~mask
-    if comp.size <= _SMALL:  # the graph's fixed cost (~0.1 ms) dominates: label directly
-        return ndimage.label(np.pad(comp, 1, constant_values=True), structure=_FULL)[1] - 1
-    padded = np.zeros(tuple(size + 2 for size in comp.shape), dtype=bool)
-    padded[1:-1, 1:-1, 1:-1] = comp  # a frame of non-complement: neighbour look-ups stay inside
-    labels, n = ndimage.label(padded, structure=_FACE)
-    if n == 0:
-        return 0
-    outside = np.zeros(n + 1, dtype=bool)
-    inner = labels[1:-1, 1:-1, 1:-1]
-    for face in (inner[0], inner[-1], inner[:, 0], inner[:, -1], inner[:, :, 0], inner[:, :, -1]):
-        outside[face] = True
-    outside[0] = False
-    if outside[1:].all():
-        return 0
-    interior_label = ~outside
-    interior_label[0] = False
-    flat = labels.ravel()
-    start = np.flatnonzero(np.take(interior_label, flat))  # voxels of interior components
-    steps = _DIAGONALS @ np.array([labels.shape[1] * labels.shape[2], labels.shape[2], 1])
-    target = flat[start[None, :] + steps[:, None]]  # (20, k) labels of diagonal neighbours
-    source = np.broadcast_to(flat[start], target.shape)
-    join = (target > 0) & (target != source)
-    a, b = source[join], target[join]
-    a = np.where(outside[a], 0, a)  # node 0 stands for everything outside
-    b = np.where(outside[b], 0, b)
-    graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n + 1, n + 1))
-    _, component = connected_components(graph, directed=False)
-    enclosed = component[1:][~outside[1:]]
-    return int(np.unique(enclosed[enclosed != component[0]]).size)
+    labels, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
+    return labels, int(n)
+
+
+def _void_count(mask: np.ndarray) -> int:
+    """``β2`` = number of 26-connected components of ``~mask`` that do not reach the border:
+    the complement padded by one voxel (so that everything outside is one component) has
+    ``β2 + 1`` components."""
+    return _components(np.pad(~mask, 1, constant_values=True), 26)[1] - 1
 
 
 def mask_betti(mask: np.ndarray) -> np.ndarray:
@@ -166,7 +136,7 @@ def mask_betti(mask: np.ndarray) -> np.ndarray:
         raise InvalidInputError(f"mask must be 3-D, got shape {m.shape}", field="mask")
     if not m.any():
         return np.zeros(3, dtype=np.int64)
-    b0 = ndimage.label(m, structure=_FACE)[1]
+    b0 = _components(m, 6)[1]
     b2 = _void_count(m)
     b1 = b0 + b2 - euler_characteristic(m)
     return np.array([b0, b1, b2], dtype=np.int64)
@@ -258,14 +228,14 @@ def _deaths_at_threshold(le: np.ndarray, eq: np.ndarray) -> np.ndarray:
     if not lt.any():
         return np.zeros(3, dtype=np.int64)
     # Degree 0: components of K_< minus the components of K_≤ that contain some of them.
-    labels_le, _ = ndimage.label(le, structure=_FACE)
-    u0 = ndimage.label(lt, structure=_FACE)[1]
+    labels_le, _ = _components(le, 6)
+    u0 = _components(lt, 6)[1]
     r0 = np.unique(labels_le[lt]).size
     # Degree 2: voids of K_< minus those that still contain a void of K_≤.
     pad_lt = np.pad(~lt, 1, constant_values=True)
     pad_le = np.pad(~le, 1, constant_values=True)
-    void_lt, n_lt = ndimage.label(pad_lt, structure=_FULL)
-    void_le, n_le = ndimage.label(pad_le, structure=_FULL)
+    void_lt, n_lt = _components(pad_lt, 26)
+    void_le, n_le = _components(pad_le, 26)
     outside_lt, outside_le = void_lt[0, 0, 0], void_le[0, 0, 0]
     u2, v2 = n_lt - 1, n_le - 1
     inner_le = pad_le & (void_le != outside_le)
