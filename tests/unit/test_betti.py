@@ -117,11 +117,21 @@ def test_tap_rows_select_labels_and_images_per_class_caps_them() -> None:
 
 
 def test_curve_holds_the_authors_grid() -> None:
-    inputs = ScoreInputs(labels=np.array([0, 0, 1, 1]), taps=smooth_taps(1, m=4))
-    out = get_score("betti_decay")(inputs, curve_points=8)
-    assert out.details["curve_thresholds"] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    """Stored by default; each point is the class-balanced mean Betti sum that gudhi's
+    persistence intervals give at that η (closed rule), computed here image by image."""
+    from zoorank.topology import betti_from_intervals, persistence_intervals
+
+    labels = np.array([0, 0, 0, 1])  # unequal classes: the mean of class means, not of images
+    taps = smooth_taps(1, m=4)
+    out = get_score("betti_decay")(ScoreInputs(labels=labels, taps=taps))
+    grid = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    assert out.details["curve_thresholds"] == grid
     for tap in out.details["taps"]:
-        assert len(tap["curve"]) == 8
+        maps = taps[tap["name"]]
+        intervals = [persistence_intervals(maps[i]) for i in range(4)]
+        sums = np.array([[betti_from_intervals(iv, eta).sum() for eta in grid] for iv in intervals])
+        expected = (sums[:3].mean(axis=0) + sums[3]) / 2
+        assert tap["curve"] == pytest.approx(expected.tolist(), abs=1e-12)
         assert tap["curve"][2] == pytest.approx(tap["omega"])  # η = 0.5 is on the grid
 
 

@@ -1,8 +1,11 @@
-"""Betti numbers of many volumes at many thresholds, in parallel threads.
+"""Betti numbers of many volumes at many thresholds, optionally in threads.
 
-The fast path (:mod:`zoorank.topology.fast`) spends its time in connected-component labelling (cc3d) and
-numpy boolean operations, which release the GIL, so threads scale over cores without the
-pickling cost of processes (measured in ``benchmarks/betti``).
+The fast path (:mod:`zoorank.topology.fast`) spends most of its time in connected-component
+labelling with cc3d, which holds the GIL: one thread is 1.1-1.3x faster than two on this
+2-core machine (``benchmarks/results/betti_topology.md`` and ``betti_score_speed*.md``; with
+scipy's labelling, which releases the GIL, two threads had gained only 1.17x, and cc3d on one
+thread is 4x faster than that), so the default is one thread (``workers=1``). Parallelism
+across cores comes from the worker processes: a Celery worker scores one model per process.
 
 When only the *sum* of the Betti numbers over a group of same-shape volumes is needed (Betti
 decay averages them per class), :func:`stacked_betti_sum` stacks the group's threshold masks
@@ -38,7 +41,7 @@ def betti_numbers_batch(
     thresholds: np.ndarray | Sequence[float] | Sequence[Sequence[float]],
     *,
     rule: Rule = "closed",
-    workers: int = 0,
+    workers: int = 1,
 ) -> np.ndarray:
     """``(β0, β1, β2)`` of each volume at each of its thresholds.
 
@@ -47,7 +50,7 @@ def betti_numbers_batch(
             may differ). Values must be finite (checked).
         thresholds: ``(t,)`` thresholds shared by all volumes, or ``(m, t)`` one row per volume.
         rule: ``"closed"`` (authors', ``b ≤ η ≤ d``) or ``"half_open"`` (``{a ≤ η}``).
-        workers: threads; 0 means one per usable core.
+        workers: threads (default 1, the fastest measured); 0 means one per usable core.
 
     Returns:
         ``(m, t, 3)`` int64.
@@ -130,10 +133,10 @@ def _stack(masks: np.ndarray) -> np.ndarray:
 
 
 def stacked_betti_sums(
-    groups: Sequence[tuple[np.ndarray, np.ndarray]], *, rule: Rule = "closed", workers: int = 0
+    groups: Sequence[tuple[np.ndarray, np.ndarray]], *, rule: Rule = "closed", workers: int = 1
 ) -> list[np.ndarray]:
     """:func:`stacked_betti_sum` of each ``(volumes (k, x, y, z), thresholds (t,))`` group, in
-    parallel threads (``workers`` = 0: one per usable core). Returns one ``(t, 3)`` per group.
+    ``workers`` threads (0: one per usable core). Returns one ``(t, 3)`` per group.
     """
 
     def one(group: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
