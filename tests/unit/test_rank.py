@@ -115,7 +115,8 @@ def test_tap_input_size_values():
 
 def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
     """``input_size=48`` on a Betti score: its value equals the score run by hand on taps
-    extracted at 48 px from the same tap images, while the job's pass stays at 32 px."""
+    extracted at 48 px from the same tap images; betti_decay's default takes them at the
+    model's own 224 px; betti_decay_norm's default uses the job's 32 px pass."""
     import numpy as np
 
     from zoorank.features.extract import extract_features
@@ -132,7 +133,7 @@ def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
     result = rank(
         "builtin:digits",
         ["mobilenetv2_100@random"],
-        ["betti_slope", "betti_decay"],
+        ["betti_slope", "betti_decay", "betti_decay_norm"],
         options,
         cache_dir=tmp_path,
     )
@@ -146,7 +147,7 @@ def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
     tap_rows = class_balanced_rows(dataset.labels[rows], 2)
     model = create_model(get_model_spec("mobilenetv2_100@random"))
     by_hand = {}
-    for size in (48, 32):
+    for size in (48, 32, None):
         features = extract_features(
             model,
             dataset.read,
@@ -158,7 +159,10 @@ def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
         inputs = ScoreInputs(
             labels=dataset.labels[rows[tap_rows]], taps=features.taps, tap_rows=features.tap_rows
         )
-        by_hand[size] = {name: get_score(name)(inputs).value for name in ("betti_slope", "betti_decay")}
+        by_hand[size] = {
+            n: get_score(n)(inputs).value for n in ("betti_slope", "betti_decay", "betti_decay_norm")
+        }
     assert record["betti_slope"].value == pytest.approx(by_hand[48]["betti_slope"], abs=1e-12)
-    assert record["betti_decay"].value == pytest.approx(by_hand[32]["betti_decay"], abs=1e-12)
+    assert record["betti_decay"].value == pytest.approx(by_hand[None]["betti_decay"], abs=1e-12)
+    assert record["betti_decay_norm"].value == pytest.approx(by_hand[32]["betti_decay_norm"], abs=1e-12)
     assert by_hand[48]["betti_slope"] != pytest.approx(by_hand[32]["betti_slope"], abs=1e-6)
