@@ -5,7 +5,7 @@ labelling with cc3d, which holds the GIL: one thread is 1.1-1.3x faster than two
 2-core machine (``benchmarks/results/betti_topology.md`` and ``betti_score_speed*.md``; with
 scipy's labelling, which releases the GIL, two threads had gained only 1.17x, and cc3d on one
 thread is 4x faster than that), so the default is one thread (``workers=1``). Parallelism
-across cores comes from the worker processes: a Celery worker scores one model per process.
+across cores comes from worker processes (`zoorank worker --concurrency N`: one model per process).
 
 When only the *sum* of the Betti numbers over a group of same-shape volumes is needed (Betti
 decay averages them per class), :func:`stacked_betti_sum` stacks the group's threshold masks
