@@ -97,6 +97,11 @@ class PreparedData:
     def labels(self) -> np.ndarray:
         return self.dataset.labels[self.rows]
 
+    def tap_images_only(self) -> PreparedData:
+        """Only the tapped images, each one tapped: what a forward pass for taps at another
+        resolution needs."""
+        return PreparedData(self.dataset, self.rows[self.tap_rows], np.arange(self.tap_rows.size))
+
 
 @dataclass
 class ScoreRecord:
@@ -219,6 +224,29 @@ def get_features(
     return features, preprocessing, model
 
 
+def score_inputs(
+    labels: np.ndarray,
+    features: FeatureSet,
+    spec: ModelSpec,
+    seed: int,
+    *,
+    images: np.ndarray | None = None,
+    model: Callable[..., Any] | None = None,
+) -> ScoreInputs:
+    """What every score sees of one model's forward pass over ``labels``' samples."""
+    return ScoreInputs(
+        labels=labels,
+        features=features.prelogits,
+        logits=features.logits,
+        taps=features.taps or None,
+        tap_rows=features.tap_rows if features.taps else None,
+        images=images,
+        model=model,
+        meta={"imagenet_top1": spec.imagenet_top1, "architecture": spec.architecture},
+        seed=seed,
+    )
+
+
 def score_model(
     prepared: PreparedData,
     spec: ModelSpec,
@@ -249,17 +277,7 @@ def score_model(
         if model is None:
             model = create_model(spec)
         model_fn = _model_callable(model, options.device)
-    inputs = ScoreInputs(
-        labels=labels,
-        features=features.prelogits,
-        logits=features.logits,
-        taps=features.taps or None,
-        tap_rows=features.tap_rows if features.taps else None,
-        images=images,
-        model=model_fn,
-        meta={"imagenet_top1": spec.imagenet_top1, "architecture": spec.architecture},
-        seed=options.seed,
-    )
+    inputs = score_inputs(labels, features, spec, options.seed, images=images, model=model_fn)
     records = {}
     by_size: dict[int | None, list[str]] = {}
     for name in score_names:
@@ -319,11 +337,7 @@ def _score_at_input_size(
 ) -> dict[str, ScoreRecord]:
     """Scores that asked for taps at another resolution: a second forward pass (or a cache
     hit) over the tap images only, then each score. A failing pass fails these scores only."""
-    tap_only = PreparedData(
-        dataset=prepared.dataset,
-        rows=prepared.rows[prepared.tap_rows],
-        tap_rows=np.arange(prepared.tap_rows.size),
-    )
+    tap_only = prepared.tap_images_only()
     try:
         features, _, _ = get_features(tap_only, spec, replace(options, input_size=size), cache)
     except Exception as exc:
@@ -335,15 +349,7 @@ def _score_at_input_size(
             params = score.resolve_params(options.score_params.get(name, {}))
             records[name] = ScoreRecord(name, None, score.direction, params, error=error)
         return records
-    inputs = ScoreInputs(
-        labels=tap_only.labels,
-        features=features.prelogits,
-        logits=features.logits,
-        taps=features.taps or None,
-        tap_rows=features.tap_rows if features.taps else None,
-        meta={"imagenet_top1": spec.imagenet_top1, "architecture": spec.architecture},
-        seed=options.seed,
-    )
+    inputs = score_inputs(tap_only.labels, features, spec, options.seed)
     return {name: run_score(name, inputs, options.score_params.get(name, {})) for name in score_names}
 
 

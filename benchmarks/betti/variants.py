@@ -64,57 +64,31 @@ def tap_thresholds(maps: np.ndarray) -> np.ndarray:
 
 
 def collect(out: Path, input_size: int | None) -> dict[str, Any]:
-    import torch
+    from dataclasses import replace
+
     from threadpoolctl import threadpool_limits
 
     from benchmarks.ranking.config import BenchConfig
-    from benchmarks.ranking.run import pool
-    from benchmarks.ranking.zoo import build_zoo
-    from zoorank.data import class_balanced_rows, load_dataset
+    from benchmarks.ranking.run import rank_options, stored_pool, train_split
     from zoorank.features.cache import FeatureCache
-    from zoorank.rank import PreparedData, RankOptions, get_features, resolve_models, run_score
-    from zoorank.scores import ScoreInputs
+    from zoorank.rank import get_features, resolve_models, run_score, score_inputs
     from zoorank.scores.betti import class_balanced_betti, prepare_taps
-    from zoorank.validate.groundtruth import split_rows
 
     config = BenchConfig()
     stored = json.loads((config.out_dir / "ranking.json").read_text())
-    torch.set_num_threads(config.threads)  # before the zoo: it must train as the stored run did
-    with threadpool_limits(limits=config.blas_threads):
-        models = pool(config, build_zoo(config.zoo, config.cache_dir / "zoo", fresh=False))
-    options = RankOptions(
-        input_size=input_size or config.train.input_size,
-        seed=config.train.split_seed,
-        tap_images_per_class=config.tap_images_per_class,
-        device="cpu",
-    )
+    models = stored_pool(config)
+    options = replace(rank_options(config), input_size=input_size or config.train.input_size)
     cache = FeatureCache(config.cache_dir / "features")
     payload: dict[str, Any] = {"schemes": schemes(), "input_size": options.input_size, "targets": {}}
     for ref, target in stored["targets"].items():
-        dataset = load_dataset(ref)
-        split = split_rows(
-            dataset.labels,
-            train=config.train.train_per_class,
-            val=config.train.val_per_class,
-            test=config.train.test_per_class,
-            seed=config.train.split_seed,
-        )
-        tap_rows = class_balanced_rows(dataset.labels[split.train], options.tap_images_per_class)
-        prepared = PreparedData(dataset=dataset, rows=split.train, tap_rows=tap_rows)
+        prepared = train_split(config, ref)
         if input_size:  # taps at another resolution: the tap images only, as the pipeline does
-            prepared = PreparedData(dataset, split.train[tap_rows], np.arange(tap_rows.size))
+            prepared = prepared.tap_images_only()
         profiles: dict[str, Any] = {}
         for model in models:
             spec = resolve_models([model.ref])[0]
             features, _, _ = get_features(prepared, spec, options, cache)
-            inputs = ScoreInputs(
-                labels=prepared.labels,
-                features=features.prelogits,
-                logits=features.logits,
-                taps=features.taps,
-                tap_rows=features.tap_rows,
-                seed=options.seed,
-            )
+            inputs = score_inputs(prepared.labels, features, spec, options.seed)
             started = time.perf_counter()
             with threadpool_limits(limits=config.blas_threads):
                 logme = run_score("logme", inputs, {}).value if not input_size else float("nan")

@@ -22,7 +22,7 @@ import torch
 from benchmarks.ranking.config import BenchConfig
 from benchmarks.ranking.report import powergrad_markdown, ranking_markdown
 from benchmarks.ranking.zoo import ZooModel, build_zoo
-from zoorank.rank import RankOptions, _jsonable
+from zoorank.rank import PreparedData, RankOptions, _jsonable
 from zoorank.scores import list_scores
 from zoorank.validate import ValidationResult, compare_with_ground_truth, validate
 
@@ -65,18 +65,52 @@ def _progress(target: str) -> Any:
     return report
 
 
-def run_ranking(config: BenchConfig, models: list[ZooModel]) -> dict[str, Any]:
-    """Every target: scores + fine-tuned ground truth (cross-entropy) over ``config.seeds``."""
-    refs = [m.ref for m in models]
-    labels = {m.ref: m.label for m in models}
-    scores = list(config.scores) if config.scores is not None else list_scores()
-    options = RankOptions(
+def rank_options(config: BenchConfig) -> RankOptions:
+    """The options every benchmark score runs with: the fine-tuning resolution and split seed."""
+    return RankOptions(
         input_size=config.train.input_size,
         seed=config.train.split_seed,
         tap_images_per_class=config.tap_images_per_class,
         device="cpu",
         score_params=config.score_params,
     )
+
+
+def stored_pool(config: BenchConfig) -> list[ZooModel]:
+    """The pool of the stored run, its zoo rebuilt when the cache is gone. The rebuilt zoo
+    matches the stored one only under the same torch and BLAS thread counts (float reductions
+    depend on them), so both are set before training."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(config.threads)
+    with threadpool_limits(limits=config.blas_threads):
+        return pool(config, build_zoo(config.zoo, config.cache_dir / "zoo", fresh=False))
+
+
+def train_split(config: BenchConfig, ref: str) -> PreparedData:
+    """The samples a target's scores saw in the benchmark (its fine-tuning train split) and
+    their tap rows."""
+    from zoorank.data import class_balanced_rows, load_dataset
+    from zoorank.validate.groundtruth import split_rows
+
+    dataset = load_dataset(ref)
+    split = split_rows(
+        dataset.labels,
+        train=config.train.train_per_class,
+        val=config.train.val_per_class,
+        test=config.train.test_per_class,
+        seed=config.train.split_seed,
+    )
+    tap_rows = class_balanced_rows(dataset.labels[split.train], config.tap_images_per_class)
+    return PreparedData(dataset=dataset, rows=split.train, tap_rows=tap_rows)
+
+
+def run_ranking(config: BenchConfig, models: list[ZooModel]) -> dict[str, Any]:
+    """Every target: scores + fine-tuned ground truth (cross-entropy) over ``config.seeds``."""
+    refs = [m.ref for m in models]
+    labels = {m.ref: m.label for m in models}
+    scores = list(config.scores) if config.scores is not None else list_scores()
+    options = rank_options(config)
     targets = {}
     for target in config.targets:
         began = time.perf_counter()
@@ -320,41 +354,17 @@ def add_scores(config: BenchConfig, names: list[str]) -> dict[str, Any]:
     options and cached features as the run that produced ``ranking.json``; then reanalyse."""
     from threadpoolctl import threadpool_limits
 
-    from zoorank.data import class_balanced_rows, load_dataset
     from zoorank.features.cache import FeatureCache
-    from zoorank.rank import PreparedData, resolve_models, score_model
+    from zoorank.rank import resolve_models, score_model
     from zoorank.scores import get_score
-    from zoorank.validate.groundtruth import split_rows
 
     path = config.out_dir / "ranking.json"
     payload = json.loads(path.read_text())
-    # The zoo is rebuilt when the cache is gone; it matches the stored run only under the same
-    # torch and BLAS thread counts (float reductions depend on them).
-    torch.set_num_threads(config.threads)
-    with threadpool_limits(limits=config.blas_threads):
-        models = pool(config, build_zoo(config.zoo, config.cache_dir / "zoo", fresh=False))
-    options = RankOptions(
-        input_size=config.train.input_size,
-        seed=config.train.split_seed,
-        tap_images_per_class=config.tap_images_per_class,
-        device="cpu",
-        score_params=config.score_params,
-    )
+    models = stored_pool(config)
+    options = rank_options(config)
     cache = FeatureCache(config.cache_dir / "features")
     for ref, target in payload["targets"].items():
-        dataset = load_dataset(ref)
-        split = split_rows(
-            dataset.labels,
-            train=config.train.train_per_class,
-            val=config.train.val_per_class,
-            test=config.train.test_per_class,
-            seed=config.train.split_seed,
-        )
-        prepared = PreparedData(
-            dataset=dataset,
-            rows=split.train,
-            tap_rows=class_balanced_rows(dataset.labels[split.train], options.tap_images_per_class),
-        )
+        prepared = train_split(config, ref)
         for model in models:
             with threadpool_limits(limits=config.blas_threads):
                 result = score_model(prepared, resolve_models([model.ref])[0], names, options, cache=cache)
