@@ -14,6 +14,7 @@ from app.deps import get_session
 from app.problems import ProblemError
 from app.routes.catalogue import leaderboard
 from app.routes.jobs import job_public
+from zoorank.policy import DEFAULT_RANKING
 from zoorank.scores import list_scores
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -23,14 +24,18 @@ router = APIRouter(include_in_schema=False)
 @router.get("/", response_class=HTMLResponse)
 def index(
     request: Request,
-    score: str = Query("logme"),
+    score: str | None = Query(None),
     dataset: str | None = Query(None),
+    option_set: str | None = Query(None),
     session: Session = Depends(get_session),
 ) -> HTMLResponse:
     datasets = crud.known_datasets(session)
     dataset = dataset or (datasets[0] if datasets else None)
-    board = leaderboard(score=score, dataset=dataset, session=session)
-    values = [row.value for row in board.data]
+    score = score or None  # the form's "default ranking" choice sends an empty value
+    board = (
+        leaderboard(score=score, dataset=dataset, option_set=option_set, session=session) if dataset else None
+    )
+    values = [row.value for row in board.data] if board else []
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     jobs, _ = crud.list_jobs(session, offset=0, limit=10)
     return templates.TemplateResponse(
@@ -42,6 +47,7 @@ def index(
             "dataset": dataset,
             "scores": list_scores(),
             "score": score,
+            "default": DEFAULT_RANKING,
             "low": low,
             "span": (high - low) or 1.0,
             "jobs": jobs,

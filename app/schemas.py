@@ -141,15 +141,30 @@ class LeaderboardRow(BaseModel):
     model: str
     dataset: str
     value: float
-    direction: str
     job_id: str
+    computed_at: datetime
+    p_top1: float | None = None
+    rank_interval: list[int] | None = None
     ground_truth: float | None = None
     ground_truth_mode: str | None = None
 
 
+class OptionSet(BaseModel):
+    """Results ranked together share this: dataset content, sample ids, value-changing options."""
+
+    key: str
+    options: dict[str, Any]
+    jobs: int
+    models: int
+
+
 class LeaderboardPublic(BaseModel):
-    dataset: str | None
-    score: str
+    dataset: str
+    score: str | None = Field(description="the score ranked by; null: the default ranking")
     direction: str
+    policy: dict[str, Any] | None = Field(None, description="the default ranking (when score is null)")
+    uncertainty: dict[str, Any] | None = None
+    option_set: OptionSet | None
+    option_sets: list[OptionSet]
     data: list[LeaderboardRow]
     count: int

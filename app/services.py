@@ -19,9 +19,11 @@ from zoorank.data.refs import resolve_under_roots
 from zoorank.errors import InvalidInputError
 from zoorank.features.cache import FeatureCache
 from zoorank.rank import (
+    VALUE_OPTIONS,
     ModelResult,
     RankOptions,
     ScoreRecord,
+    comparability_key,
     prepare_dataset,
     resolve_scores,
     score_model,
@@ -243,6 +245,99 @@ def _results_from_rows(model_names: list[str], rows: list[Any], models: list[Any
                 row.score, row.value, row.direction, row.params, row.details, row.seconds, row.error
             )
     return [ModelResult(model=name, scores=scores) for name, scores in by_model.items()]
+
+
+def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: str | None) -> dict[str, Any]:
+    """Models on ``dataset`` ranked by ``score`` (``None``: the default ranking), using only
+    results that are comparable: one option set (:func:`zoorank.rank.comparability_key`), from
+    succeeded or partial jobs, the latest value per (model, score). Pool-relative steps (NCTI,
+    z-scores of the default ranking) and the ranking's uncertainty are recomputed over the
+    models shown."""
+    if score is not None:
+        get_score(score)
+    sets: dict[str, dict[str, Any]] = {}
+    latest: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for row, job in crud.leaderboard_rows(session, dataset=dataset):
+        key = comparability_key(job.dataset_fingerprint or "", job.sample_ids or [], job.options)
+        info = sets.setdefault(
+            key,
+            {
+                "key": key,
+                "options": {k: job.options.get(k) for k in VALUE_OPTIONS},
+                "jobs": set(),
+                "models": set(),
+            },
+        )
+        info.setdefault("jobs", set()).add(job.id)
+        info.setdefault("models", set()).add(row.model)
+        info["last"] = row.created_at
+        latest.setdefault(key, {}).setdefault(row.model, {})
+        latest[key][row.model][row.score] = (row, job)
+    listed = sorted(sets.values(), key=lambda i: i["last"], reverse=True)
+    public_sets = [
+        {"key": i["key"], "options": i["options"], "jobs": len(i["jobs"]), "models": len(i["models"])}
+        for i in listed
+    ]
+    if not listed:
+        return {"option_set": None, "option_sets": [], "rows": [], "policy": None, "uncertainty": None}
+    chosen = option_set or listed[0]["key"]
+    if chosen not in sets:
+        raise InvalidInputError(
+            f"no results on {dataset} under option set {chosen!r}; option sets: "
+            + ", ".join(i["key"] for i in listed),
+            field="option_set",
+        )
+    per_model = latest[chosen]
+    results = [
+        ModelResult(
+            model=model,
+            scores={
+                name: ScoreRecord(name, r.value, r.direction, r.params, r.details, r.seconds, r.error)
+                for name, (r, _) in scores.items()
+            },
+        )
+        for model, scores in per_model.items()
+    ]
+    score_names = sorted({name for scores in per_model.values() for name in scores})
+    ranking, pool = summarise(results, score_names)
+    truth = crud.ground_truth(session, dataset=dataset)
+
+    def source(model: str) -> tuple[Any, Any]:
+        wanted = per_model[model].get(score) if score else None
+        return wanted or max(per_model[model].values(), key=lambda rj: rj[0].created_at)
+
+    if score is None:
+        ordered = [(row["model"], row["value"], row) for row in ranking["aggregate"]]
+    else:
+        ordered = [
+            (m, pool.get(score, {}).get(m, per_model[m][score][0].value), {})
+            for m in ranking["by_score"].get(score, [])
+        ]
+    rows = []
+    for position, (model, value, extra) in enumerate(ordered, start=1):
+        row, job = source(model)
+        gt = truth.get((job.dataset_fingerprint, model))
+        rows.append(
+            {
+                "rank": position,
+                "model": model,
+                "dataset": dataset,
+                "value": float(value),
+                "job_id": job.id,
+                "computed_at": row.created_at,
+                "p_top1": extra.get("p_top1"),
+                "rank_interval": extra.get("rank_interval"),
+                "ground_truth": gt.accuracy if gt else None,
+                "ground_truth_mode": gt.mode if gt else None,
+            }
+        )
+    return {
+        "option_set": next(i for i in public_sets if i["key"] == chosen),
+        "option_sets": public_sets,
+        "rows": rows,
+        "policy": ranking["policy"],
+        "uncertainty": ranking.get("uncertainty") if score is None else None,
+    }
 
 
 def score_catalogue() -> list[dict[str, Any]]:

@@ -214,22 +214,31 @@ def print_ranking(
 ) -> None:
     scores = sorted({s for v in values.values() for s in v})
     if len(scores) > MAX_TABLE_SCORES:
-        shown = [s for s in HEADLINE_SCORES if s in scores][:MAX_TABLE_SCORES]
+        preferred = [*(ranking.get("policy") or {}).get("scores", []), *HEADLINE_SCORES]
+        shown = [s for s in dict.fromkeys(preferred) if s in scores][:MAX_TABLE_SCORES]
         typer.echo(f"{len(scores)} scores computed; the table shows {', '.join(shown)} (--json has all)")
         scores = shown
     rows = []
     for row in ranking["aggregate"]:
+        interval = row.get("rank_interval")
         rows.append(
             {
                 "rank": row["rank"],
                 "model": row["model"],
-                "mean rank": row["mean_rank"],
+                "value": row["value"],
+                "P(top-1)": row.get("p_top1"),
+                "90% rank": f"{interval[0]}-{interval[1]}" if interval else None,
                 **{s: values.get(row["model"], {}).get(s) for s in scores},
             }
         )
-    _table(["rank", "model", "mean rank", *scores], rows, title=title)
-    if ranking.get("aggregate_scores"):
-        typer.echo(f"mean rank over {', '.join(ranking['aggregate_scores'])} (the benchmark's best scores)")
+    _table(["rank", "model", "value", "P(top-1)", "90% rank", *scores], rows, title=title)
+    policy = ranking.get("policy") or {}
+    typer.echo(
+        f"ranked by {policy.get('name')}: {policy.get('method')} over {', '.join(policy.get('scores', []))}"
+    )
+    uncertainty = ranking.get("uncertainty")
+    if uncertainty:
+        typer.echo(uncertainty["top_two"]["text"])
     if failed:
         typer.secho(f"failed: {', '.join(failed)}", fg=typer.colors.YELLOW)
 

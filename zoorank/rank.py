@@ -5,11 +5,14 @@ Three steps, each usable alone (a Celery task runs :func:`score_model` for one m
 1. :func:`prepare_dataset` -- load, check classes, pick a stratified seeded subsample and the
    class-balanced rows whose layer taps are kept;
 2. :func:`score_model` -- one forward pass (or a cache hit) -> every requested score;
-3. :func:`rank_models` -- per-score ranks, pool-normalised values, and an aggregate rank.
+3. :func:`rank_models` -- per-score ranks, pool-normalised values, and the top-line ranking
+   of the default policy (:mod:`zoorank.policy`) with its uncertainty (:mod:`zoorank.uncertainty`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -20,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from zoorank import __version__
 from zoorank.data import ImageDataset, class_balanced_rows, load_dataset, stratified_subsample
@@ -29,7 +31,9 @@ from zoorank.errors import InvalidInputError, ZoorankError
 from zoorank.features.cache import FeatureCache, feature_key
 from zoorank.features.extract import FeatureSet, extract_features, prelogits_and_logits, resolve_device
 from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
+from zoorank.policy import DEFAULT_RANKING, RankingPolicy
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score, list_scores
+from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, rank_uncertainty
 from zoorank.zoo import ModelSpec, create_model, get_model_spec, weights_digest
 from zoorank.zoo.specs import default_models
 
@@ -49,6 +53,8 @@ class RankOptions:
     device: str = "auto"
     min_samples_per_class: int = 5
     score_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Resamples of the rows for the ranking's uncertainty (zoorank.uncertainty); 0: none.
+    bootstrap_resamples: int = 100
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> RankOptions:
@@ -75,6 +81,8 @@ class RankOptions:
                 "batch_size must be >= 1; samples_per_class and tap_images_per_class >= 0",
                 field="options",
             )
+        if not 0 <= self.bootstrap_resamples <= 1000:
+            raise InvalidInputError("bootstrap_resamples must be between 0 and 1000", field="options")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError("device must be auto, cpu or cuda", field="options")
         for name, params in self.score_params.items():
@@ -82,6 +90,22 @@ class RankOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The options that change a score's value: results computed under different values of these
+# are not comparable (batch size, device and the resample count change none of them).
+VALUE_OPTIONS = ("samples_per_class", "input_size", "tap_images_per_class", "seed", "score_params")
+
+
+def comparability_key(dataset_fingerprint: str, sample_ids: Sequence[int], options: Mapping[str, Any]) -> str:
+    """A short key shared by exactly the results that may be ranked against each other: same
+    dataset content, same sample ids, same value-changing options (:data:`VALUE_OPTIONS`)."""
+    payload = {
+        "dataset": dataset_fingerprint,
+        "samples": [int(i) for i in sample_ids],
+        "options": {k: options.get(k) for k in VALUE_OPTIONS},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -255,9 +279,14 @@ def score_model(
     *,
     cache: FeatureCache | None = None,
     progress: Callable[[int], None] | None = None,
+    bootstrap_scores: Sequence[str] | None = None,
 ) -> ModelResult:
     """Features (cached) -> every requested score for one model. A failing score records its
-    error and the others go on; a failing forward pass marks the whole model failed."""
+    error and the others go on; a failing forward pass marks the whole model failed.
+
+    The scores of the job's ranking policy (or ``bootstrap_scores``) that read arrays only are
+    also recomputed on ``options.bootstrap_resamples`` resamples of the rows; the values go to
+    ``details["bootstrap"]`` of their records (see :mod:`zoorank.uncertainty`)."""
     versions = _versions()
     try:
         features, preprocessing, model = get_features(prepared, spec, options, cache, progress=progress)
@@ -290,6 +319,16 @@ def score_model(
             by_size.setdefault(size, []).append(name)
     for size, names in by_size.items():
         records.update(_score_at_input_size(prepared, spec, names, options, size, cache))
+    wanted = job_policy(score_names).scores if bootstrap_scores is None else bootstrap_scores
+    boot = bootstrap_values(
+        inputs,
+        [n for n in wanted if n in records and records[n].value is not None],
+        options.score_params,
+        resamples=options.bootstrap_resamples,
+        seed=options.seed,
+    )
+    for name, entries in boot.items():
+        records[name].details[BOOTSTRAP_KEY] = entries
     return ModelResult(
         model=spec.name,
         scores=records,
@@ -399,66 +438,46 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# The scores the aggregate rank averages when a job asks for them: those statistically tied for
-# best on both targets of the ranking benchmark (benchmarks/results/ranking.md, mean weighted
-# tau 0.49-0.70). Scores whose ranking went the wrong way there (the paper's Betti theta and
-# its quantile/AUC variants, translation sensitivity) or was near zero (LogME, H-score) are
-# still computed, ranked and stored, but a job's top-line ranking does not follow them. When a
-# job requests none of these, every requested score counts.
-AGGREGATE_SCORES = (
-    "ncti",
-    "linear_probe",
-    "gbc",
-    "betti_slope_norm",
-    "hidden_fragmentation",
-    "constrained_margin",
-    "leep",
-    "betti_slope",
-    "nce",
-)
-
-
-def aggregate_scores(score_names: Sequence[str]) -> list[str]:
-    """The requested scores that the aggregate rank averages (see :data:`AGGREGATE_SCORES`)."""
-    chosen = [s for s in score_names if s in AGGREGATE_SCORES]
-    return chosen or list(score_names)
+def job_policy(score_names: Sequence[str]) -> RankingPolicy:
+    """How a job with these scores is ranked: :data:`zoorank.policy.DEFAULT_RANKING` over the
+    requested scores it uses; when a job asks for none of them, the mean rank over every
+    requested score."""
+    policy = DEFAULT_RANKING.available(score_names)
+    if policy.scores:
+        return policy
+    return RankingPolicy("mean-rank-of-requested", "mean_rank", tuple(score_names))
 
 
 def rank_models(
     values: Mapping[str, Mapping[str, float | None]],
     directions: Mapping[str, str],
-    aggregate_over: Sequence[str] | None = None,
+    policy: RankingPolicy | None = None,
 ) -> dict[str, Any]:
-    """Ranks per score and an aggregate.
+    """Ranks per score and the top-line ranking.
 
     Args:
         values: model -> score -> value (``None`` when it failed).
         directions: score -> ``higher`` or ``lower``.
-        aggregate_over: the scores whose ranks the aggregate averages (default: all).
+        policy: how the top-line ranking combines the scores (default: mean rank over all).
 
-    Returns ``{"by_score": {score: [model, ...best first]}, "aggregate": [{"model", "mean_rank",
-    "rank"}...], "aggregate_scores": [...]}``. Ranks start at 1; ties share the mean rank; a
-    model missing a score is left out of that score's ranking and its aggregate averages the
-    scores it has.
+    Returns ``{"by_score": {score: [model, ...best first]}, "aggregate": [{"model", "value",
+    "rank"}...], "policy": {...}}``: ``value`` is the policy's combined value (higher is
+    better; for ``mean_rank`` it is minus the mean rank). A model missing a score takes that
+    score's worst value in the pool (:mod:`zoorank.combine`).
     """
-    counted = set(directions if aggregate_over is None else aggregate_over)
+    policy = policy or RankingPolicy("mean-rank-of-requested", "mean_rank", tuple(directions))
     by_score: dict[str, list[str]] = {}
-    ranks: dict[str, list[float]] = {model: [] for model in values}
     for score, direction in directions.items():
         scored = [(m, v[score]) for m, v in values.items() if v.get(score) is not None]
         sign = -1.0 if direction == "higher" else 1.0
         ordered = sorted(scored, key=lambda mv: (sign * float(mv[1]), mv[0]))  # type: ignore[arg-type]
         by_score[score] = [m for m, _ in ordered]
-        keyed = np.asarray([sign * float(v) for _, v in scored])  # type: ignore[arg-type]
-        if score not in counted:
-            continue
-        for (model, _), r in zip(scored, rankdata(keyed), strict=True):
-            ranks[model].append(float(r))
-    aggregate = [{"model": m, "mean_rank": float(np.mean(r))} for m, r in ranks.items() if r]
-    aggregate.sort(key=lambda row: (row["mean_rank"], row["model"]))
+    combined = policy.values(values, directions) if values else {}
+    aggregate = [{"model": m, "value": v} for m, v in combined.items()]
+    aggregate.sort(key=lambda row: (-float(row["value"]), str(row["model"])))
     for position, row in enumerate(aggregate, start=1):
         row["rank"] = position
-    return {"by_score": by_score, "aggregate": aggregate, "aggregate_scores": sorted(counted)}
+    return {"by_score": by_score, "aggregate": aggregate, "policy": policy.to_dict()}
 
 
 def pool_normalised(results: Sequence[ModelResult]) -> dict[str, dict[str, float]]:
@@ -508,7 +527,27 @@ def summarise(
         for r in ok
     }
     directions = {s: get_score(s).direction for s in score_names}
-    return rank_models(values, directions, aggregate_scores(score_names)), pool
+    policy = job_policy(score_names)
+    ranking = rank_models(values, directions, policy)
+    boot = {
+        r.model: {
+            s: rec.details[BOOTSTRAP_KEY] for s, rec in r.scores.items() if BOOTSTRAP_KEY in rec.details
+        }
+        for r in ok
+    }
+    uncertainty = rank_uncertainty(
+        values,
+        boot,
+        lambda v: policy.values(v, directions),
+        [row["model"] for row in ranking["aggregate"]],
+    )
+    if uncertainty is not None:
+        fixed = [s for s in policy.scores if s not in uncertainty["resampled_scores"]]
+        uncertainty["fixed_scores"] = fixed
+        for row in ranking["aggregate"]:
+            row.update(uncertainty["per_model"][row["model"]])
+        ranking["uncertainty"] = {k: v for k, v in uncertainty.items() if k != "per_model"}
+    return ranking, pool
 
 
 def rank(

@@ -194,15 +194,23 @@ def close_job(
 # -- leaderboard --------------------------------------------------------------------------
 
 
-def leaderboard(session: Session, *, dataset: str | None, score: str) -> list[ScoreResult]:
-    """The latest successful value of ``score`` per (dataset, model)."""
-    query = select(ScoreResult).where(ScoreResult.score == score, ScoreResult.value.is_not(None))
-    if dataset:
-        query = query.where(ScoreResult.dataset == dataset)
-    latest: dict[tuple[str, str], ScoreResult] = {}
-    for row in session.scalars(query.order_by(ScoreResult.created_at, ScoreResult.id)):
-        latest[(row.dataset_fingerprint, row.model)] = row
-    return list(latest.values())
+LEADERBOARD_STATUSES = ("succeeded", "partial")
+
+
+def leaderboard_rows(session: Session, *, dataset: str) -> list[tuple[ScoreResult, Job]]:
+    """Every successful score value on ``dataset`` from finished jobs (succeeded or partial;
+    cancelled and failed jobs are left out), oldest first, with its job."""
+    query = (
+        select(ScoreResult, Job)
+        .join(Job, Job.id == ScoreResult.job_id)
+        .where(
+            ScoreResult.dataset == dataset,
+            ScoreResult.value.is_not(None),
+            Job.status.in_(LEADERBOARD_STATUSES),
+        )
+        .order_by(ScoreResult.created_at, ScoreResult.id)
+    )
+    return [(row, job) for row, job in session.execute(query).tuples()]
 
 
 def known_datasets(session: Session) -> list[str]:

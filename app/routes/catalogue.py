@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app import archives, services
 from app.db import crud
-from app.db.models import Dataset, ScoreResult
+from app.db.models import Dataset
 from app.deps import get_session, get_settings_dep, require_writer
 from app.problems import ProblemError
 from app.schemas import (
@@ -194,47 +194,25 @@ def upload_dataset(
     return JSONResponse(public.model_dump(), status_code=201)
 
 
-def _shown(row: ScoreResult) -> float:
-    """The pool-normalised value where the score has one (NCTI), else the raw value."""
-    value = row.pool_value if row.pool_value is not None else row.value
-    assert value is not None  # the leaderboard query keeps successful results only
-    return float(value)
-
-
 @router.get("/leaderboard", response_model=LeaderboardPublic, tags=["leaderboard"])
 def leaderboard(
-    score: str = Query("logme"),
-    dataset: str | None = Query(None),
+    dataset: str = Query(
+        ..., description="dataset reference; values of different datasets are never ranked together"
+    ),
+    score: str | None = Query(None, description="rank by this score; omitted: the default ranking"),
+    option_set: str | None = Query(None, description="key of an option set (default: the most recent)"),
     session: Session = Depends(get_session),
 ) -> LeaderboardPublic:
-    spec = get_score(score)
-    rows = crud.leaderboard(session, dataset=dataset, score=score)
-    truth = crud.ground_truth(session, dataset=dataset)
-    sign = -1.0 if spec.direction == "higher" else 1.0
-    rows.sort(
-        key=lambda r: (
-            r.dataset,
-            sign * _shown(r),
-        )
-    )
-    data = []
-    position, previous = 0, None
-    for row in rows:
-        position = position + 1 if row.dataset == previous else 1
-        previous = row.dataset
-        gt = truth.get((row.dataset_fingerprint, row.model))
-        data.append(
-            LeaderboardRow(
-                rank=position,
-                model=row.model,
-                dataset=row.dataset,
-                value=_shown(row),
-                direction=spec.direction,
-                job_id=row.job_id,
-                ground_truth=gt.accuracy if gt else None,
-                ground_truth_mode=gt.mode if gt else None,
-            )
-        )
+    board = services.leaderboard(session, dataset=dataset, score=score, option_set=option_set)
+    data = [LeaderboardRow(**row) for row in board["rows"]]
     return LeaderboardPublic(
-        dataset=dataset, score=score, direction=spec.direction, data=data, count=len(data)
+        dataset=dataset,
+        score=score,
+        direction=get_score(score).direction if score else "higher",
+        policy=board["policy"],
+        uncertainty=board["uncertainty"],
+        option_set=board["option_set"],
+        option_sets=board["option_sets"],
+        data=data,
+        count=len(data),
     )

@@ -12,29 +12,40 @@ def test_rank_models_hand_computed():
     values = {"a": {"s": 3.0, "t": 0.1}, "b": {"s": 1.0, "t": 0.3}, "c": {"s": 2.0, "t": None}}
     out = rank_models(values, {"s": "higher", "t": "lower"})
     assert out["by_score"] == {"s": ["a", "c", "b"], "t": ["a", "b"]}
-    # a: ranks 1 and 1 -> 1; c: rank 2 on s only -> 2; b: ranks 3 and 2 -> 2.5
-    assert [(r["model"], r["mean_rank"], r["rank"]) for r in out["aggregate"]] == [
-        ("a", 1.0, 1),
-        ("c", 2.0, 2),
-        ("b", 2.5, 3),
+    # a: ranks 1 and 1 -> 1; b: ranks 3 and 2 -> 2.5; c: rank 2 on s, missing t ranks last
+    # (3) -> 2.5, tied with b (name breaks the tie). The value is minus the mean rank.
+    assert [(r["model"], r["value"], r["rank"]) for r in out["aggregate"]] == [
+        ("a", -1.0, 1),
+        ("b", -2.5, 2),
+        ("c", -2.5, 3),
     ]
 
 
-def test_aggregate_follows_the_benchmarked_scores():
-    from zoorank.rank import aggregate_scores
+def test_the_policy_decides_the_top_line_and_every_score_is_still_ranked():
+    from zoorank.policy import RankingPolicy
 
     values = {"a": {"leep": 1.0, "betti_decay": 9.0}, "b": {"leep": 0.0, "betti_decay": 0.0}}
-    out = rank_models(
-        values, {"leep": "higher", "betti_decay": "lower"}, aggregate_scores(["leep", "betti_decay"])
-    )
+    policy = RankingPolicy("leep-only", "weighted_z", ("leep",), (1.0,))
+    out = rank_models(values, {"leep": "higher", "betti_decay": "lower"}, policy)
     assert out["by_score"]["betti_decay"] == ["b", "a"]  # still ranked and shown
-    assert [r["model"] for r in out["aggregate"]] == ["a", "b"] and out["aggregate_scores"] == ["leep"]
-    assert aggregate_scores(["logme", "betti_decay"]) == ["logme", "betti_decay"]  # none benchmarked best
+    assert [r["model"] for r in out["aggregate"]] == ["a", "b"]
+    assert out["policy"]["name"] == "leep-only" and out["policy"]["scores"] == ["leep"]
+
+
+def test_job_policy_is_the_default_or_the_mean_rank_of_what_was_asked():
+    from zoorank.policy import DEFAULT_RANKING
+    from zoorank.rank import job_policy
+    from zoorank.scores import list_scores
+
+    assert job_policy(list_scores()).scores == DEFAULT_RANKING.scores
+    others = [s for s in list_scores() if s not in DEFAULT_RANKING.scores][:2]
+    fallback = job_policy(others)
+    assert fallback.method == "mean_rank" and fallback.scores == tuple(others)
 
 
 def test_ties_share_the_mean_rank():
     out = rank_models({"a": {"s": 1.0}, "b": {"s": 1.0}, "c": {"s": 0.0}}, {"s": "higher"})
-    assert {r["model"]: r["mean_rank"] for r in out["aggregate"]} == {"a": 1.5, "b": 1.5, "c": 3.0}
+    assert {r["model"]: r["value"] for r in out["aggregate"]} == {"a": -1.5, "b": -1.5, "c": -3.0}
 
 
 def test_bad_requests_are_refused_before_work():

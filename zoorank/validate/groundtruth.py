@@ -153,6 +153,7 @@ class RunResult:
     seed: int
     accuracy: float
     val_accuracy: float
+    train_accuracy: float | None = None
     epochs_run: int = 0
     best_epoch: int = 0
     seconds: float = 0.0
@@ -212,7 +213,8 @@ def finetune_accuracy(
     model's own preprocessing at ``settings.input_size``; ``settings.epochs`` epochs of the
     loss (``ce`` or ``powergrad`` with ``alpha``) with a per-step cosine learning rate; after
     each epoch the validation accuracy, stopping after ``patience`` epochs without a new best;
-    the best epoch's weights give the test accuracy.
+    the best epoch's weights give the test accuracy and the final train accuracy (which says
+    whether the schedule was long enough for the model to fit the train split at all).
     """
     start = time.perf_counter()
     loss_fn = make_loss(loss, alpha)
@@ -281,10 +283,12 @@ def finetune_accuracy(
         if best_state is not None:
             model.load_state_dict(best_state)
         test_acc = _accuracy(model, test_x, test_y)
+        train_acc = _accuracy(model, train_x, train_y)
     return RunResult(
         seed=seed,
         accuracy=test_acc,
         val_accuracy=best_val,
+        train_accuracy=train_acc,
         epochs_run=epoch,
         best_epoch=best_epoch,
         seconds=time.perf_counter() - start,

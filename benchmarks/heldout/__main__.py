@@ -1,0 +1,60 @@
+"""``python -m benchmarks.heldout run|analyse`` -- the held-out ranking benchmark.
+
+``run [--workers N] [--kinds scores,train,extra]`` builds the targets and the 25-model pool,
+then works through every unit not yet cached (results under ``benchmarks/results/heldout/``,
+features and model files under ``benchmarks/cache/heldout/``). Interrupt and rerun at will.
+
+``analyse`` chooses the default ranking leave-one-target-out from what is cached and writes
+``benchmarks/results/heldout.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout", description=__doc__)
+    parser.add_argument("command", choices=("run", "analyse"))
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (1 torch thread each)")
+    parser.add_argument("--kinds", default="scores,train,extra", help="unit kinds to work on")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (analyse)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")
+    if args.command == "analyse":
+        from benchmarks.heldout.analyse import analyse
+
+        analyse(resamples=args.resamples)
+        return 0
+
+    from benchmarks.heldout.pool import build_pool, pool_manifest
+    from benchmarks.heldout.targets import write_targets
+    from benchmarks.heldout.work import CACHE, RESULTS, clear_locks, worker
+
+    began = time.perf_counter()
+    write_targets()
+    models = build_pool(CACHE)  # trains the controlled zoo once, before the workers start
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pool.json").write_text(json.dumps(pool_manifest(models), indent=1) + "\n")
+    clear_locks()
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if args.workers <= 1:
+        worker(kinds)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(args.workers) as pool:
+            pool.map(worker, [kinds] * args.workers)
+    logging.info("run finished in %.0f s", time.perf_counter() - began)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

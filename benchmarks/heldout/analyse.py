@@ -1,0 +1,200 @@
+"""Choose the default ranking leave-one-target-out from the cached units, and report.
+
+Writes ``benchmarks/results/heldout.json`` and ``heldout.md``: per target and on average, the
+held-out weighted τ of every candidate procedure, of the whole selection (nested), of the
+previous aggregate, of every single score and of the ImageNet prior; twin counts; seed-to-seed
+agreement of the ground truth; each model's final train accuracy; the calibration of the
+ranking's P(top-1); what each unit cost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.heldout.targets import TARGETS
+from benchmarks.heldout.work import EXTRA_SCORES, RESULTS, SEEDS, score_names
+from zoorank.policy import PREVIOUS_AGGREGATE
+from zoorank.scores import ScoreOutput, get_score
+from zoorank.validate.agreement import count_above_twin, seed_agreement
+from zoorank.validate.selection import (
+    Procedure,
+    TargetData,
+    best_single,
+    bootstrap_mean_interval,
+    choose,
+    fixed,
+    nested_heldout,
+    policy_tau,
+    ridge_stack,
+    single,
+    top_k,
+)
+
+log = logging.getLogger(__name__)
+OUT = Path("benchmarks/results")
+
+
+def _load(kind: str, target: str) -> list[dict[str, Any]]:
+    folder = RESULTS / kind / target
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+
+
+def _pool_values(units: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """model -> score -> value as a job ranks it (pool-normalised over the benchmark's pool
+    where the score has a pool step, e.g. NCTI)."""
+    values: dict[str, dict[str, float | None]] = {u["model"]: {} for u in units}
+    names = sorted({n for u in units for n in u.get("records", {})})
+    for name in names:
+        spec = get_score(name)
+        ok = [u for u in units if u["records"].get(name, {}).get("value") is not None]
+        for u in units:
+            values[u["model"]][name] = u["records"].get(name, {}).get("value")
+        if spec.pool_normalise is not None and len(ok) >= 2:
+            outputs = [ScoreOutput(u["records"][name]["value"], u["records"][name]["details"]) for u in ok]
+            for u, v in zip(ok, spec.pool_normalise(outputs), strict=True):
+                values[u["model"]][name] = float(v)
+    return values
+
+
+def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str, Any]]:
+    """The targets whose every unit is done, and what is known about each (failures included)."""
+    labels = [m["label"] for m in pool]
+    done: list[TargetData] = []
+    facts: dict[str, Any] = {}
+    for target in TARGETS:
+        scores = {u["model"]: u for u in _load("scores", target.name)}
+        extras = {u["model"]: u for u in _load("extra", target.name)}
+        runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+        for u in _load("train", target.name):
+            runs[u["model"]][u["seed"]] = u
+        complete = all(m in scores for m in labels) and all(
+            s in runs.get(m, {}) for m in labels for s in SEEDS
+        )
+        facts[target.name] = {"ref": target.ref, "complete": complete, "extras_complete": False}
+        if not complete:
+            continue
+        merged = []
+        for m in labels:
+            unit = dict(scores[m])
+            if m in extras:
+                unit["records"] = {**unit["records"], **extras[m]["records"]}
+            merged.append(unit)
+        values = _pool_values(merged)
+        failed = {m: u["error"] for m in labels for u in runs[m].values() if u["error"]}
+        per_seed = {s: {m: runs[m][s]["run"]["accuracy"] for m in labels if m not in failed} for s in SEEDS}
+        accuracy = {m: statistics.fmean(per_seed[s][m] for s in SEEDS) for m in per_seed[SEEDS[0]]}
+        train_acc = {
+            m: statistics.fmean(runs[m][s]["run"]["train_accuracy"] for s in SEEDS) for m in accuracy
+        }
+        facts[target.name] |= {
+            "extras_complete": all(m in extras for m in labels),
+            "accuracy": accuracy,
+            "accuracy_by_seed": {str(s): v for s, v in per_seed.items()},
+            "train_accuracy": train_acc,
+            "training_failed": failed,
+            "score_errors": {
+                m: {n: r["error"] for n, r in scores[m]["records"].items() if r.get("error")}
+                for m in labels
+                if any(r.get("error") for r in scores[m]["records"].values())
+            },
+            "seed_agreement": seed_agreement(per_seed, resamples=1000),
+            "split": next(iter(runs[labels[0]].values()))["split"],
+            "settings": next(iter(runs[labels[0]].values()))["key"]["settings"],
+            "seconds": {
+                "scores": sum(u["seconds"] for u in scores.values()),
+                "train": sum(u["seconds"] for m in labels for u in runs[m].values()),
+                "extra": sum(u["seconds"] for u in extras.values()),
+            },
+        }
+        done.append(TargetData(target.name, values, accuracy))
+    return done, facts
+
+
+def procedures(eligible: list[str], directions: dict[str, str]) -> list[Procedure]:
+    """The candidates for the default: every single score a default job computes, the best
+    single score on the training targets, top-k mean ranks and mean z-scores, ridge stackers."""
+    out = [single(s) for s in eligible]
+    out.append(best_single(eligible, directions))
+    for k in (2, 3, 5):
+        out += [top_k(k, "mean_rank", eligible, directions), top_k(k, "weighted_z", eligible, directions)]
+    out += [ridge_stack(eligible, directions, alpha) for alpha in (10.0, 100.0)]
+    out.append(fixed(PREVIOUS_AGGREGATE.available(eligible)))
+    return out
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def analyse(*, resamples: int = 1000) -> dict[str, Any]:
+    pool = json.loads((RESULTS / "pool.json").read_text())
+    targets, facts = load_targets(pool)
+    if len(targets) < 3:
+        raise SystemExit(f"only {len(targets)} complete targets; leave-one-out needs at least 3")
+    eligible = score_names("scores")
+    extras = list(EXTRA_SCORES) if all(facts[t.name]["extras_complete"] for t in targets) else []
+    directions = {s: get_score(s).direction for s in [*eligible, *EXTRA_SCORES]}
+    candidates = procedures(eligible, directions)
+    chosen, table = choose(candidates, targets, directions)
+    nested = nested_heldout(candidates, targets, directions)
+    policy = chosen.fit(targets)
+    # Reported only (not candidates): the expensive Betti variants, as single scores.
+    for name in extras:
+        table[f"single:{name}"] = {t.name: policy_tau(single(name).fit([]), t, directions) for t in targets}
+
+    def summary(per_target: dict[str, float]) -> dict[str, Any]:
+        vals = [per_target[t.name] for t in targets]
+        lo, hi = bootstrap_mean_interval(vals)
+        return {"mean": statistics.fmean(0.0 if math.isnan(v) else v for v in vals), "ci95": [lo, hi]}
+
+    nested_taus = {t: float(v["weighted_tau"]) for t, v in nested.items()}  # type: ignore[arg-type]
+    randoms = {m["architecture"]: m["label"] for m in pool if m["kind"] == "random"}
+    twins = {m["label"]: randoms[m["architecture"]] for m in pool if m["kind"] == "imagenet"}
+    twin_counts = {}
+    for i, target in enumerate(targets):
+        rest = [t for j, t in enumerate(targets) if j != i]
+        held_policy = chosen.fit(rest)
+        combined = held_policy.values(target.values, directions)
+        twin_counts[target.name] = count_above_twin(combined, "higher", twins)
+    single_means = {name: summary(per)["mean"] for name, per in table.items() if name.startswith("single:")}
+    best_single_name = max(single_means, key=lambda n: single_means[n])
+    payload = {
+        "command": "python -m benchmarks.heldout run --workers 2 && python -m benchmarks.heldout analyse",
+        "benchmark_commit": _commit(),
+        "targets": [t.name for t in targets],
+        "targets_incomplete": [name for name, f in facts.items() if not f["complete"]],
+        "models": [m["label"] for m in pool],
+        "eligible_scores": eligible,
+        "chosen": {"procedure": chosen.name, "policy": policy.to_dict()},
+        "headline": {
+            "nested_selection": summary(nested_taus) | {"per_target": nested_taus, "choices": nested},
+            "chosen_procedure_loto": summary(table[chosen.name]) | {"per_target": table[chosen.name]},
+            "previous_aggregate": summary(table[PREVIOUS_AGGREGATE.name])
+            | {"per_target": table[PREVIOUS_AGGREGATE.name]},
+            "best_single_score": {"score": best_single_name, **summary(table[best_single_name])}
+            | {"per_target": table[best_single_name], "note": "picked as best over these targets: in-sample"},
+            "imagenet_prior": summary(table["single:imagenet_top1"])
+            | {"per_target": table["single:imagenet_top1"]},
+        },
+        "procedures": {name: summary(per) | {"per_target": per} for name, per in table.items()},
+        "twins_above_random": twin_counts,
+        "facts": facts,
+    }
+    (OUT / "heldout.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    from benchmarks.heldout.report import markdown
+
+    (OUT / "heldout.md").write_text(markdown(payload))
+    log.info("chosen %s: %s", chosen.name, policy.to_dict())
+    return payload

@@ -1,0 +1,116 @@
+"""Markdown of the held-out benchmark's results (``heldout.md``)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def _f(value: Any) -> str:
+    return "—" if value is None else f"{value:+.3f}"
+
+
+def _ci(row: dict[str, Any]) -> str:
+    lo, hi = row["ci95"]
+    return f"{row['mean']:+.3f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def markdown(p: dict[str, Any]) -> str:
+    targets = p["targets"]
+    h = p["headline"]
+    lines = [
+        "# Held-out ranking benchmark",
+        "",
+        f"Command: `{p['command']}`; benchmark commit `{p['benchmark_commit'][:12]}`.",
+        f"{len(targets)} complete targets, {len(p['models'])} models; fine-tuned ground truth "
+        "(every weight, 64 px, 2 seeds). Every figure below is **held out** (leave-one-target-out)"
+        " unless marked in-sample. Intervals: 95 % bootstrap over targets.",
+    ]
+    if p["targets_incomplete"]:
+        lines.append(f"Not yet complete (left out): {', '.join(p['targets_incomplete'])}.")
+    chosen = p["chosen"]["policy"]
+    weights = chosen.get("weights")
+    lines += [
+        "",
+        f"**Chosen default**: `{p['chosen']['procedure']}` → {chosen['method']} over "
+        + ", ".join(
+            f"`{s}`" + (f" ({w:+.2f})" if weights else "")
+            for s, w in zip(chosen["scores"], weights or [None] * len(chosen["scores"]), strict=True)
+        )
+        + " (refitted on every target).",
+        "",
+        "## Headline: mean held-out weighted τ",
+        "",
+        "| ranking | mean [95% CI] | " + " | ".join(targets) + " |",
+        "|---|---|" + "---|" * len(targets),
+    ]
+    rows = [
+        ("whole selection (nested, what a new target gets)", h["nested_selection"]),
+        (f"chosen procedure `{p['chosen']['procedure']}`", h["chosen_procedure_loto"]),
+        ("previous aggregate (`aggregate-v1`)", h["previous_aggregate"]),
+        (f"best single score `{h['best_single_score']['score']}` (in-sample pick)", h["best_single_score"]),
+        ("ImageNet prior (`imagenet_top1`)", h["imagenet_prior"]),
+    ]
+    for name, row in rows:
+        lines.append(
+            f"| {name} | {_ci(row)} | " + " | ".join(_f(row["per_target"][t]) for t in targets) + " |"
+        )
+    lines += ["", "Nested choices (procedure picked without the held-out target):", ""]
+    for t, c in h["nested_selection"]["choices"].items():
+        lines.append(f"* {t}: `{c['procedure']}` ({', '.join(c['scores'])}) → {c['weighted_tau']:+.3f}")
+    lines += [
+        "",
+        "## Every candidate (leave-one-target-out)",
+        "",
+        "| procedure | mean [95% CI] | " + " | ".join(targets) + " |",
+        "|---|---|" + "---|" * len(targets),
+    ]
+    for name, row in sorted(p["procedures"].items(), key=lambda kv: -kv[1]["mean"]):
+        lines.append(
+            f"| `{name}` | {_ci(row)} | " + " | ".join(_f(row["per_target"][t]) for t in targets) + " |"
+        )
+    lines += ["", "## Pretrained above its random twin (chosen procedure, held out)", ""]
+    for t, c in p["twins_above_random"].items():
+        lines.append(f"* {t}: {c['above']}/{c['pairs']}")
+    lines += [
+        "",
+        "## Ground truth",
+        "",
+        "| target | train images | epochs (max) | seed-to-seed Kendall τ | best model (acc) | worst (acc)"
+        " | lowest train acc | failures |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in targets:
+        f = p["facts"][t]
+        acc, train = f["accuracy"], f["train_accuracy"]
+        best, worst = max(acc, key=acc.get), min(acc, key=acc.get)
+        low = min(train, key=train.get)
+        split, settings = f["split"], f["settings"]
+        lines.append(
+            f"| {t} | {split['train']} | {settings['epochs']} | "
+            f"{_f(f['seed_agreement']['mean_kendall_tau'])} | "
+            f"{best} ({acc[best]:.3f}) | {worst} ({acc[worst]:.3f}) | {low} ({train[low]:.3f}) | "
+            f"{len(f['training_failed'])} |"
+        )
+    if "calibration" in p:
+        lines += ["", "## Calibration of P(top-1) (held out)", "", p["calibration"]["markdown"]]
+    lines += ["", "## Final train accuracy per model (mean over targets and seeds)", ""]
+    models = p["models"]
+    lines.append("| model | " + " | ".join(targets) + " | mean |")
+    lines.append("|---|" + "---|" * (len(targets) + 1))
+    for m in models:
+        vals = [p["facts"][t]["train_accuracy"].get(m) for t in targets]
+        known = [v for v in vals if v is not None]
+        mean = statistics.fmean(known) if known else None
+        cells = " | ".join("—" if v is None else f"{v:.2f}" for v in vals)
+        lines.append(f"| {m} | {cells} | {'—' if mean is None else f'{mean:.2f}'} |")
+    secs = {t: p["facts"][t]["seconds"] for t in targets}
+    total = sum(sum(s.values()) for s in secs.values())
+    lines += [
+        "",
+        f"Compute (sum over units, one thread each): {total / 3600:.2f} core-hours; per target: "
+        + ", ".join(f"{t} {sum(s.values()) / 60:.0f} min" for t, s in secs.items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,261 @@
+"""The held-out benchmark's units of work, each cached as one small JSON file.
+
+* ``scores`` (target, model): every score a default job computes, at the job defaults
+  (:class:`zoorank.rank.RankOptions` ``()``), through ``zoorank.rank.score_model`` and the
+  service's :class:`~zoorank.features.cache.FeatureCache`;
+* ``train`` (target, model, seed): full fine-tuning (``zoorank.validate.finetune_accuracy``) at
+  64 px with the target's split, its test, validation and final train accuracy;
+* ``extra`` (target, model): the expensive Betti variants a job computes only when asked.
+
+A unit's file holds its key: sha256 of the model's weights digest, the target's content
+fingerprint, the settings (score options or training schedule) and the seed. A unit is redone
+only when its key changes, so adding a target or a model computes only what is new. Several
+worker processes share the queue: a unit is claimed by creating its lock file exclusively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from benchmarks.heldout.targets import TARGET_DIR, TARGETS, Target
+from benchmarks.ranking.zoo import ZooModel
+from zoorank.validate import TrainSettings
+
+log = logging.getLogger(__name__)
+
+RESULTS = Path("benchmarks/results/heldout")
+CACHE = Path("benchmarks/cache/heldout")
+SEEDS = (0, 1)
+EXTRA_SCORES = ("betti_decay", "betti_auc")
+# Every run sees at least this many optimiser steps (and 8 epochs), so that random-init
+# models train too on the small targets; early stopping (patience 3) ends the rest.
+MIN_STEPS = 120
+MIN_EPOCHS = 8
+
+
+def train_settings(target: Target) -> TrainSettings:
+    """The fine-tuning schedule of one target (64 px, AdamW, cosine, early stopping)."""
+    batch = 32
+    steps_per_epoch = max(1, target.train_per_class * _num_classes(target.ref) // batch)
+    return TrainSettings(
+        train_per_class=target.train_per_class,
+        val_per_class=target.val_per_class,
+        test_per_class=target.test_per_class,
+        split_seed=0,
+        input_size=64,
+        epochs=max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch)),
+        batch_size=batch,
+        lr=1e-3,
+        weight_decay=0.05,
+        patience=3,
+        device="cpu",
+    )
+
+
+@cache
+def _dataset(ref: str) -> Any:
+    from zoorank.data import load_dataset
+
+    return load_dataset(ref, data_roots=[TARGET_DIR])
+
+
+def _num_classes(ref: str) -> int:
+    return int(_dataset(ref).num_classes)
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str  # scores | train | extra
+    target: Target
+    model: ZooModel
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        safe = self.model.label.replace("/", "__").replace("@", "_at_")
+        suffix = f"__s{self.seed}" if self.kind == "train" else ""
+        return f"{self.kind}/{self.target.name}/{safe}{suffix}"
+
+    @property
+    def path(self) -> Path:
+        return RESULTS / f"{self.name}.json"
+
+    def key(self) -> dict[str, Any]:
+        from zoorank.zoo import get_model_spec, weights_digest
+
+        spec = get_model_spec(self.model.ref)
+        base: dict[str, Any] = {
+            "kind": self.kind,
+            "weights": weights_digest(spec),
+            "architecture": spec.architecture,
+            "dataset": _dataset(self.target.ref).fingerprint,
+        }
+        if self.kind == "train":
+            return base | {"settings": train_settings(self.target).to_dict(), "seed": self.seed, "loss": "ce"}
+        return base | {"options": score_options().to_dict(), "scores": score_names(self.kind)}
+
+    def done(self) -> bool:
+        if not self.path.exists():
+            return False
+        try:
+            return json.loads(self.path.read_text()).get("key_digest") == _digest(self.key())
+        except (OSError, ValueError):
+            return False
+
+
+def score_options() -> Any:
+    """The job defaults, on the CPU; the ranking's resamples are computed by the ``calib``
+    units for the scores the chosen default uses, not for every score here."""
+    from zoorank.rank import RankOptions
+
+    return RankOptions(device="cpu", bootstrap_resamples=0)
+
+
+def score_names(kind: str) -> list[str]:
+    from zoorank.rank import resolve_scores
+
+    return list(EXTRA_SCORES) if kind == "extra" else resolve_scores(None)
+
+
+def units(models: list[ZooModel], targets: tuple[Target, ...] = TARGETS) -> list[Unit]:
+    """Every unit, in the order they are worked on: per target its scores then its training
+    runs (whole targets finish first), then the expensive extras of every target."""
+    out: list[Unit] = []
+    for target in targets:
+        out += [Unit("scores", target, m) for m in models]
+        out += [Unit("train", target, m, seed) for seed in SEEDS for m in models]
+    out += [Unit("extra", t, m) for t in targets for m in models]
+    return out
+
+
+def _claim(unit: Unit) -> bool:
+    lock = CACHE / "locks" / f"{unit.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _release(unit: Unit) -> None:
+    (CACHE / "locks" / f"{unit.name}.lock").unlink(missing_ok=True)
+
+
+def clear_locks() -> None:
+    for lock in (CACHE / "locks").rglob("*.lock"):
+        lock.unlink()
+
+
+def _write(unit: Unit, payload: dict[str, Any]) -> None:
+    unit.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unit.path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    tmp.replace(unit.path)
+
+
+def run_scores(unit: Unit) -> dict[str, Any]:
+    from zoorank.features.cache import FeatureCache
+    from zoorank.rank import prepare_dataset, score_model
+    from zoorank.zoo import get_model_spec
+
+    options = score_options()
+    prepared = prepare_dataset(unit.target.ref, options, data_roots=[TARGET_DIR])
+    result = score_model(
+        prepared,
+        get_model_spec(unit.model.ref),
+        score_names(unit.kind),
+        options,
+        cache=FeatureCache(CACHE / "features"),
+    )
+    return {
+        "error": result.error,
+        "feature_seconds": result.feature_seconds,
+        "from_cache": result.from_cache,
+        "records": {name: asdict(record) for name, record in result.scores.items()},
+        "versions": result.versions,
+    }
+
+
+def run_train(unit: Unit) -> dict[str, Any]:
+    from zoorank.validate.groundtruth import finetune_accuracy, split_rows
+    from zoorank.zoo import create_model, get_model_spec
+
+    settings = train_settings(unit.target)
+    dataset = _dataset(unit.target.ref)
+    split = split_rows(
+        dataset.labels,
+        train=settings.train_per_class,
+        val=settings.val_per_class,
+        test=settings.test_per_class,
+        seed=settings.split_seed,
+    )
+    try:
+        run = finetune_accuracy(
+            create_model(get_model_spec(unit.model.ref)), dataset, split, settings, seed=unit.seed
+        )
+    except Exception as exc:  # diverged or broken: recorded, never dropped silently
+        return {"error": f"{type(exc).__name__}: {exc}", "split": split.sizes()}
+    return {"error": None, "run": asdict(run), "split": split.sizes()}
+
+
+def work(models: list[ZooModel], *, kinds: tuple[str, ...] = ("scores", "train", "extra")) -> int:
+    """Work through every unit not yet done (claiming each); returns how many this process did."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    done = 0
+    for unit in units(models):
+        if unit.kind not in kinds or unit.done() or not _claim(unit):
+            continue
+        try:
+            if unit.done():  # finished by another worker between the check and the claim
+                continue
+            began = time.perf_counter()
+            with threadpool_limits(limits=1):
+                payload = run_scores(unit) if unit.kind in ("scores", "extra") else run_train(unit)
+            key = unit.key()
+            payload |= {
+                "unit": unit.name,
+                "target": unit.target.name,
+                "ref": unit.target.ref,
+                "model": unit.model.label,
+                "model_ref": unit.model.ref,
+                "seed": unit.seed,
+                "key": key,
+                "key_digest": _digest(key),
+                "seconds": time.perf_counter() - began,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            _write(unit, payload)
+            done += 1
+            summary = payload.get("run", {}).get("accuracy") if unit.kind == "train" else payload.get("error")
+            log.info("%s %.1fs %s", unit.name, payload["seconds"], summary)
+        except Exception:
+            log.error("unit %s failed:\n%s", unit.name, traceback.format_exc())
+        finally:
+            _release(unit)
+    return done
+
+
+def worker(kinds: tuple[str, ...]) -> int:
+    """One worker process: its own logging, the pool (already built), every unit it can claim."""
+    from benchmarks.heldout.pool import build_pool
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")
+    return work(build_pool(CACHE), kinds=kinds)

@@ -1,0 +1,81 @@
+"""The default ranking: which scores a job's top-line ranking combines, and how.
+
+This is the one place where that decision lives (the CLI, the library, the API, the pages and
+the workers all read :data:`DEFAULT_RANKING`). It was chosen by the held-out benchmark
+(``python -m benchmarks.heldout analyse``): every candidate -- each single score, mean ranks and
+mean z-scores over score subsets picked by a rule on the training targets, a ridge stacker --
+was fitted on all targets but one and judged on the one left out; the procedure with the best
+mean held-out weighted τ was refitted on every target. ``heldout`` carries the figure of the
+*whole* selection (nested: the choice among candidates redone without the held-out target),
+which is what a new target can expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zoorank.combine import Values, combine
+
+
+@dataclass(frozen=True)
+class RankingPolicy:
+    """A way to rank a pool: ``method`` (see :mod:`zoorank.combine`) over ``scores`` with
+    ``weights`` (``weighted_z`` only), plus where it came from."""
+
+    name: str
+    method: str
+    scores: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+    version: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def available(self, score_names: Sequence[str]) -> RankingPolicy:
+        """The policy restricted to the scores a job computed (weights kept per score)."""
+        keep = [i for i, s in enumerate(self.scores) if s in score_names]
+        weights = None if self.weights is None else tuple(self.weights[i] for i in keep)
+        return RankingPolicy(
+            self.name,
+            self.method,
+            tuple(self.scores[i] for i in keep),
+            weights,
+            self.version,
+            self.provenance,
+        )
+
+    def values(self, values: Values, directions: Mapping[str, str]) -> dict[str, float]:
+        """model -> combined value, higher = better."""
+        return combine(values, directions, method=self.method, scores=self.scores, weights=self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["scores"], out["weights"] = (
+            list(self.scores),
+            None if self.weights is None else list(self.weights),
+        )
+        return out
+
+
+# Before the held-out benchmark: the mean rank over the scores tied for best on the two targets
+# of benchmarks/results/ranking.md (in-sample: chosen and reported on the same two targets).
+# Kept to compare against.
+PREVIOUS_AGGREGATE = RankingPolicy(
+    name="aggregate-v1",
+    method="mean_rank",
+    scores=(
+        "ncti",
+        "linear_probe",
+        "gbc",
+        "betti_slope_norm",
+        "hidden_fragmentation",
+        "constrained_margin",
+        "leep",
+        "betti_slope",
+        "nce",
+    ),
+    version="1",
+    provenance={"benchmark": "benchmarks/results/ranking.md", "in_sample": True},
+)
+
+DEFAULT_RANKING = PREVIOUS_AGGREGATE

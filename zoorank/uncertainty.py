@@ -1,0 +1,181 @@
+"""How sure is a ranking? P(ranked first) and a rank interval per model.
+
+The job's samples are resampled: each resample keeps a stratified half of the rows of every
+class, drawn without replacement (half-sampling; for a mean it has the variance of the
+ordinary bootstrap, McCarthy 1969, and it never duplicates a row, which would make a
+nearest-neighbour or cross-validated score see a sample as its own neighbour). On each
+resample, the scores of the default ranking that read only arrays (pre-logits, logits,
+metadata) are recomputed from the cached forward pass; scores that need layer taps, images or
+the model keep their point value (their names are reported as ``fixed_scores``).
+
+The resampled rows depend only on the labels, the resample count and the seed, so each model
+computes its own resampled values where its features are (one Celery task per model), and the
+values of resample ``r`` of every model come from the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from zoorank.scores import ScoreInputs, ScoreOutput, get_score
+
+RESAMPLED_NEEDS = frozenset({"features", "logits", "meta"})
+INTERVAL_LEVEL = 0.9
+BOOTSTRAP_KEY = "bootstrap"
+
+
+def resampled(score: str) -> bool:
+    """Whether ``score`` is recomputed on each resample (it reads arrays only)."""
+    return set(get_score(score).needs) <= RESAMPLED_NEEDS
+
+
+def half_samples(labels_n: np.ndarray, *, resamples: int, seed: int) -> list[np.ndarray]:
+    """``resamples`` sorted row sets: ``ceil(n_c / 2)`` rows of each class ``c`` (at least 2
+    where the class has them), without replacement."""
+    labels_n = np.asarray(labels_n)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(labels_n == c) for c in np.unique(labels_n)]
+    out = []
+    for _ in range(resamples):
+        parts = [
+            rng.choice(rows, size=min(rows.size, max(2, -(-rows.size // 2))), replace=False)
+            for rows in by_class
+        ]
+        out.append(np.sort(np.concatenate(parts)))
+    return out
+
+
+def bootstrap_values(
+    inputs: ScoreInputs,
+    names: Sequence[str],
+    score_params: Mapping[str, Mapping[str, Any]],
+    *,
+    resamples: int,
+    seed: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """score -> per resample ``{"value": v | None}`` (plus ``"details"`` for scores with a
+    pool step), for the array-only scores among ``names``."""
+    from zoorank.rank import _jsonable
+
+    wanted = [n for n in names if resampled(n)]
+    out: dict[str, list[dict[str, Any]]] = {n: [] for n in wanted}
+    if not wanted or resamples <= 0:
+        return out
+    for rows in half_samples(inputs.labels, resamples=resamples, seed=seed):
+        sub = ScoreInputs(
+            labels=inputs.labels[rows],
+            features=None if inputs.features is None else inputs.features[rows],
+            logits=None if inputs.logits is None else inputs.logits[rows],
+            meta=inputs.meta,
+            seed=inputs.seed,
+        )
+        for name in wanted:
+            spec = get_score(name)
+            try:
+                output: ScoreOutput = spec(sub, **spec.resolve_params(score_params.get(name, {})))
+                value = float(output.value)
+                entry: dict[str, Any] = {"value": value if np.isfinite(value) else None}
+                if spec.pool_normalise is not None:
+                    entry["details"] = _jsonable(output.details)
+            except Exception:  # a resample a score cannot handle counts as missing
+                entry = {"value": None}
+            out[name].append(entry)
+    return out
+
+
+def rank_uncertainty(
+    point: Mapping[str, Mapping[str, float | None]],
+    boot: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    rank_values: Callable[[dict[str, dict[str, float | None]]], Mapping[str, float]],
+    order: Sequence[str],
+    *,
+    level: float = INTERVAL_LEVEL,
+) -> dict[str, Any] | None:
+    """Per model P(first) and a ``level`` rank interval over the stored resamples, and whether
+    the top two of ``order`` (the point ranking) can be told apart.
+
+    Args:
+        point: model -> score -> point value (pool-normalised where the score has a pool step).
+        boot: model -> score -> resamples (as :func:`bootstrap_values` returns them).
+        rank_values: ``values (model -> score -> value) -> model -> combined value``; higher
+            ranks first.
+        order: the point ranking, best first.
+
+    Returns ``None`` when no score was resampled.
+    """
+    models = sorted(point)
+    scores = sorted({s for m in models for s in boot.get(m, {})})
+    counts = {len(boot[m][s]) for m in models for s in boot.get(m, {})}
+    if not models or not scores or len(counts) != 1 or max(counts) == 0:
+        return None
+    resamples = max(counts)
+    ranks = np.zeros((resamples, len(models)))
+    for r in range(resamples):
+        values = {m: dict(point[m]) for m in models}
+        for score in scores:
+            _resample_values(
+                values, score, {m: boot[m][score][r] for m in models if score in boot.get(m, {})}
+            )
+        combined = rank_values(values)
+        ordered = sorted(models, key=lambda m: (-combined[m], m))
+        for position, m in enumerate(ordered, start=1):
+            ranks[r, models.index(m)] = position
+    tail = (1 - level) / 2
+    per_model = {
+        m: {
+            "p_top1": float(np.mean(ranks[:, i] == 1)),
+            "rank_interval": [
+                int(np.floor(np.quantile(ranks[:, i], tail))),
+                int(np.ceil(np.quantile(ranks[:, i], 1 - tail))),
+            ],
+        }
+        for i, m in enumerate(models)
+    }
+    return {
+        "resamples": resamples,
+        "level": level,
+        "method": "stratified half-samples of the job's rows, without replacement",
+        "resampled_scores": scores,
+        "per_model": per_model,
+        "top_two": _top_two(list(order), ranks, models),
+    }
+
+
+def _resample_values(
+    values: dict[str, dict[str, float | None]], score: str, entries: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Put one resample's values of ``score`` into ``values`` (pool-normalised if it has a pool
+    step); a model whose resample failed has the score missing."""
+    spec = get_score(score)
+    ok = {m: e for m, e in entries.items() if e.get("value") is not None}
+    for m in entries:
+        values[m][score] = None
+    if spec.pool_normalise is not None:
+        if len(ok) < 2:
+            return
+        outputs = [ScoreOutput(float(e["value"]), dict(e.get("details", {}))) for e in ok.values()]
+        for m, v in zip(ok, spec.pool_normalise(outputs), strict=True):
+            values[m][score] = float(v)
+    else:
+        for m, e in ok.items():
+            values[m][score] = float(e["value"])
+
+
+def _top_two(order: Sequence[str], ranks: np.ndarray, models: Sequence[str]) -> dict[str, Any]:
+    """The share of resamples in which the first of ``order`` ranks above the second, and a
+    sentence saying whether that settles it (at >= 90 %)."""
+    if len(order) < 2:
+        return {"p_first_above_second": 1.0, "settled": True, "text": "only one model was ranked"}
+    a, b = models.index(order[0]), models.index(order[1])
+    share = float(np.mean(ranks[:, a] < ranks[:, b]))
+    if share >= 0.9:
+        text = f"{order[0]} ranks above {order[1]} in {share:.0%} of resamples of your data: a clear first."
+    else:
+        text = (
+            f"The top two cannot be told apart: {order[0]} ranks above {order[1]} in only {share:.0%}"
+            " of resamples of your data; fine-tune both if you can."
+        )
+    return {"p_first_above_second": share, "settled": share >= 0.9, "text": text}
