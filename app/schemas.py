@@ -129,11 +129,15 @@ class ScoreInfo(BaseModel):
     paper: str
     params: dict[str, Any]
     description: str
+    in_default_ranking: bool
+    heldout_weighted_tau: float | None = None
 
 
 class ScoresPublic(BaseModel):
     data: list[ScoreInfo]
     count: int
+    default_ranking: dict[str, Any] = Field(description="the default ranking and its provenance")
+    summary: str
 
 
 class LeaderboardRow(BaseModel):

@@ -340,24 +340,6 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
     }
 
 
-def score_catalogue() -> list[dict[str, Any]]:
-    from zoorank.scores import list_scores
-
-    return [
-        {
-            "name": spec.name,
-            "family": spec.family,
-            "direction": spec.direction,
-            "cost": spec.cost,
-            "needs": sorted(spec.needs),
-            "paper": spec.paper,
-            "params": dict(spec.params),
-            "description": spec.description,
-        }
-        for spec in (get_score(n) for n in list_scores())
-    ]
-
-
 # -- validations (ground truth) -----------------------------------------------------------
 
 

@@ -74,24 +74,24 @@ def zoo_list(
 
 @scores_app.command("list")
 def scores_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every registered score: family, direction, cost, needs, paper."""
-    from zoorank.scores import get_score, list_scores
+    """Every registered score: family, direction, cost, needs, paper, held-out quality."""
+    from zoorank.policy import describe, score_catalogue
 
-    rows = [
-        {
-            "name": s.name,
-            "family": s.family,
-            "direction": s.direction,
-            "cost": s.cost,
-            "needs": ",".join(sorted(s.needs)),
-            "paper": s.paper,
-        }
-        for s in (get_score(n) for n in list_scores())
-    ]
+    rows = score_catalogue()
     if as_json:
         _print_json(rows)
         return
-    _table(["name", "family", "direction", "cost", "needs", "paper"], rows)
+    shown = [
+        {
+            **row,
+            "needs": ",".join(row["needs"]),
+            "default": "yes" if row["in_default_ranking"] else "",
+            "held-out wτ": row["heldout_weighted_tau"],
+        }
+        for row in rows
+    ]
+    _table(["name", "family", "direction", "cost", "needs", "default", "held-out wτ", "paper"], shown)
+    typer.echo(describe())
 
 
 @datasets_app.command("list")

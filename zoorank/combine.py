@@ -10,8 +10,8 @@ Within one pool (one job's models on one dataset):
   ranks exactly as the score itself; equal weights are the mean z-score; fitted weights are a
   stacker.
 
-A model missing a score (the score failed on it, or the prior is unknown) takes that score's
-worst value in the pool, so it is never dropped from the ranking and never favoured.
+A model missing a score (the score failed on it, or the prior is unknown) is placed below every
+model that has it, so it is never dropped from the ranking and never favoured.
 """
 
 from __future__ import annotations
@@ -48,13 +48,15 @@ def _fill_worst(column: np.ndarray, worst: float) -> np.ndarray:
 
 
 def standardise(column_n: np.ndarray) -> np.ndarray:
-    """z-scores of one oriented score over a pool; missing -> the pool's worst z; a constant
-    (or all-missing) column -> zeros."""
+    """z-scores of one oriented score over a pool; a constant column is 0 for every model that
+    has it; a missing value is 1 below the pool's lowest z (ranked under every model that has
+    the score); an all-missing column is zeros."""
     known = column_n[~np.isnan(column_n)]
-    if known.size == 0 or np.ptp(known) == 0:
+    if known.size == 0:
         return np.zeros_like(column_n)
-    z = (column_n - known.mean()) / known.std()
-    return _fill_worst(z, float(np.nanmin(z)))
+    spread = known.std()
+    z = (column_n - known.mean()) / spread if spread > 0 else np.where(np.isnan(column_n), np.nan, 0.0)
+    return _fill_worst(z, float(np.nanmin(z)) - 1.0)
 
 
 def mean_rank(matrix: np.ndarray) -> np.ndarray:

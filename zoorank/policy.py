@@ -79,3 +79,40 @@ PREVIOUS_AGGREGATE = RankingPolicy(
 )
 
 DEFAULT_RANKING = PREVIOUS_AGGREGATE
+
+
+def describe(policy: RankingPolicy = DEFAULT_RANKING) -> str:
+    """One sentence for users: what the default ranking is and how well it held out."""
+    how = f"{policy.method} over {', '.join(policy.scores)}"
+    figure = policy.provenance.get("heldout_weighted_tau")
+    if figure is None:
+        return f"default ranking {policy.name}: {how} (chosen in-sample; no held-out figure)"
+    lo, hi = policy.provenance.get("heldout_ci95", (None, None))
+    commit = str(policy.provenance.get("benchmark_commit", "?"))[:12]
+    return (
+        f"default ranking {policy.name}: {how}; held-out weighted tau {figure:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        f" over {policy.provenance.get('targets')} benchmark targets (commit {commit})"
+    )
+
+
+def score_catalogue() -> list[dict[str, Any]]:
+    """Every registered score with its metadata, whether the default ranking uses it, and its
+    held-out weighted τ on the benchmark (None where it was not benchmarked)."""
+    from zoorank.scores import get_score, list_scores
+
+    heldout = DEFAULT_RANKING.provenance.get("single_scores_heldout", {})
+    return [
+        {
+            "name": spec.name,
+            "family": spec.family,
+            "direction": spec.direction,
+            "cost": spec.cost,
+            "needs": sorted(spec.needs),
+            "paper": spec.paper,
+            "params": dict(spec.params),
+            "description": spec.description,
+            "in_default_ranking": spec.name in DEFAULT_RANKING.scores,
+            "heldout_weighted_tau": heldout.get(spec.name),
+        }
+        for spec in (get_score(n) for n in list_scores())
+    ]

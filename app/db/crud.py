@@ -210,7 +210,7 @@ def leaderboard_rows(session: Session, *, dataset: str) -> list[tuple[ScoreResul
         )
         .order_by(ScoreResult.created_at, ScoreResult.id)
     )
-    return [(row, job) for row, job in session.execute(query).tuples()]
+    return [(row, job) for row, job in session.execute(query)]
 
 
 def known_datasets(session: Session) -> list[str]:

@@ -33,6 +33,7 @@ from zoorank.data import list_builtin_datasets, load_dataset
 from zoorank.data.refs import resolve_under_roots
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import InvalidInputError
+from zoorank.policy import DEFAULT_RANKING, describe, score_catalogue
 from zoorank.scores import get_score
 from zoorank.zoo import ModelSpec, get_model_spec, list_models, parse_model_ref
 
@@ -41,8 +42,10 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/scores", response_model=ScoresPublic, tags=["scores"])
 def scores() -> ScoresPublic:
-    data = [ScoreInfo(**row) for row in services.score_catalogue()]
-    return ScoresPublic(data=data, count=len(data))
+    data = [ScoreInfo(**row) for row in score_catalogue()]
+    return ScoresPublic(
+        data=data, count=len(data), default_ranking=DEFAULT_RANKING.to_dict(), summary=describe()
+    )
 
 
 @router.get("/models", response_model=ModelsPublic, tags=["models"])

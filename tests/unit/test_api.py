@@ -363,3 +363,47 @@ def test_validation_refuses_weight_files_outside_data_roots(client):
     }
     assert_problem(client.post("/v1/validations", json=body), 422, "dataset", "outside")
     assert_problem(client.post("/v1/validations", json={**body, "models": []}), 422, "models", "empty")
+
+
+def test_leaderboard_ranks_only_comparable_results_and_defaults_to_the_default_ranking(client, settings):
+    """Values computed under other options, and values of a cancelled job, never share a
+    ranking: the bug was a 10-per-class LogME value topping a 50-per-class board."""
+    from app.db import crud
+    from app.db.session import session_scope
+
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
+        "scores": ["logme", "leep"],
+    }
+    first = client.post("/v1/jobs", json=body | {"options": OPTIONS}).json()["id"]
+    cancelled = client.post("/v1/jobs", json=body | {"options": OPTIONS | {"samples_per_class": 10}}).json()["id"]
+    with session_scope(settings.database_url) as session:  # cancelled after its results were written
+        job = crud.get_job(session, cancelled)
+        job.status = "cancelled"
+
+    board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits"}).json()
+    assert board["score"] is None and board["policy"]["scores"]  # the default ranking
+    assert len(board["option_sets"]) == 1 and board["option_set"]["options"]["samples_per_class"] == 8
+    assert {r["job_id"] for r in board["data"]} == {first}
+    job = client.get(f"/v1/jobs/{first}").json()
+    assert [r["model"] for r in board["data"]] == [r["model"] for r in job["ranking"]["aggregate"]]
+    assert all(0.0 <= r["p_top1"] <= 1.0 for r in board["data"])
+    assert sum(r["p_top1"] for r in board["data"]) == pytest.approx(1.0)
+
+    later = client.post("/v1/jobs", json=body | {"options": OPTIONS | {"samples_per_class": 10}}).json()["id"]
+    board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
+    assert len(board["option_sets"]) == 2 and {r["job_id"] for r in board["data"]} == {later}
+    older = next(o["key"] for o in board["option_sets"] if o["options"]["samples_per_class"] == 8)
+    board = client.get(
+        "/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme", "option_set": older}
+    ).json()
+    assert {r["job_id"] for r in board["data"]} == {first}
+    assert_problem(
+        client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "option_set": "nope"}),
+        422,
+        field="option_set",
+    )
+    assert client.get("/v1/leaderboard").status_code == 422  # a dataset is required
+    page = client.get("/", params={"dataset": "builtin:digits"})
+    assert page.status_code == 200 and 'id="policy"' in page.text and "P(top-1)" in page.text

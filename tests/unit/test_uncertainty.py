@@ -1,0 +1,75 @@
+"""How sure a ranking is: half-samples, P(top-1), rank intervals, the top-two sentence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zoorank.policy import RankingPolicy
+from zoorank.scores import ScoreInputs
+from zoorank.uncertainty import bootstrap_values, half_samples, rank_uncertainty, resampled
+
+LEEP_ONLY = RankingPolicy("leep", "weighted_z", ("leep",), (1.0,))
+DIRECTIONS = {"leep": "higher"}
+
+
+def _rank(values):
+    return LEEP_ONLY.values(values, DIRECTIONS)
+
+
+def test_half_samples_are_stratified_halves_without_repeats():
+    labels = np.array([0] * 10 + [1] * 7 + [2] * 3)
+    samples = half_samples(labels, resamples=50, seed=3)
+    assert len(samples) == 50
+    for rows in samples:
+        assert len(set(rows.tolist())) == rows.size  # no row twice
+        assert np.bincount(labels[rows]).tolist() == [5, 4, 2]  # ceil(n/2), at least 2
+    again = half_samples(labels, resamples=50, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(samples, again, strict=True))
+
+
+def test_only_array_scores_are_resampled():
+    assert resampled("leep") and resampled("linear_probe") and resampled("imagenet_top1")
+    assert not resampled("betti_slope") and not resampled("constrained_margin")
+
+
+def test_p_top1_and_intervals_from_known_resamples():
+    """a beats b in 3 of 4 resamples, c is always last: P(top-1) = 0.75 / 0.25 / 0, and
+    the 90 % interval of a spans ranks 1-2."""
+    boot = {
+        "a": {"leep": [{"value": v} for v in (3.0, 3.0, 3.0, 1.0)]},
+        "b": {"leep": [{"value": v} for v in (2.0, 2.0, 2.0, 2.5)]},
+        "c": {"leep": [{"value": 0.0}] * 4},
+    }
+    point = {"a": {"leep": 3.0}, "b": {"leep": 2.0}, "c": {"leep": 0.0}}
+    out = rank_uncertainty(point, boot, _rank, ["a", "b", "c"])
+    assert out is not None and out["resamples"] == 4
+    per = out["per_model"]
+    assert (per["a"]["p_top1"], per["b"]["p_top1"], per["c"]["p_top1"]) == (0.75, 0.25, 0.0)
+    assert per["a"]["rank_interval"] == [1, 2] and per["c"]["rank_interval"] == [3, 3]
+    assert out["top_two"]["p_first_above_second"] == 0.75 and not out["top_two"]["settled"]
+    assert "cannot be told apart" in out["top_two"]["text"]
+
+
+def test_a_clear_winner_is_called_clear_and_nothing_resampled_gives_none():
+    boot = {"a": {"leep": [{"value": 5.0}] * 10}, "b": {"leep": [{"value": 1.0}] * 10}}
+    out = rank_uncertainty({"a": {"leep": 5.0}, "b": {"leep": 1.0}}, boot, _rank, ["a", "b"])
+    assert out is not None and out["per_model"]["a"]["p_top1"] == 1.0 and out["top_two"]["settled"]
+    assert rank_uncertainty({"a": {"leep": 1.0}}, {}, _rank, ["a"]) is None
+
+
+def test_a_failed_resample_counts_as_missing_not_as_a_crash():
+    boot = {"a": {"leep": [{"value": None}, {"value": 4.0}]}, "b": {"leep": [{"value": 1.0}] * 2}}
+    out = rank_uncertainty({"a": {"leep": 4.0}, "b": {"leep": 1.0}}, boot, _rank, ["a", "b"])
+    assert out is not None and out["per_model"]["a"]["p_top1"] == 0.5
+
+
+def test_bootstrap_values_recompute_leep_on_each_half():
+    """LEEP of a model whose logits are a one-hot of the label is 0 on any subset."""
+    labels = np.repeat(np.arange(3), 6)
+    logits = np.full((18, 3), -50.0)
+    logits[np.arange(18), labels] = 50.0
+    inputs = ScoreInputs(labels=labels, logits=logits)
+    boot = bootstrap_values(inputs, ["leep", "betti_slope"], {}, resamples=5, seed=0)
+    assert list(boot) == ["leep"] and len(boot["leep"]) == 5
+    assert all(entry["value"] == pytest.approx(0.0, abs=1e-9) for entry in boot["leep"])
