@@ -95,12 +95,10 @@ def demo(
         failed = [p["model"] for p in job["progress"] if p["status"] != "succeeded"]
         if job["ranking"]:
             printer(job["ranking"], values, failed, title=f"job {job['id'][:8]}: {job['status']}")
-        board = httpx.get(
-            f"{base}/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}
-        ).json()
+        board = httpx.get(f"{base}/v1/leaderboard", params={"dataset": "builtin:digits"}).json()
         if board.get("data"):
             print(
-                "GET /v1/leaderboard?dataset=builtin:digits&score=logme: "
+                "GET /v1/leaderboard?dataset=builtin:digits (default ranking): "
                 + ", ".join(row["model"] for row in board["data"][: len(models)])
             )
         print(

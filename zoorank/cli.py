@@ -141,6 +141,9 @@ def rank(
     seed: int = typer.Option(0),
     cache_dir: Path = typer.Option(Path("var/cache"), help="Feature cache folder."),
     param: list[str] = typer.Option([], help="Score parameter SCORE.k=v (repeatable)."),
+    bootstrap_resamples: int | None = typer.Option(
+        None, help="Resamples behind P(top-1) and rank intervals (0 = none; default: the job default)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the whole ranking as JSON."),
 ) -> None:
     """Whole ranking in this process, no server: prints a table (or JSON)."""
@@ -162,6 +165,8 @@ def rank(
         seed=seed,
         score_params=score_params,
     )
+    if bootstrap_resamples is not None:
+        options.bootstrap_resamples = bootstrap_resamples
     bar = tqdm(total=0, unit="img", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
 
     def on_model(name: str, index: int, total: int) -> None:

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout", description=__doc__)
     parser.add_argument("command", choices=("run", "analyse"))
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1 torch thread each)")
-    parser.add_argument("--kinds", default="scores,train,extra", help="unit kinds to work on")
+    parser.add_argument("--kinds", default="scores,train,extra,calib", help="unit kinds to work on")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (analyse)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.heldout.targets import TARGETS
-from benchmarks.heldout.work import EXTRA_SCORES, RESULTS, SEEDS, score_names
-from zoorank.policy import PREVIOUS_AGGREGATE
+from benchmarks.heldout.work import EXTRA_SCORES, RESULTS, SEEDS, calib_scores, score_names
+from zoorank.policy import PREVIOUS_AGGREGATE, RankingPolicy
 from zoorank.scores import ScoreOutput, get_score
+from zoorank.uncertainty import rank_uncertainty, resampled
 from zoorank.validate.agreement import count_above_twin, seed_agreement
 from zoorank.validate.selection import (
     Procedure,
@@ -80,11 +81,14 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
         facts[target.name] = {"ref": target.ref, "complete": complete, "extras_complete": False}
         if not complete:
             continue
+        errors = {u["error"] for u in scores.values() if u.get("error")}
+        if len(errors) == 1 and all(u.get("error") for u in scores.values()):
+            facts[target.name] |= {"complete": False, "failed": errors.pop()}  # e.g. one class
+            continue
         merged = []
         for m in labels:
             unit = dict(scores[m])
-            if m in extras:
-                unit["records"] = {**unit["records"], **extras[m]["records"]}
+            unit["records"] = {**unit.get("records", {}), **extras.get(m, {}).get("records", {})}
             merged.append(unit)
         values = _pool_values(merged)
         failed = {m: u["error"] for m in labels for u in runs[m].values() if u["error"]}
@@ -100,9 +104,10 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
             "train_accuracy": train_acc,
             "training_failed": failed,
             "score_errors": {
-                m: {n: r["error"] for n, r in scores[m]["records"].items() if r.get("error")}
+                m: scores[m]["error"]
+                or {n: r["error"] for n, r in scores[m]["records"].items() if r.get("error")}
                 for m in labels
-                if any(r.get("error") for r in scores[m]["records"].values())
+                if scores[m].get("error") or any(r.get("error") for r in scores[m]["records"].values())
             },
             "seed_agreement": seed_agreement(per_seed, resamples=1000),
             "split": next(iter(runs[labels[0]].values()))["split"],
@@ -127,6 +132,87 @@ def procedures(eligible: list[str], directions: dict[str, str]) -> list[Procedur
     out += [ridge_stack(eligible, directions, alpha) for alpha in (10.0, 100.0)]
     out.append(fixed(PREVIOUS_AGGREGATE.available(eligible)))
     return out
+
+
+def calibration(
+    targets: list[TargetData],
+    fold_policies: dict[str, RankingPolicy],
+    directions: dict[str, str],
+    labels: list[str],
+) -> dict[str, Any] | None:
+    """How often the model with the highest P(top-1) is the truly best, against the P(top-1)
+    it claimed; and over every (target, model) a reliability table by claimed P(top-1). Each
+    target's P(top-1) comes from the policy fitted without it (held out)."""
+    per_target = {}
+    pairs: list[tuple[float, int]] = []
+    for target in targets:
+        units = {u["model"]: u for u in _load("calib", target.name)}
+        if not all(m in units for m in labels) or units[labels[0]]["key"]["scores"] != calib_scores():
+            return None
+        policy = fold_policies[target.name]
+        boot = {
+            m: {s: units[m]["bootstrap"][s] for s in policy.scores if s in units[m]["bootstrap"]}
+            for m in labels
+        }
+        point = {m: dict(target.values[m]) for m in labels}
+        combined = policy.values(point, directions)
+        order = sorted(labels, key=lambda m: (-combined[m], m))
+        found = rank_uncertainty(point, boot, lambda v, p=policy: p.values(v, directions), order)
+        if found is None:
+            return None
+        p_top1 = {m: found["per_model"][m]["p_top1"] for m in labels}
+        best = max(target.accuracy, key=lambda m: target.accuracy[m])
+        pick = max(labels, key=lambda m: (p_top1[m], -order.index(m)))
+        per_target[target.name] = {
+            "pick": pick,
+            "claimed_p_top1": p_top1[pick],
+            "truly_best": best,
+            "hit": pick == best,
+            "p_top1_of_truly_best": p_top1[best],
+            "top_two": found["top_two"],
+        }
+        pairs += [(p_top1[m], int(m == best)) for m in labels]
+    bins = [(0.0, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 1.01)]
+    reliability = []
+    for lo, hi in bins:
+        inside = [(p, h) for p, h in pairs if lo <= p < hi]
+        if inside:
+            reliability.append(
+                {
+                    "bin": [lo, min(hi, 1.0)],
+                    "n": len(inside),
+                    "mean_claimed": statistics.fmean(p for p, _ in inside),
+                    "share_truly_best": statistics.fmean(h for _, h in inside),
+                }
+            )
+    hits = [v["hit"] for v in per_target.values()]
+    claimed = [v["claimed_p_top1"] for v in per_target.values()]
+    lines = [
+        f"The pick (highest P(top-1)) was the truly best model on {sum(hits)} of {len(hits)} held-out"
+        " targets; "
+        f"it claimed a mean P(top-1) of {statistics.fmean(claimed):.2f}.",
+        "",
+        "| target | pick | claimed P(top-1) | truly best | its P(top-1) | top two settled? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, v in per_target.items():
+        lines.append(
+            f"| {name} | {v['pick']} | {v['claimed_p_top1']:.2f} | {v['truly_best']} | "
+            f"{v['p_top1_of_truly_best']:.2f} | {'yes' if v['top_two']['settled'] else 'no'} |"
+        )
+    lines += ["", "| claimed P(top-1) | models | mean claimed | share truly best |", "|---|---|---|---|"]
+    for row in reliability:
+        lines.append(
+            f"| {row['bin'][0]:.2f}-{row['bin'][1]:.2f} | {row['n']} | {row['mean_claimed']:.3f} | "
+            f"{row['share_truly_best']:.3f} |"
+        )
+    return {
+        "per_target": per_target,
+        "hit_rate": statistics.fmean(hits),
+        "mean_claimed_p_top1": statistics.fmean(claimed),
+        "reliability": reliability,
+        "markdown": "\n".join(lines),
+    }
 
 
 def _commit() -> str:
@@ -163,11 +249,16 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     randoms = {m["architecture"]: m["label"] for m in pool if m["kind"] == "random"}
     twins = {m["label"]: randoms[m["architecture"]] for m in pool if m["kind"] == "imagenet"}
     twin_counts = {}
+    fold_policies = {}
     for i, target in enumerate(targets):
         rest = [t for j, t in enumerate(targets) if j != i]
-        held_policy = chosen.fit(rest)
+        fold_policies[target.name] = held_policy = chosen.fit(rest)
         combined = held_policy.values(target.values, directions)
         twin_counts[target.name] = count_above_twin(combined, "higher", twins)
+    calib_names = sorted({s for p in fold_policies.values() for s in p.scores if resampled(s)})
+    calib_path = RESULTS / "calib_scores.json"
+    if not calib_path.exists() or json.loads(calib_path.read_text()) != calib_names:
+        calib_path.write_text(json.dumps(calib_names) + "\n")
     single_means = {name: summary(per)["mean"] for name, per in table.items() if name.startswith("single:")}
     best_single_name = max(single_means, key=lambda n: single_means[n])
     payload = {
@@ -190,6 +281,7 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         },
         "procedures": {name: summary(per) | {"per_target": per} for name, per in table.items()},
         "twins_above_random": twin_counts,
+        "calibration": calibration(targets, fold_policies, directions, [m["label"] for m in pool]),
         "facts": facts,
     }
     (OUT / "heldout.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")

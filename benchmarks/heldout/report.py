@@ -92,7 +92,7 @@ def markdown(p: dict[str, Any]) -> str:
             f"{best} ({acc[best]:.3f}) | {worst} ({acc[worst]:.3f}) | {low} ({train[low]:.3f}) | "
             f"{len(f['training_failed'])} |"
         )
-    if "calibration" in p:
+    if p.get("calibration"):
         lines += ["", "## Calibration of P(top-1) (held out)", "", p["calibration"]["markdown"]]
     lines += ["", "## Final train accuracy per model (mean over targets and seeds)", ""]
     models = p["models"]

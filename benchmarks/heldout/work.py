@@ -29,6 +29,7 @@ from typing import Any
 
 from benchmarks.heldout.targets import TARGET_DIR, TARGETS, Target
 from benchmarks.ranking.zoo import ZooModel
+from zoorank.errors import ZoorankError
 from zoorank.validate import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _digest(payload: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Unit:
-    kind: str  # scores | train | extra
+    kind: str  # scores | train | extra | calib
     target: Target
     model: ZooModel
     seed: int = 0
@@ -106,6 +107,11 @@ class Unit:
         }
         if self.kind == "train":
             return base | {"settings": train_settings(self.target).to_dict(), "seed": self.seed, "loss": "ce"}
+        if self.kind == "calib":
+            return base | {
+                "options": score_options().to_dict(),
+                "scores": calib_scores(),
+            }
         return base | {"options": score_options().to_dict(), "scores": score_names(self.kind)}
 
     def done(self) -> bool:
@@ -125,6 +131,13 @@ def score_options() -> Any:
     return RankOptions(device="cpu", bootstrap_resamples=0)
 
 
+def calib_scores() -> list[str]:
+    """The scores the calibration check resamples: every score of the policies the held-out
+    selection fitted (written by ``analyse``)."""
+    path = RESULTS / "calib_scores.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def score_names(kind: str) -> list[str]:
     from zoorank.rank import resolve_scores
 
@@ -139,6 +152,7 @@ def units(models: list[ZooModel], targets: tuple[Target, ...] = TARGETS) -> list
         out += [Unit("scores", target, m) for m in models]
         out += [Unit("train", target, m, seed) for seed in SEEDS for m in models]
     out += [Unit("extra", t, m) for t in targets for m in models]
+    out += [Unit("calib", t, m) for t in targets for m in models]
     return out
 
 
@@ -191,6 +205,24 @@ def run_scores(unit: Unit) -> dict[str, Any]:
     }
 
 
+def run_calib(unit: Unit) -> dict[str, Any]:
+    """The ranking's resamples (as a job computes them) of :func:`calib_scores`, from the
+    cached forward pass of the ``scores`` unit."""
+    from zoorank.features.cache import FeatureCache
+    from zoorank.rank import get_features, prepare_dataset, score_inputs
+    from zoorank.uncertainty import bootstrap_values
+    from zoorank.zoo import get_model_spec
+
+    options = score_options()
+    spec = get_model_spec(unit.model.ref)
+    prepared = prepare_dataset(unit.target.ref, options, data_roots=[TARGET_DIR])
+    features, _, _ = get_features(prepared, spec, options, FeatureCache(CACHE / "features"))
+    inputs = score_inputs(prepared.labels, features, spec, options.seed)
+    resamples = type(options)().bootstrap_resamples  # what a default job resamples
+    boot = bootstrap_values(inputs, calib_scores(), {}, resamples=resamples, seed=options.seed)
+    return {"error": None, "bootstrap": boot}
+
+
 def run_train(unit: Unit) -> dict[str, Any]:
     from zoorank.validate.groundtruth import finetune_accuracy, split_rows
     from zoorank.zoo import create_model, get_model_spec
@@ -213,7 +245,7 @@ def run_train(unit: Unit) -> dict[str, Any]:
     return {"error": None, "run": asdict(run), "split": split.sizes()}
 
 
-def work(models: list[ZooModel], *, kinds: tuple[str, ...] = ("scores", "train", "extra")) -> int:
+def work(models: list[ZooModel], *, kinds: tuple[str, ...] = ("scores", "train", "extra", "calib")) -> int:
     """Work through every unit not yet done (claiming each); returns how many this process did."""
     import torch
     from threadpoolctl import threadpool_limits
@@ -221,14 +253,20 @@ def work(models: list[ZooModel], *, kinds: tuple[str, ...] = ("scores", "train",
     torch.set_num_threads(1)
     done = 0
     for unit in units(models):
-        if unit.kind not in kinds or unit.done() or not _claim(unit):
+        if unit.kind not in kinds or (unit.kind == "calib" and not calib_scores()):
+            continue
+        if unit.done() or not _claim(unit):
             continue
         try:
             if unit.done():  # finished by another worker between the check and the claim
                 continue
             began = time.perf_counter()
-            with threadpool_limits(limits=1):
-                payload = run_scores(unit) if unit.kind in ("scores", "extra") else run_train(unit)
+            try:
+                with threadpool_limits(limits=1):
+                    run = {"scores": run_scores, "extra": run_scores, "train": run_train, "calib": run_calib}
+                    payload = run[unit.kind](unit)
+            except ZoorankError as exc:  # bad input (e.g. a one-class target): recorded, not retried
+                payload = {"error": f"{type(exc).__name__}: {exc}"}
             key = unit.key()
             payload |= {
                 "unit": unit.name,
@@ -244,9 +282,9 @@ def work(models: list[ZooModel], *, kinds: tuple[str, ...] = ("scores", "train",
             }
             _write(unit, payload)
             done += 1
-            summary = payload.get("run", {}).get("accuracy") if unit.kind == "train" else payload.get("error")
-            log.info("%s %.1fs %s", unit.name, payload["seconds"], summary)
-        except Exception:
+            summary = payload.get("run", {}).get("accuracy") if unit.kind == "train" else None
+            log.info("%s %.1fs %s %s", unit.name, payload["seconds"], summary, payload.get("error") or "")
+        except Exception:  # a bug or a broken environment: logged, the unit stays to do
             log.error("unit %s failed:\n%s", unit.name, traceback.format_exc())
         finally:
             _release(unit)

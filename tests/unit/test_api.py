@@ -376,8 +376,9 @@ def test_leaderboard_ranks_only_comparable_results_and_defaults_to_the_default_r
         "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
         "scores": ["logme", "leep"],
     }
+    ten = OPTIONS | {"samples_per_class": 10}
     first = client.post("/v1/jobs", json=body | {"options": OPTIONS}).json()["id"]
-    cancelled = client.post("/v1/jobs", json=body | {"options": OPTIONS | {"samples_per_class": 10}}).json()["id"]
+    cancelled = client.post("/v1/jobs", json=body | {"options": ten}).json()["id"]
     with session_scope(settings.database_url) as session:  # cancelled after its results were written
         job = crud.get_job(session, cancelled)
         job.status = "cancelled"
@@ -391,7 +392,7 @@ def test_leaderboard_ranks_only_comparable_results_and_defaults_to_the_default_r
     assert all(0.0 <= r["p_top1"] <= 1.0 for r in board["data"])
     assert sum(r["p_top1"] for r in board["data"]) == pytest.approx(1.0)
 
-    later = client.post("/v1/jobs", json=body | {"options": OPTIONS | {"samples_per_class": 10}}).json()["id"]
+    later = client.post("/v1/jobs", json=body | {"options": ten}).json()["id"]
     board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
     assert len(board["option_sets"]) == 2 and {r["job_id"] for r in board["data"]} == {later}
     older = next(o["key"] for o in board["option_sets"] if o["options"]["samples_per_class"] == 8)

@@ -10,7 +10,7 @@ import pytest
 
 from zoorank.combine import combine, mean_rank, standardise, weighted_z
 from zoorank.errors import InvalidInputError
-from zoorank.policy import DEFAULT_RANKING, RankingPolicy
+from zoorank.policy import RankingPolicy
 from zoorank.validate.selection import (
     TargetData,
     best_single,
