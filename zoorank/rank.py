@@ -33,7 +33,7 @@ from zoorank.features.extract import FeatureSet, extract_features, prelogits_and
 from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
 from zoorank.policy import DEFAULT_RANKING, RankingPolicy
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score, list_scores
-from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, rank_uncertainty
+from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, budgeted, rank_uncertainty
 from zoorank.zoo import ModelSpec, create_model, get_model_spec, weights_digest
 from zoorank.zoo.specs import default_models
 
@@ -284,8 +284,9 @@ def score_model(
     """Features (cached) -> every requested score for one model. A failing score records its
     error and the others go on; a failing forward pass marks the whole model failed.
 
-    The scores of the job's ranking policy (or ``bootstrap_scores``) that read arrays only are
-    also recomputed on ``options.bootstrap_resamples`` resamples of the rows; the values go to
+    The scores of the job's ranking policy (or ``bootstrap_scores``) that read arrays only and
+    whose resamples fit the budget (:func:`zoorank.uncertainty.budgeted`) are also recomputed on
+    ``options.bootstrap_resamples`` resamples of the rows; the values go to
     ``details["bootstrap"]`` of their records (see :mod:`zoorank.uncertainty`)."""
     versions = _versions()
     try:
@@ -320,9 +321,15 @@ def score_model(
     for size, names in by_size.items():
         records.update(_score_at_input_size(prepared, spec, names, options, size, cache))
     wanted = job_policy(score_names).scores if bootstrap_scores is None else bootstrap_scores
+    ok = {n: r.seconds for n, r in records.items() if r.value is not None}
     boot = bootstrap_values(
         inputs,
-        [n for n in wanted if n in records and records[n].value is not None],
+        budgeted(
+            [n for n in wanted if n in ok],
+            ok,
+            features.seconds + sum(r.seconds for r in records.values()),
+            resamples=options.bootstrap_resamples,
+        ),
         options.score_params,
         resamples=options.bootstrap_resamples,
         seed=options.seed,
@@ -542,8 +549,8 @@ def summarise(
         [row["model"] for row in ranking["aggregate"]],
     )
     if uncertainty is not None:
-        fixed = [s for s in policy.scores if s not in uncertainty["resampled_scores"]]
-        uncertainty["fixed_scores"] = fixed
+        everywhere = set.intersection(*(set(b) for b in boot.values())) if boot else set()
+        uncertainty["fixed_scores"] = [s for s in policy.scores if s not in everywhere]
         for row in ranking["aggregate"]:
             row.update(uncertainty["per_model"][row["model"]])
         ranking["uncertainty"] = {k: v for k, v in uncertainty.items() if k != "per_model"}

@@ -25,11 +25,40 @@ from zoorank.scores import ScoreInputs, ScoreOutput, get_score
 RESAMPLED_NEEDS = frozenset({"features", "logits", "meta"})
 INTERVAL_LEVEL = 0.9
 BOOTSTRAP_KEY = "bootstrap"
+# The resamples of one model may cost at most this share of what its forward pass and scores
+# cost; a score whose resamples do not fit keeps its point value (and the job says so).
+BUDGET_FRACTION = 0.2
 
 
 def resampled(score: str) -> bool:
     """Whether ``score`` is recomputed on each resample (it reads arrays only)."""
     return set(get_score(score).needs) <= RESAMPLED_NEEDS
+
+
+def budgeted(
+    candidates: Sequence[str],
+    point_seconds: Mapping[str, float],
+    model_seconds: float,
+    *,
+    resamples: int,
+    fraction: float = BUDGET_FRACTION,
+) -> list[str]:
+    """The array-only ``candidates`` whose ``resamples`` fit, cheapest first, in ``fraction``
+    of ``model_seconds`` (what the model's forward pass and scores took). One resample of a
+    score is costed at half its point computation (it sees half the rows).
+
+    >>> budgeted(["leep", "linear_probe", "nce"], {"leep": 0.02, "linear_probe": 0.7, "nce": 0.01},
+    ...          10.0, resamples=100)
+    ['nce', 'leep']
+    """
+    budget = fraction * model_seconds
+    chosen = []
+    for name in sorted((c for c in candidates if resampled(c)), key=lambda c: (point_seconds.get(c, 0.0), c)):
+        cost = 0.5 * point_seconds.get(name, 0.0) * resamples
+        if cost <= budget:
+            chosen.append(name)
+            budget -= cost
+    return chosen
 
 
 def half_samples(labels_n: np.ndarray, *, resamples: int, seed: int) -> list[np.ndarray]:

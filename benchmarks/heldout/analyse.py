@@ -21,8 +21,9 @@ from typing import Any
 from benchmarks.heldout.targets import TARGETS
 from benchmarks.heldout.work import EXTRA_SCORES, RESULTS, SEEDS, calib_scores, score_names
 from zoorank.policy import PREVIOUS_AGGREGATE, RankingPolicy
+from zoorank.rank import RankOptions
 from zoorank.scores import ScoreOutput, get_score
-from zoorank.uncertainty import rank_uncertainty, resampled
+from zoorank.uncertainty import budgeted, rank_uncertainty, resampled
 from zoorank.validate.agreement import count_above_twin, seed_agreement
 from zoorank.validate.selection import (
     Procedure,
@@ -40,6 +41,7 @@ from zoorank.validate.selection import (
 
 log = logging.getLogger(__name__)
 OUT = Path("benchmarks/results")
+RESAMPLES = RankOptions().bootstrap_resamples
 
 
 def _load(kind: str, target: str) -> list[dict[str, Any]]:
@@ -150,10 +152,13 @@ def calibration(
         if not all(m in units for m in labels) or units[labels[0]]["key"]["scores"] != calib_scores():
             return None
         policy = fold_policies[target.name]
-        boot = {
-            m: {s: units[m]["bootstrap"][s] for s in policy.scores if s in units[m]["bootstrap"]}
-            for m in labels
-        }
+        boot = {}
+        for m in labels:  # what a job would resample: the policy's scores that fit the budget
+            u = units[m]
+            fits = budgeted(
+                list(policy.scores), u["seconds_by_score"], u["model_seconds"], resamples=RESAMPLES
+            )
+            boot[m] = {s: u["bootstrap"][s] for s in fits if s in u["bootstrap"]}
         point = {m: dict(target.values[m]) for m in labels}
         combined = policy.values(point, directions)
         order = sorted(labels, key=lambda m: (-combined[m], m))

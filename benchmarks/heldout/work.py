@@ -206,11 +206,12 @@ def run_scores(unit: Unit) -> dict[str, Any]:
 
 
 def run_calib(unit: Unit) -> dict[str, Any]:
-    """The ranking's resamples (as a job computes them) of :func:`calib_scores`, from the
-    cached forward pass of the ``scores`` unit."""
+    """The ranking's resamples of :func:`calib_scores`, from the cached forward pass of the
+    ``scores`` unit, for the scores a job would resample within its budget (timed by that
+    unit, as a job times its own pass)."""
     from zoorank.features.cache import FeatureCache
     from zoorank.rank import get_features, prepare_dataset, score_inputs
-    from zoorank.uncertainty import bootstrap_values
+    from zoorank.uncertainty import bootstrap_values, budgeted
     from zoorank.zoo import get_model_spec
 
     options = score_options()
@@ -219,8 +220,15 @@ def run_calib(unit: Unit) -> dict[str, Any]:
     features, _, _ = get_features(prepared, spec, options, FeatureCache(CACHE / "features"))
     inputs = score_inputs(prepared.labels, features, spec, options.seed)
     resamples = type(options)().bootstrap_resamples  # what a default job resamples
-    boot = bootstrap_values(inputs, calib_scores(), {}, resamples=resamples, seed=options.seed)
-    return {"error": None, "bootstrap": boot}
+    scored = json.loads(Unit("scores", unit.target, unit.model).path.read_text())
+    seconds = {n: r["seconds"] for n, r in scored["records"].items() if r["value"] is not None}
+    model_seconds = scored["feature_seconds"] + sum(r["seconds"] for r in scored["records"].values())
+    wanted = [n for n in calib_scores() if n in seconds]
+    # The budget of each fold's policy alone decides in analyse; here every calib score that
+    # fits the whole budget on its own is resampled, so any fold's choice can be read back.
+    chosen = [n for n in wanted if budgeted([n], seconds, model_seconds, resamples=resamples)]
+    boot = bootstrap_values(inputs, chosen, {}, resamples=resamples, seed=options.seed)
+    return {"error": None, "bootstrap": boot, "seconds_by_score": seconds, "model_seconds": model_seconds}
 
 
 def run_train(unit: Unit) -> dict[str, Any]:
