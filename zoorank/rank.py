@@ -550,7 +550,8 @@ def summarise(
     )
     if uncertainty is not None:
         everywhere = set.intersection(*(set(b) for b in boot.values())) if boot else set()
-        uncertainty["fixed_scores"] = [s for s in policy.scores if s not in everywhere]
+        uncertainty["fixed_scores"] = [s for s in policy.scores if s not in uncertainty["resampled_scores"]]
+        uncertainty["partly_resampled_scores"] = sorted(set(uncertainty["resampled_scores"]) - everywhere)
         for row in ranking["aggregate"]:
             row.update(uncertainty["per_model"][row["model"]])
         ranking["uncertainty"] = {k: v for k, v in uncertainty.items() if k != "per_model"}

@@ -7,7 +7,7 @@ import pytest
 
 from zoorank.policy import RankingPolicy
 from zoorank.scores import ScoreInputs
-from zoorank.uncertainty import bootstrap_values, half_samples, rank_uncertainty, resampled
+from zoorank.uncertainty import bootstrap_values, budgeted, half_samples, rank_uncertainty, resampled
 
 LEEP_ONLY = RankingPolicy("leep", "weighted_z", ("leep",), (1.0,))
 DIRECTIONS = {"leep": "higher"}
@@ -73,3 +73,41 @@ def test_bootstrap_values_recompute_leep_on_each_half():
     boot = bootstrap_values(inputs, ["leep", "betti_slope"], {}, resamples=5, seed=0)
     assert list(boot) == ["leep"] and len(boot["leep"]) == 5
     assert all(entry["value"] == pytest.approx(0.0, abs=1e-9) for entry in boot["leep"])
+
+
+def test_budget_takes_the_cheapest_scores_that_fit():
+    seconds = {"leep": 0.02, "linear_probe": 0.7, "nce": 0.01, "betti_slope": 0.0}
+    # budget 0.2 * 10 s = 2 s; one resample costs half a point computation
+    assert budgeted(["leep", "linear_probe", "nce", "betti_slope"], seconds, 10.0, resamples=100) == [
+        "nce",
+        "leep",
+    ]
+    assert budgeted(["linear_probe"], seconds, 100.0, resamples=100) == []  # 35 s > 20 s
+    assert budgeted(["linear_probe"], seconds, 400.0, resamples=100) == ["linear_probe"]
+
+
+def test_a_ranking_reports_p_top1_interval_and_what_was_resampled(small_options):
+    from dataclasses import replace
+
+    from zoorank.rank import rank
+
+    result = rank(
+        "builtin:digits",
+        ["mobilenetv2_100", "mobilenetv2_100@random"],
+        ["leep", "nce", "betti_slope"],
+        replace(small_options, bootstrap_resamples=20),
+    )
+    ranking = result.ranking
+    assert sum(row["p_top1"] for row in ranking["aggregate"]) == pytest.approx(1.0)
+    assert all(1 <= row["rank_interval"][0] <= row["rank_interval"][1] <= 2 for row in ranking["aggregate"])
+    uncertainty = ranking["uncertainty"]
+    assert uncertainty["resamples"] == 20 and set(uncertainty["resampled_scores"]) <= {"leep", "nce"}
+    assert "betti_slope" not in uncertainty["resampled_scores"]  # taps: kept at its point value
+    assert uncertainty["top_two"]["text"]
+    off = rank(
+        "builtin:digits",
+        ["mobilenetv2_100", "mobilenetv2_100@random"],
+        ["leep"],
+        replace(small_options, bootstrap_resamples=0),
+    )
+    assert "uncertainty" not in off.ranking and "p_top1" not in off.ranking["aggregate"][0]
