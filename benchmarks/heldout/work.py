@@ -38,6 +38,7 @@ RESULTS = Path("benchmarks/results/heldout")
 CACHE = Path("benchmarks/cache/heldout")
 SEEDS = (0, 1)
 EXTRA_SCORES = ("betti_decay", "betti_auc")
+EXTRA_DATA_ROOTS: list[Path] = []  # tests add their own folders
 # Every run sees at least this many optimiser steps (and 8 epochs), so that random-init
 # models train too on the small targets; early stopping (patience 3) ends the rest.
 MIN_STEPS = 120
@@ -67,7 +68,7 @@ def train_settings(target: Target) -> TrainSettings:
 def _dataset(ref: str) -> Any:
     from zoorank.data import load_dataset
 
-    return load_dataset(ref, data_roots=[TARGET_DIR])
+    return load_dataset(ref, data_roots=[TARGET_DIR, *EXTRA_DATA_ROOTS])
 
 
 def _num_classes(ref: str) -> int:
@@ -188,7 +189,7 @@ def run_scores(unit: Unit) -> dict[str, Any]:
     from zoorank.zoo import get_model_spec
 
     options = score_options()
-    prepared = prepare_dataset(unit.target.ref, options, data_roots=[TARGET_DIR])
+    prepared = prepare_dataset(unit.target.ref, options, data_roots=[TARGET_DIR, *EXTRA_DATA_ROOTS])
     result = score_model(
         prepared,
         get_model_spec(unit.model.ref),
@@ -216,7 +217,7 @@ def run_calib(unit: Unit) -> dict[str, Any]:
 
     options = score_options()
     spec = get_model_spec(unit.model.ref)
-    prepared = prepare_dataset(unit.target.ref, options, data_roots=[TARGET_DIR])
+    prepared = prepare_dataset(unit.target.ref, options, data_roots=[TARGET_DIR, *EXTRA_DATA_ROOTS])
     features, _, _ = get_features(prepared, spec, options, FeatureCache(CACHE / "features"))
     inputs = score_inputs(prepared.labels, features, spec, options.seed)
     resamples = type(options)().bootstrap_resamples  # what a default job resamples
@@ -253,14 +254,19 @@ def run_train(unit: Unit) -> dict[str, Any]:
     return {"error": None, "run": asdict(run), "split": split.sizes()}
 
 
-def work(models: list[ZooModel], *, kinds: tuple[str, ...] = ("scores", "train", "extra", "calib")) -> int:
+def work(
+    models: list[ZooModel],
+    *,
+    kinds: tuple[str, ...] = ("scores", "train", "extra", "calib"),
+    targets: tuple[Target, ...] = TARGETS,
+) -> int:
     """Work through every unit not yet done (claiming each); returns how many this process did."""
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     done = 0
-    for unit in units(models):
+    for unit in units(models, targets):
         if unit.kind not in kinds or (unit.kind == "calib" and not calib_scores()):
             continue
         if unit.done() or not _claim(unit):

@@ -1,0 +1,34 @@
+"""The held-out benchmark's harness on tiny inputs: bad targets are recorded, not dropped, and
+a unit is not redone once its key matches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from benchmarks.heldout import work
+from benchmarks.heldout.targets import Target
+from benchmarks.ranking.zoo import ZooModel
+
+
+def _setup(tmp_path, monkeypatch, labels):
+    monkeypatch.setattr(work, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(work, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(work, "EXTRA_DATA_ROOTS", [tmp_path])
+    rng = np.random.default_rng(0)
+    path = tmp_path / "t.npz"
+    np.savez(path, x=rng.integers(0, 255, (len(labels), 8, 8, 3), dtype=np.uint8), y=np.asarray(labels))
+    work._dataset.cache_clear()
+    return Target("tiny", f"npz:{path}", train_per_class=2, val_per_class=1, test_per_class=1)
+
+
+def test_a_one_class_target_is_recorded_as_failed(tmp_path, monkeypatch):
+    target = _setup(tmp_path, monkeypatch, [0] * 12)
+    model = ZooModel("mobilenetv2_100@random", "mobilenetv2_100@random", "random", "mobilenetv2_100")
+    assert work.work([model], kinds=("scores",), targets=(target,)) == 1
+    unit = work.Unit("scores", target, model)
+    payload = json.loads(unit.path.read_text())
+    assert "class" in payload["error"] and payload["model"] == model.label
+    assert unit.done()  # recorded once, not retried forever
+    assert work.work([model], kinds=("scores",), targets=(target,)) == 0
