@@ -10,9 +10,10 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from zoorank.errors import InvalidInputError, UnknownNameError
 from zoorank.scores.inputs import ScoreInputs, ScoreOutput
@@ -68,8 +69,16 @@ class ScoreSpec:
             )
         # One BLAS thread: score-sized problems are small, and on a busy machine OpenBLAS's
         # spinning threads made a 333x333 logistic regression 60x slower (3.3 s vs 0.05 s).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return self.compute(inputs, **self.resolve_params(params))
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS libraries, found once: finding them reads the process's memory map, ~9 ms a
+    time, which dominated cheap scores called many times (the ranking's resamples). Made on
+    the first score call, after numpy and scipy (imported by the score modules) are loaded."""
+    return ThreadpoolController()
 
 
 def _coerce(score: str, key: str, value: Any, default: Any) -> Any:
