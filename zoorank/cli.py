@@ -479,15 +479,28 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (run from the rep
 app.add_typer(bench_app, name="bench")
 
 
-@bench_app.command("ranking", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_ranking(ctx: typer.Context) -> None:
-    """Ranking quality + PowerGrad study = `python -m benchmarks.ranking` (see its --help)."""
+def _bench(module: str, args: list[str]) -> None:
+    import importlib
+
     try:
-        from benchmarks.ranking.__main__ import main as bench_main
+        bench_main = importlib.import_module(f"benchmarks.{module}.__main__").main
     except ImportError:
         _fail("the benchmarks package is in the source tree; run this from the repository root")
         return
-    raise typer.Exit(bench_main(list(ctx.args)))
+    raise typer.Exit(bench_main(args))
+
+
+@bench_app.command("ranking", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_ranking(ctx: typer.Context) -> None:
+    """Ranking quality + PowerGrad study = `python -m benchmarks.ranking` (see its --help)."""
+    _bench("ranking", list(ctx.args))
+
+
+@bench_app.command("heldout", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_heldout(ctx: typer.Context) -> None:
+    """The held-out benchmark that chose the default ranking = `python -m benchmarks.heldout`
+    (`run [--workers N]`, then `analyse`)."""
+    _bench("heldout", list(ctx.args))
 
 
 def main() -> None:
