@@ -34,6 +34,7 @@ from zoorank.validate.selection import (
     fixed,
     nested_heldout,
     policy_tau,
+    policy_tau_interval,
     ridge_stack,
     single,
     top_k,
@@ -251,6 +252,26 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         return {"mean": statistics.fmean(0.0 if math.isnan(v) else v for v in vals), "ci95": [lo, hi]}
 
     nested_taus = {t: float(v["weighted_tau"]) for t, v in nested.items()}  # type: ignore[arg-type]
+    by_name = {p.name: p for p in candidates}
+
+    def per_target_ci(fit_for: Any) -> dict[str, Any]:
+        """Per target: a 95 % bootstrap interval over models of the held-out τ."""
+        out = {}
+        for i, target in enumerate(targets):
+            rest = [t for j, t in enumerate(targets) if j != i]
+            out[target.name] = policy_tau_interval(
+                fit_for(target, rest), target, directions, resamples=resamples
+            )
+        return out
+
+    target_cis = {
+        "nested_selection": per_target_ci(lambda t, rest: nested[t.name]["policy"]),
+        "chosen_procedure_loto": per_target_ci(lambda t, rest: chosen.fit(rest)),
+        "previous_aggregate": per_target_ci(lambda t, rest: by_name[PREVIOUS_AGGREGATE.name].fit(rest)),
+        "imagenet_prior": per_target_ci(lambda t, rest: single("imagenet_top1").fit(rest)),
+    }
+    for row in nested.values():
+        row["policy"] = row["policy"].to_dict()  # type: ignore[union-attr]
     randoms = {m["architecture"]: m["label"] for m in pool if m["kind"] == "random"}
     twins = {m["label"]: randoms[m["architecture"]] for m in pool if m["kind"] == "imagenet"}
     twin_counts = {}
@@ -266,6 +287,7 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         calib_path.write_text(json.dumps(calib_names) + "\n")
     single_means = {name: summary(per)["mean"] for name, per in table.items() if name.startswith("single:")}
     best_single_name = max(single_means, key=lambda n: single_means[n])
+    target_cis["best_single_score"] = per_target_ci(lambda t, rest: single(best_single_name[7:]).fit(rest))
     payload = {
         "command": "python -m benchmarks.heldout run --workers 2 && python -m benchmarks.heldout analyse",
         "benchmark_commit": _commit(),
@@ -285,6 +307,7 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
             | {"per_target": table["single:imagenet_top1"]},
         },
         "procedures": {name: summary(per) | {"per_target": per} for name, per in table.items()},
+        "per_target_ci95": target_cis,
         "twins_above_random": twin_counts,
         "calibration": calibration(targets, fold_policies, directions, [m["label"] for m in pool]),
         "facts": facts,

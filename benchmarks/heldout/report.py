@@ -45,19 +45,25 @@ def markdown(p: dict[str, Any]) -> str:
         "|---|---|" + "---|" * len(targets),
     ]
     rows = [
-        ("whole selection (nested, what a new target gets)", h["nested_selection"]),
-        (f"chosen procedure `{p['chosen']['procedure']}`", h["chosen_procedure_loto"]),
-        ("previous aggregate (`aggregate-v1`)", h["previous_aggregate"]),
-        (f"best single score `{h['best_single_score']['score']}` (in-sample pick)", h["best_single_score"]),
-        ("ImageNet prior (`imagenet_top1`)", h["imagenet_prior"]),
+        ("whole selection (nested, what a new target gets)", "nested_selection"),
+        (f"chosen procedure `{p['chosen']['procedure']}`", "chosen_procedure_loto"),
+        ("previous aggregate (`aggregate-v1`)", "previous_aggregate"),
+        (f"best single score `{h['best_single_score']['score']}` (in-sample pick)", "best_single_score"),
+        ("ImageNet prior (`imagenet_top1`)", "imagenet_prior"),
     ]
-    for name, row in rows:
-        lines.append(
-            f"| {name} | {_ci(row)} | " + " | ".join(_f(row["per_target"][t]) for t in targets) + " |"
-        )
+    cis = p.get("per_target_ci95", {})
+    for name, key in rows:
+        row = h[key]
+        cells = []
+        for t in targets:
+            ci = cis.get(key, {}).get(t)
+            cells.append(_f(row["per_target"][t]) + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
+        lines.append(f"| {name} | {_ci(row)} | " + " | ".join(cells) + " |")
+    lines += ["", "Per-target brackets: 95 % bootstrap over the target's models."]
     lines += ["", "Nested choices (procedure picked without the held-out target):", ""]
     for t, c in h["nested_selection"]["choices"].items():
-        lines.append(f"* {t}: `{c['procedure']}` ({', '.join(c['scores'])}) → {c['weighted_tau']:+.3f}")
+        shown = ", ".join(c["scores"]) if len(c["scores"]) <= 10 else f"{len(c['scores'])} scores"
+        lines.append(f"* {t}: `{c['procedure']}` ({shown}) → {c['weighted_tau']:+.3f}")
     lines += [
         "",
         "## Every candidate (leave-one-target-out)",

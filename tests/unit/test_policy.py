@@ -125,3 +125,19 @@ def test_bootstrap_mean_interval_contains_the_mean_and_is_degenerate_when_consta
     lo, hi = bootstrap_mean_interval([0.2, 0.4, 0.6, 0.8])
     assert lo <= 0.5 <= hi
     assert bootstrap_mean_interval([0.3, 0.3, 0.3]) == (pytest.approx(0.3), pytest.approx(0.3))
+
+
+def test_the_default_ranking_is_computed_by_a_default_job_and_says_where_it_came_from():
+    from zoorank.policy import DEFAULT_RANKING, describe, score_catalogue
+    from zoorank.rank import resolve_scores
+
+    assert set(DEFAULT_RANKING.scores) <= set(resolve_scores(None))
+    provenance = DEFAULT_RANKING.provenance
+    assert provenance["benchmark"] == "benchmarks/results/heldout.md"
+    assert len(provenance["benchmark_commit"]) == 40 and provenance["targets"] >= 8
+    lo, hi = provenance["heldout_ci95"]
+    assert lo <= provenance["heldout_weighted_tau"] <= hi
+    assert f"{provenance['heldout_weighted_tau']:+.2f}" in describe()
+    rows = {row["name"]: row for row in score_catalogue()}
+    assert all(rows[s]["in_default_ranking"] for s in DEFAULT_RANKING.scores)
+    assert rows["betti_decay"]["heldout_weighted_tau"] is not None  # every Betti variant reported

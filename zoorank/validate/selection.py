@@ -22,7 +22,7 @@ import numpy as np
 
 from zoorank.combine import Values, oriented_matrix, standardise
 from zoorank.policy import RankingPolicy
-from zoorank.validate.agreement import weighted_tau
+from zoorank.validate.agreement import bootstrap_interval, weighted_tau
 
 
 @dataclass
@@ -43,13 +43,26 @@ class Procedure:
     fit: Fit
 
 
+def _combined_and_accuracy(
+    policy: RankingPolicy, target: TargetData, directions: Mapping[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    models = sorted(target.accuracy)
+    combined = policy.values({m: target.values.get(m, {}) for m in models}, directions)
+    return np.array([combined[m] for m in models]), np.array([target.accuracy[m] for m in models])
+
+
 def policy_tau(policy: RankingPolicy, target: TargetData, directions: Mapping[str, str]) -> float:
     """Weighted τ of ``policy``'s ranking against the target's accuracy, over every model with
     an accuracy (a model the policy cannot score ranks last; it is never dropped)."""
-    models = sorted(target.accuracy)
-    combined = policy.values({m: target.values.get(m, {}) for m in models}, directions)
-    return weighted_tau(
-        np.array([combined[m] for m in models]), np.array([target.accuracy[m] for m in models])
+    return weighted_tau(*_combined_and_accuracy(policy, target, directions))
+
+
+def policy_tau_interval(
+    policy: RankingPolicy, target: TargetData, directions: Mapping[str, str], *, resamples: int = 1000
+) -> tuple[float, float] | None:
+    """95 % percentile bootstrap interval of :func:`policy_tau` over the target's models."""
+    return bootstrap_interval(
+        weighted_tau, *_combined_and_accuracy(policy, target, directions), resamples=resamples
     )
 
 
@@ -153,6 +166,7 @@ def nested_heldout(
         out[target.name] = {
             "procedure": chosen.name,
             "scores": list(policy.scores),
+            "policy": policy,
             "weighted_tau": policy_tau(policy, target, directions),
         }
     return out
