@@ -13,7 +13,7 @@ which is what a new target can expect.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from zoorank.combine import Values, combine
@@ -30,18 +30,17 @@ class RankingPolicy:
     weights: tuple[float, ...] | None = None
     version: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    # How far the combined value is from the truth, in its own units (zoorank.uncertainty).
+    temperature: float | None = None
 
     def available(self, score_names: Sequence[str]) -> RankingPolicy:
         """The policy restricted to the scores a job computed (weights kept per score)."""
         keep = [i for i, s in enumerate(self.scores) if s in score_names]
         weights = None if self.weights is None else tuple(self.weights[i] for i in keep)
-        return RankingPolicy(
-            self.name,
-            self.method,
-            tuple(self.scores[i] for i in keep),
-            weights,
-            self.version,
-            self.provenance,
+        # The temperature was fitted for the whole policy: a subset's error scale is unknown.
+        temperature = self.temperature if len(keep) == len(self.scores) else None
+        return replace(
+            self, scores=tuple(self.scores[i] for i in keep), weights=weights, temperature=temperature
         )
 
     def values(self, values: Values, directions: Mapping[str, str]) -> dict[str, float]:

@@ -53,7 +53,8 @@ class RankOptions:
     device: str = "auto"
     min_samples_per_class: int = 5
     score_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Resamples of the rows for the ranking's uncertainty (zoorank.uncertainty); 0: none.
+    # Resamples of the rows for the ranking's uncertainty (zoorank.uncertainty); 0: no
+    # resampling (P(top-1) then reflects only the default's benchmark error).
     bootstrap_resamples: int = 100
 
     @classmethod
@@ -547,6 +548,7 @@ def summarise(
         boot,
         lambda v: policy.values(v, directions),
         [row["model"] for row in ranking["aggregate"]],
+        temperature=policy.temperature,
     )
     if uncertainty is not None:
         everywhere = set.intersection(*(set(b) for b in boot.values())) if boot else set()

@@ -28,6 +28,8 @@ BOOTSTRAP_KEY = "bootstrap"
 # The resamples of one model may cost at most this share of what its forward pass and scores
 # cost; a score whose resamples do not fit keeps its point value (and the job says so).
 BUDGET_FRACTION = 0.2
+# Rankings drawn per resample when the policy has a temperature (only sorting: cheap).
+GUMBEL_DRAWS = 20
 
 
 def resampled(score: str) -> bool:
@@ -121,6 +123,9 @@ def rank_uncertainty(
     rank_values: Callable[[dict[str, dict[str, float | None]]], Mapping[str, float]],
     order: Sequence[str],
     *,
+    temperature: float | None = None,
+    draws: int = GUMBEL_DRAWS,
+    seed: int = 0,
     level: float = INTERVAL_LEVEL,
 ) -> dict[str, Any] | None:
     """Per model P(first) and a ``level`` rank interval over the stored resamples, and whether
@@ -132,16 +137,23 @@ def rank_uncertainty(
         rank_values: ``values (model -> score -> value) -> model -> combined value``; higher
             ranks first.
         order: the point ranking, best first.
+        temperature: how far the combined value is from the truth, in its own units (fitted
+            on the benchmark, :func:`zoorank.validate.selection.fit_temperature`): each
+            resample's values get ``draws`` Gumbel perturbations of this scale, i.e. rankings
+            drawn from the Plackett-Luce model with scores ``value / temperature``. ``None``:
+            the resamples alone (data noise only; overconfident, see the benchmark).
 
-    Returns ``None`` when no score was resampled.
+    Returns ``None`` when no score was resampled and there is no temperature.
     """
     models = sorted(point)
     scores = sorted({s for m in models for s in boot.get(m, {})})
     counts = {len(boot[m][s]) for m in models for s in boot.get(m, {})}
-    if not models or not scores or len(counts) != 1 or max(counts) == 0:
+    if not models or len(counts) > 1 or (not scores and temperature is None):
         return None
-    resamples = max(counts)
-    ranks = np.zeros((resamples, len(models)))
+    resamples = max(counts) if scores else 1
+    per_resample = draws if temperature is not None else 1
+    rng = np.random.default_rng(seed)
+    ranks = np.zeros((resamples * per_resample, len(models)))
     for r in range(resamples):
         values = {m: dict(point[m]) for m in models}
         for score in scores:
@@ -149,9 +161,12 @@ def rank_uncertainty(
                 values, score, {m: boot[m][score][r] for m in models if score in boot.get(m, {})}
             )
         combined = rank_values(values)
-        ordered = sorted(models, key=lambda m: (-combined[m], m))
-        for position, m in enumerate(ordered, start=1):
-            ranks[r, models.index(m)] = position
+        base = np.array([combined[m] for m in models])
+        for d in range(per_resample):
+            noisy = base if temperature is None else base + temperature * rng.gumbel(size=base.size)
+            # rank 1 = highest; ties (no temperature) broken by name, as in the point ranking
+            ordered = sorted(range(len(models)), key=lambda i: (-noisy[i], models[i]))
+            ranks[r * per_resample + d, ordered] = np.arange(1, len(models) + 1)
     tail = (1 - level) / 2
     per_model = {
         m: {
@@ -164,9 +179,18 @@ def rank_uncertainty(
         for i, m in enumerate(models)
     }
     return {
-        "resamples": resamples,
+        "resamples": resamples if scores else 0,
+        "draws": len(ranks),
+        "temperature": temperature,
         "level": level,
-        "method": "stratified half-samples of the job's rows, without replacement",
+        "method": (
+            "stratified half-samples of the job's rows, without replacement"
+            + (
+                f"; rankings drawn around each at the benchmark's error scale (temperature {temperature:.3g})"
+                if temperature is not None
+                else ""
+            )
+        ),
         "resampled_scores": scores,
         "per_model": per_model,
         "top_two": _top_two(list(order), ranks, models),

@@ -15,6 +15,7 @@ import math
 import statistics
 import subprocess
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ from zoorank.validate.selection import (
     best_single,
     bootstrap_mean_interval,
     choose,
+    fit_temperature,
     fixed,
+    heldout_values,
     nested_heldout,
     policy_tau,
     policy_tau_interval,
@@ -143,6 +146,27 @@ def calibration(
     directions: dict[str, str],
     labels: list[str],
 ) -> dict[str, Any] | None:
+    """See :func:`_calibration`, once with each fold's temperature (what a job reports) and
+    once with data resampling alone (for comparison)."""
+    with_t = _calibration(targets, fold_policies, directions, labels)
+    without = _calibration(
+        targets, {k: replace(p, temperature=None) for k, p in fold_policies.items()}, directions, labels
+    )
+    if with_t is None or without is None:
+        return None
+    return with_t | {
+        "resampling_only": without,
+        "markdown": with_t["markdown"] + "\n\nWith the resampling of"
+        " the rows alone (no temperature):\n\n" + without["markdown"],
+    }
+
+
+def _calibration(
+    targets: list[TargetData],
+    fold_policies: dict[str, RankingPolicy],
+    directions: dict[str, str],
+    labels: list[str],
+) -> dict[str, Any] | None:
     """How often the model with the highest P(top-1) is the truly best, against the P(top-1)
     it claimed; and over every (target, model) a reliability table by claimed P(top-1). Each
     target's P(top-1) comes from the policy fitted without it (held out)."""
@@ -163,7 +187,9 @@ def calibration(
         point = {m: dict(target.values[m]) for m in labels}
         combined = policy.values(point, directions)
         order = sorted(labels, key=lambda m: (-combined[m], m))
-        found = rank_uncertainty(point, boot, lambda v, p=policy: p.values(v, directions), order)
+        found = rank_uncertainty(
+            point, boot, lambda v, p=policy: p.values(v, directions), order, temperature=policy.temperature
+        )
         if found is None:
             return None
         p_top1 = {m: found["per_model"][m]["p_top1"] for m in labels}
@@ -241,7 +267,9 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     candidates = procedures(eligible, directions)
     chosen, table = choose(candidates, targets, directions)
     nested = nested_heldout(candidates, targets, directions)
-    policy = chosen.fit(targets)
+    policy = replace(
+        chosen.fit(targets), temperature=fit_temperature(heldout_values(chosen, targets, directions))
+    )
     # Reported only (not candidates): the expensive Betti variants, as single scores.
     for name in extras:
         table[f"single:{name}"] = {t.name: policy_tau(single(name).fit([]), t, directions) for t in targets}
@@ -278,7 +306,12 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     fold_policies = {}
     for i, target in enumerate(targets):
         rest = [t for j, t in enumerate(targets) if j != i]
-        fold_policies[target.name] = held_policy = chosen.fit(rest)
+        # the fold's temperature from the other targets' held-out values (nested), as the
+        # default's own temperature comes from every target's held-out values
+        held_policy = replace(
+            chosen.fit(rest), temperature=fit_temperature(heldout_values(chosen, rest, directions))
+        )
+        fold_policies[target.name] = held_policy
         combined = held_policy.values(target.values, directions)
         twin_counts[target.name] = count_above_twin(combined, "higher", twins)
     calib_names = sorted({s for p in fold_policies.values() for s in p.scores if resampled(s)})

@@ -66,6 +66,37 @@ def policy_tau_interval(
     )
 
 
+def heldout_values(
+    procedure: Procedure, targets: Sequence[TargetData], directions: Mapping[str, str]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per target: the combined values of the policy fitted on the other targets, and the
+    target's accuracies (models in one order)."""
+    out = []
+    for i, target in enumerate(targets):
+        rest = [t for j, t in enumerate(targets) if j != i]
+        out.append(_combined_and_accuracy(procedure.fit(rest), target, directions))
+    return out
+
+
+def plackett_luce_loglik(values_n: np.ndarray, accuracy_n: np.ndarray, temperature: float) -> float:
+    """Log-likelihood of the true order (by accuracy, best first) under the Plackett-Luce
+    model with scores ``values / temperature``: ``Σ_i s_(i) − log Σ_{j>=i} exp s_(j)``."""
+    order = np.argsort(-np.asarray(accuracy_n), kind="stable")
+    s = np.asarray(values_n, dtype=np.float64)[order] / temperature
+    tail_logsumexp = np.logaddexp.accumulate(s[::-1])[::-1]
+    return float(np.sum(s - tail_logsumexp))
+
+
+TEMPERATURE_GRID = tuple(float(t) for t in np.geomspace(0.01, 100.0, 161))
+
+
+def fit_temperature(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The temperature (on :data:`TEMPERATURE_GRID`) that makes held-out combined values most
+    likely to produce the true orders: how far a ranking's values are from the truth, in their
+    own units. Fitted on held-out values so that it measures out-of-sample error."""
+    return max(TEMPERATURE_GRID, key=lambda t: sum(plackett_luce_loglik(v, a, t) for v, a in pairs))
+
+
 def _score_taus(
     targets: Sequence[TargetData], scores: Sequence[str], directions: Mapping[str, str]
 ) -> dict[str, float]:
