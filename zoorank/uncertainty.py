@@ -92,9 +92,9 @@ def bootstrap_values(
     from zoorank.rank import _jsonable
 
     wanted = [n for n in names if resampled(n)]
-    out: dict[str, list[dict[str, Any]]] = {n: [] for n in wanted}
     if not wanted or resamples <= 0:
-        return out
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {n: [] for n in wanted}
     for rows in half_samples(inputs.labels, resamples=resamples, seed=seed):
         sub = ScoreInputs(
             labels=inputs.labels[rows],
@@ -146,8 +146,9 @@ def rank_uncertainty(
     Returns ``None`` when no score was resampled and there is no temperature.
     """
     models = sorted(point)
-    scores = sorted({s for m in models for s in boot.get(m, {})})
-    counts = {len(boot[m][s]) for m in models for s in boot.get(m, {})}
+    boot = {m: {s: v for s, v in boot.get(m, {}).items() if len(v)} for m in models}
+    scores = sorted({s for m in models for s in boot[m]})
+    counts = {len(boot[m][s]) for m in models for s in boot[m]}
     if not models or len(counts) > 1 or (not scores and temperature is None):
         return None
     resamples = max(counts) if scores else 1

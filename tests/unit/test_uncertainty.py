@@ -111,3 +111,30 @@ def test_a_ranking_reports_p_top1_interval_and_what_was_resampled(small_options)
         replace(small_options, bootstrap_resamples=0),
     )
     assert "uncertainty" not in off.ranking and "p_top1" not in off.ranking["aggregate"][0]
+
+
+def test_a_temperature_draws_rankings_from_plackett_luce():
+    """Gumbel-max: with a temperature T, P(first) is softmax(value / T) (a formula, checked
+    here by 20 000 draws), and the job's values alone (no resample) are enough."""
+    point = {"a": {"leep": 1.0}, "b": {"leep": 0.5}, "c": {"leep": 0.0}}
+    out = rank_uncertainty(point, {}, _rank, ["a", "b", "c"], temperature=0.7, draws=20000)
+    assert out is not None and out["resamples"] == 0 and out["draws"] == 20000
+    combined = _rank(point)
+    logits = np.array([combined[m] for m in "abc"]) / 0.7
+    expected = np.exp(logits) / np.exp(logits).sum()
+    got = np.array([out["per_model"][m]["p_top1"] for m in "abc"])
+    np.testing.assert_allclose(got, expected, atol=0.015)
+
+
+def test_plackett_luce_likelihood_and_temperature_fit():
+    from zoorank.validate.selection import TEMPERATURE_GRID, fit_temperature, plackett_luce_loglik
+
+    # two models, true order b then a: log(e^{s_b} / (e^{s_a} + e^{s_b})) with s = v / T
+    value = plackett_luce_loglik(np.array([0.0, 2.0]), np.array([0.1, 0.9]), 2.0)
+    assert value == pytest.approx(1.0 - np.log(np.exp(0.0) + np.exp(1.0)))
+    rng = np.random.default_rng(0)
+    accuracy = [rng.uniform(size=20) for _ in range(5)]
+    exact = [(a * 100, a) for a in accuracy]  # values order the models exactly: sharpest T
+    noise = [(rng.normal(size=20), a) for a in accuracy]  # values unrelated: flattest T
+    assert fit_temperature(exact) == TEMPERATURE_GRID[0]
+    assert fit_temperature(noise) > 10.0
