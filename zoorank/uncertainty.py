@@ -219,17 +219,18 @@ def _resample_values(
 
 
 def _top_two(order: Sequence[str], ranks: np.ndarray, models: Sequence[str]) -> dict[str, Any]:
-    """The share of resamples in which the first of ``order`` ranks above the second, and a
+    """The share of drawn rankings in which the first of ``order`` ranks above the second, and a
     sentence saying whether that settles it (at >= 90 %)."""
     if len(order) < 2:
         return {"p_first_above_second": 1.0, "settled": True, "text": "only one model was ranked"}
     a, b = models.index(order[0]), models.index(order[1])
     share = float(np.mean(ranks[:, a] < ranks[:, b]))
     if share >= 0.9:
-        text = f"{order[0]} ranks above {order[1]} in {share:.0%} of resamples of your data: a clear first."
+        text = f"{order[0]} ranks above {order[1]} in {share:.0%} of the drawn rankings: a clear first."
     else:
         text = (
             f"The top two cannot be told apart: {order[0]} ranks above {order[1]} in only {share:.0%}"
-            " of resamples of your data; fine-tune both if you can."
+            " of the rankings drawn (resamples of your data, and the default's error on the benchmark);"
+            " fine-tune both if you can."
         )
     return {"p_first_above_second": share, "settled": share >= 0.9, "text": text}
