@@ -220,8 +220,9 @@ def print_ranking(
     scores = sorted({s for v in values.values() for s in v})
     if len(scores) > MAX_TABLE_SCORES:
         policy = ranking.get("policy") or {}
-        weights = policy.get("weights") or [1.0] * len(policy.get("scores", []))
-        by_weight = [s for _, s in sorted(zip((-abs(w) for w in weights), policy.get("scores", [])))]
+        names = policy.get("scores", [])
+        weights = policy.get("weights") or [1.0] * len(names)
+        by_weight = [s for _, s in sorted(zip((-abs(w) for w in weights), names, strict=True))]
         preferred = [*by_weight, *HEADLINE_SCORES]
         shown = [s for s in dict.fromkeys(preferred) if s in scores][:MAX_TABLE_SCORES]
         typer.echo(f"{len(scores)} scores computed; the table shows {', '.join(shown)} (--json has all)")
