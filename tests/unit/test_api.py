@@ -371,11 +371,7 @@ def test_leaderboard_ranks_only_comparable_results_and_defaults_to_the_default_r
     from app.db import crud
     from app.db.session import session_scope
 
-    body = {
-        "dataset": "builtin:digits",
-        "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
-        "scores": ["logme", "leep"],
-    }
+    body = {"dataset": "builtin:digits", "models": ["mobilenetv2_100", "mobilenetv2_100@random"]}
     ten = OPTIONS | {"samples_per_class": 10}
     first = client.post("/v1/jobs", json=body | {"options": OPTIONS}).json()["id"]
     cancelled = client.post("/v1/jobs", json=body | {"options": ten}).json()["id"]
