@@ -256,7 +256,7 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
     if score is not None:
         get_score(score)
     sets: dict[str, dict[str, Any]] = {}
-    latest: dict[str, dict[str, tuple[Any, Any]]] = {}
+    latest: dict[str, dict[str, dict[str, tuple[Any, Any]]]] = {}
     for row, job in crud.leaderboard_rows(session, dataset=dataset):
         key = comparability_key(job.dataset_fingerprint or "", job.sample_ids or [], job.options)
         info = sets.setdefault(

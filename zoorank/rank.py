@@ -481,10 +481,11 @@ def rank_models(
         ordered = sorted(scored, key=lambda mv: (sign * float(mv[1]), mv[0]))  # type: ignore[arg-type]
         by_score[score] = [m for m, _ in ordered]
     combined = policy.values(values, directions) if values else {}
-    aggregate = [{"model": m, "value": v} for m, v in combined.items()]
-    aggregate.sort(key=lambda row: (-float(row["value"]), str(row["model"])))
-    for position, row in enumerate(aggregate, start=1):
-        row["rank"] = position
+    ordered_models = sorted(combined, key=lambda m: (-combined[m], m))
+    aggregate: list[dict[str, Any]] = [
+        {"model": m, "value": combined[m], "rank": position}
+        for position, m in enumerate(ordered_models, start=1)
+    ]
     return {"by_score": by_score, "aggregate": aggregate, "policy": policy.to_dict()}
 
 
