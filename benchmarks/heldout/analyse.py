@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.heldout.targets import TARGETS
-from benchmarks.heldout.work import EXTRA_SCORES, RESULTS, SEEDS, calib_scores, score_names
+from benchmarks.heldout.work import (
+    EXTRA_SCORES,
+    RESULTS,
+    SEEDS,
+    calib_scores,
+    score_names,
+    score_options,
+    train_settings,
+)
 from zoorank.policy import PREVIOUS_AGGREGATE, RankingPolicy
 from zoorank.rank import RankOptions
 from zoorank.scores import ScoreOutput, get_score
@@ -49,8 +57,18 @@ RESAMPLES = RankOptions().bootstrap_resamples
 
 
 def _load(kind: str, target: str) -> list[dict[str, Any]]:
+    """The units of ``kind`` on ``target`` made under the current settings (a unit left from an
+    older schedule or other job options is not used)."""
     folder = RESULTS / kind / target
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+    units = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+    return [u for u in units if _current(kind, target, u)]
+
+
+def _current(kind: str, target: str, unit: dict[str, Any]) -> bool:
+    if kind == "train":
+        wanted = train_settings(next(t for t in TARGETS if t.name == target)).to_dict()
+        return bool(json.loads(json.dumps(wanted)) == unit["key"]["settings"])
+    return bool(json.loads(json.dumps(score_options().to_dict())) == unit["key"]["options"])
 
 
 def _pool_values(units: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:

@@ -145,3 +145,19 @@ def test_compare_with_ground_truth_from_stored_numbers() -> None:
     assert good.kendall_tau == pytest.approx(1.0) and bad.kendall_tau == pytest.approx(-1.0)
     assert found["above_random"] == {"good": {"above": 1, "pairs": 1}, "bad": {"above": 0, "pairs": 1}}
     assert found["seed_agreement"]["mean_kendall_tau"] == pytest.approx(1.0)
+
+
+def test_early_stopping_waits_for_min_epochs() -> None:
+    """A random-init model at chance for its first 2 epochs: patience 1 alone stops it there;
+    with min_epochs = epochs every epoch runs, and both train accuracies are reported."""
+    dataset = load_dataset("builtin:digits")
+    split = split_rows(dataset.labels, train=8, val=4, test=10, seed=0)
+    spec = get_model_spec("test_efficientnet@random")
+    eager = TrainSettings.from_dict({**TINY, "epochs": 4, "patience": 1})
+    assert finetune_accuracy(create_model(spec), dataset, split, eager, seed=1).epochs_run == 2
+    settings = TrainSettings.from_dict({**TINY, "epochs": 4, "patience": 1, "min_epochs": 4})
+    run = finetune_accuracy(create_model(spec), dataset, split, settings, seed=1)
+    assert run.epochs_run == 4 and len(run.history) == 4
+    assert 0.0 <= run.train_accuracy <= 1.0 and 0.0 <= run.last_train_accuracy <= 1.0
+    with pytest.raises(InvalidInputError, match="min_epochs"):
+        TrainSettings.from_dict({**TINY, "min_epochs": 0})

@@ -58,6 +58,9 @@ class TrainSettings:
     weight_decay: float = 0.05
     momentum: float = 0.9
     patience: int = 2
+    # Early stopping may end a run only from this epoch on: a random-init model can sit at
+    # chance on validation for several epochs before it starts to learn.
+    min_epochs: int = 1
     device: str = "auto"
 
     @classmethod
@@ -103,6 +106,7 @@ class TrainSettings:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
             (self.patience >= 1, "patience must be >= 1"),
+            (1 <= self.min_epochs <= 1000, "min_epochs must be between 1 and 1000"),
             (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
         ]
         for ok, message in checks:
@@ -153,7 +157,8 @@ class RunResult:
     seed: int
     accuracy: float
     val_accuracy: float
-    train_accuracy: float | None = None
+    train_accuracy: float | None = None  # with the best epoch's weights (the ones tested)
+    last_train_accuracy: float | None = None  # with the last epoch's weights
     epochs_run: int = 0
     best_epoch: int = 0
     seconds: float = 0.0
@@ -212,7 +217,8 @@ def finetune_accuracy(
     The classifier is replaced by a fresh ``num_classes`` head initialised under ``seed``; the
     model's own preprocessing at ``settings.input_size``; ``settings.epochs`` epochs of the
     loss (``ce`` or ``powergrad`` with ``alpha``) with a per-step cosine learning rate; after
-    each epoch the validation accuracy, stopping after ``patience`` epochs without a new best;
+    each epoch the validation accuracy, stopping after ``patience`` epochs without a new best
+    (but not before epoch ``min_epochs``);
     the best epoch's weights give the test accuracy and the final train accuracy (which says
     whether the schedule was long enough for the model to fit the train split at all).
     """
@@ -278,8 +284,9 @@ def finetune_accuracy(
             if val_acc > best_val:
                 best_val, best_epoch = val_acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= settings.patience:
+            elif epoch >= settings.min_epochs and epoch - best_epoch >= settings.patience:
                 break
+        last_train_acc = _accuracy(model, train_x, train_y)
         if best_state is not None:
             model.load_state_dict(best_state)
         test_acc = _accuracy(model, test_x, test_y)
@@ -289,6 +296,7 @@ def finetune_accuracy(
         accuracy=test_acc,
         val_accuracy=best_val,
         train_accuracy=train_acc,
+        last_train_accuracy=last_train_acc,
         epochs_run=epoch,
         best_epoch=best_epoch,
         seconds=time.perf_counter() - start,
