@@ -357,7 +357,7 @@ def submit_validation(
     dispatch: Callable[[str], list[str]],
 ) -> str:
     """Validate a ground-truth request, create a ``validation`` job, queue its task."""
-    from zoorank.validate.groundtruth import TrainSettings, check_mode, split_rows
+    from zoorank.validate.groundtruth import TrainSettings, check_mode
 
     check_mode(mode, loss, alpha)
     if not seeds or len(seeds) > 10:
@@ -371,13 +371,7 @@ def submit_validation(
         data_roots=settings.data_roots,
         upload_dir=settings.upload_dir,
     )
-    split_rows(
-        prepared.dataset.labels,
-        train=parsed.train_per_class,
-        val=parsed.val_per_class,
-        test=parsed.test_per_class,
-        seed=parsed.split_seed,
-    )
+    parsed.split(prepared.dataset.labels)
     options = {"mode": mode, "loss": loss, "alpha": alpha, "seeds": list(seeds), "settings": parsed.to_dict()}
     with session_scope(settings.database_url) as session:
         job = crud.create_job(

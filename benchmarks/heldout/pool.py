@@ -17,11 +17,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from benchmarks.ranking.config import OFFLINE_MODELS, ZooConfig
-from benchmarks.ranking.zoo import ZooModel, _ref, _save, build_zoo
-from zoorank.zoo import create_model, get_model_spec
+from benchmarks.ranking.zoo import ZooModel, _ref, _save, build_zoo, redraw_top
+from zoorank.zoo import get_model_spec
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,6 @@ REINIT: tuple[tuple[str, int], ...] = (
 
 def reinit_from(name: str, stage: int, folder: Path, seed: int = 1) -> ZooModel:
     """``name`` (offline ImageNet weights) with ``blocks[stage:]`` and the head re-drawn."""
-    import timm
 
     path = folder / f"{name}_from{stage}_reinit.safetensors"
     label = f"{name}/reinit-from-{stage}"
@@ -46,19 +43,10 @@ def reinit_from(name: str, stage: int, folder: Path, seed: int = 1) -> ZooModel:
     if path.exists():
         return ZooModel(label, _ref(spec.architecture, path), "reinit", spec.architecture)
     start = time.perf_counter()
-    model = create_model(spec)
-    torch.manual_seed(seed)
-    fresh = timm.create_model(spec.architecture, pretrained=False).state_dict()
-    top = [f"blocks.{i}." for i in range(stage, len(model.blocks))]  # type: ignore[arg-type]
-    top += ["conv_head.", "bn2.", "classifier."]
-    state = model.state_dict()
-    replaced = [k for k in state if any(k.startswith(p) for p in top)]
-    for key in replaced:
-        state[key] = fresh[key]
-    model.load_state_dict(state)
+    model, replaced, total = redraw_top(name, stage, seed)
     folder.mkdir(parents=True, exist_ok=True)
     _save(model, path)
-    log.info("reinit %s: %d of %d tensors re-drawn", label, len(replaced), len(state))
+    log.info("reinit %s: %d of %d tensors re-drawn", label, replaced, total)
     return ZooModel(
         label, _ref(spec.architecture, path), "reinit", spec.architecture, seconds=time.perf_counter() - start
     )

@@ -244,18 +244,12 @@ def run_calib(unit: Unit) -> dict[str, Any]:
 
 
 def run_train(unit: Unit) -> dict[str, Any]:
-    from zoorank.validate.groundtruth import finetune_accuracy, split_rows
+    from zoorank.validate.groundtruth import finetune_accuracy
     from zoorank.zoo import create_model, get_model_spec
 
     settings = train_settings(unit.target)
     dataset = _dataset(unit.target.ref)
-    split = split_rows(
-        dataset.labels,
-        train=settings.train_per_class,
-        val=settings.val_per_class,
-        test=settings.test_per_class,
-        seed=settings.split_seed,
-    )
+    split = settings.split(dataset.labels)
     try:
         run = finetune_accuracy(
             create_model(get_model_spec(unit.model.ref)), dataset, split, settings, seed=unit.seed

@@ -91,16 +91,9 @@ def train_split(config: BenchConfig, ref: str) -> PreparedData:
     """The samples a target's scores saw in the benchmark (its fine-tuning train split) and
     their tap rows."""
     from zoorank.data import class_balanced_rows, load_dataset
-    from zoorank.validate.groundtruth import split_rows
 
     dataset = load_dataset(ref)
-    split = split_rows(
-        dataset.labels,
-        train=config.train.train_per_class,
-        val=config.train.val_per_class,
-        test=config.train.test_per_class,
-        seed=config.train.split_seed,
-    )
+    split = config.train.split(dataset.labels)
     tap_rows = class_balanced_rows(dataset.labels[split.train], config.tap_images_per_class)
     return PreparedData(dataset=dataset, rows=split.train, tap_rows=tap_rows)
 

@@ -156,27 +156,35 @@ def train_architecture(arch: str, config: ZooConfig, folder: Path) -> list[ZooMo
     return out
 
 
-def reinit_top(config: ZooConfig, folder: Path) -> ZooModel:
-    """``config.reinit_model`` (offline ImageNet weights) with ``blocks[reinit_from:]``, the head
-    convolution/norm and the classifier replaced by a seeded random init."""
+def redraw_top(name: str, stage: int, seed: int) -> tuple[torch.nn.Module, int, int]:
+    """Zoo model ``name`` (offline ImageNet weights) with ``blocks[stage:]``, the head
+    convolution/norm and the classifier replaced by a random init drawn under ``seed``;
+    returns the model, how many tensors were re-drawn and how many there are."""
     import timm
 
-    start = time.perf_counter()
-    spec = get_model_spec(config.reinit_model)
+    spec = get_model_spec(name)
     model = create_model(spec)
-    torch.manual_seed(config.seed + 1)
+    torch.manual_seed(seed)
     fresh = timm.create_model(spec.architecture, pretrained=False).state_dict()
-    top = [f"blocks.{i}." for i in range(config.reinit_from, len(model.blocks))]  # type: ignore[arg-type]
+    top = [f"blocks.{i}." for i in range(stage, len(model.blocks))]  # type: ignore[arg-type]
     top += ["conv_head.", "bn2.", "classifier."]
     state = model.state_dict()
     replaced = [k for k in state if any(k.startswith(p) for p in top)]
     for key in replaced:
         state[key] = fresh[key]
     model.load_state_dict(state)
+    return model, len(replaced), len(state)
+
+
+def reinit_top(config: ZooConfig, folder: Path) -> ZooModel:
+    """``config.reinit_model`` with ``blocks[reinit_from:]`` and the head re-drawn."""
+    start = time.perf_counter()
+    spec = get_model_spec(config.reinit_model)
+    model, replaced, total = redraw_top(config.reinit_model, config.reinit_from, config.seed + 1)
     path = folder / f"{spec.architecture}_top{config.reinit_from}_reinit.safetensors"
     _save(model, path)
     label = f"{spec.architecture}/reinit-top"
-    log.info("reinit %s: %d of %d tensors re-drawn", label, len(replaced), len(state))
+    log.info("reinit %s: %d of %d tensors re-drawn", label, replaced, total)
     return ZooModel(
         label,
         _ref(spec.architecture, path),

@@ -116,6 +116,16 @@ class TrainSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def split(self, labels_n: np.ndarray) -> Split:
+        """The train / validation / test rows these settings take from ``labels_n``."""
+        return split_rows(
+            labels_n,
+            train=self.train_per_class,
+            val=self.val_per_class,
+            test=self.test_per_class,
+            seed=self.split_seed,
+        )
+
 
 @dataclass
 class Split:

@@ -45,7 +45,6 @@ from zoorank.validate.groundtruth import (
     check_mode,
     finetune_accuracy,
     linear_probe_accuracy,
-    split_rows,
 )
 from zoorank.zoo import ModelSpec, create_model
 
@@ -257,13 +256,7 @@ def validate(
 
     dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir)
     check_class_counts(dataset.labels, min_per_class=rank_options.min_samples_per_class)
-    split = split_rows(
-        dataset.labels,
-        train=settings.train_per_class,
-        val=settings.val_per_class,
-        test=settings.test_per_class,
-        seed=settings.split_seed,
-    )
+    split = settings.split(dataset.labels)
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
 
     # Scores on the train split, through the ranking pipeline.
