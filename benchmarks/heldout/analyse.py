@@ -119,7 +119,7 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
         per_seed = {s: {m: runs[m][s]["run"]["accuracy"] for m in labels if m not in failed} for s in SEEDS}
         accuracy = {m: statistics.fmean(per_seed[s][m] for s in SEEDS) for m in per_seed[SEEDS[0]]}
         train_acc = {
-            m: statistics.fmean(runs[m][s]["run"]["train_accuracy"] for s in SEEDS) for m in accuracy
+            m: statistics.fmean(_final_train_accuracy(runs[m][s]["run"]) for s in SEEDS) for m in accuracy
         }
         facts[target.name] |= {
             "extras_complete": all(m in extras for m in labels),
@@ -144,6 +144,13 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
         }
         done.append(TargetData(target.name, values, accuracy))
     return done, facts
+
+
+def _final_train_accuracy(run: dict[str, Any]) -> float:
+    """Train accuracy after the last epoch (runs before it was recorded: of the tested,
+    best-validation weights)."""
+    last = run.get("last_train_accuracy")
+    return float(run["train_accuracy"] if last is None else last)
 
 
 def procedures(eligible: list[str], directions: dict[str, str]) -> list[Procedure]:

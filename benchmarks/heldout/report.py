@@ -100,7 +100,7 @@ def markdown(p: dict[str, Any]) -> str:
         )
     if p.get("calibration"):
         lines += ["", "## Calibration of P(top-1) (held out)", "", p["calibration"]["markdown"]]
-    lines += ["", "## Final train accuracy per model (mean over targets and seeds)", ""]
+    lines += ["", "## Final train accuracy per model (after the last epoch; mean over seeds)", ""]
     models = p["models"]
     lines.append("| model | " + " | ".join(targets) + " | mean |")
     lines.append("|---|" + "---|" * (len(targets) + 1))
