@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
@@ -14,6 +18,7 @@ from app.deps import get_session
 from app.problems import ProblemError
 from app.routes.catalogue import leaderboard
 from app.routes.jobs import job_public
+from zoorank.explain.model import EXPLAIN_SCORE
 from zoorank.policy import DEFAULT_RANKING
 from zoorank.scores import list_scores
 
@@ -62,6 +67,32 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
         raise ProblemError(404, "Not found", f"no job with id {job_id}")
     public = job_public(session, job)
     table: dict[str, dict[str, float | None]] = {}
+    explanations: dict[str, dict[str, Any]] = {}
     for result in public.results:
         table.setdefault(result.model, {})[result.score] = result.value
-    return templates.TemplateResponse(request, "job.html", {"job": public, "table": table})
+        if result.score == EXPLAIN_SCORE and result.details.get("layers"):
+            explanations[result.model] = result.details
+    return templates.TemplateResponse(
+        request,
+        "job.html",
+        {"job": public, "table": table, "explanations": explanations, "png": png_data_uri},
+    )
+
+
+def png_data_uri(matrix: list[list[float]], tint: str = "grey") -> str:
+    """A ``data:image/png`` URI of a matrix of values in [0, 1], scaled up 4x (nearest), grey
+    or as a white-to-red heat map; inline, so the page loads nothing from anywhere else."""
+    from PIL import Image
+
+    values = np.clip(np.asarray(matrix, dtype=np.float64), 0.0, 1.0)
+    level = (255 * values).astype(np.uint8)
+    if tint == "heat":
+        inverse = 255 - level
+        pixels = np.stack([np.full_like(level, 255), inverse, inverse], axis=-1)
+        image = Image.fromarray(pixels, "RGB")
+    else:
+        image = Image.fromarray(level, "L")
+    image = image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -315,6 +315,74 @@ def score(
     )
 
 
+@app.command()
+def explain(
+    dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
+    model: str = typer.Option(..., help="One model, e.g. resnet18 or ARCH@SOURCE."),
+    samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
+    input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
+    seed: int = typer.Option(0),
+    cache_dir: Path = typer.Option(Path("var/cache"), help="Feature cache folder."),
+    param: list[str] = typer.Option([], help="layer_tree_fidelity parameter k=v (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole explanation as JSON."),
+) -> None:
+    """Why a model suits the data, layer by layer: decision trees over the binary ReLU codes of
+    a small MLP head on its pre-logits (Mouton & Davel 2022), in this process."""
+    from zoorank.errors import ZoorankError
+    from zoorank.explain.model import EXPLAIN_SCORE, explain_model
+    from zoorank.rank import RankOptions, _jsonable
+
+    options = RankOptions(
+        samples_per_class=samples_per_class,
+        input_size=input_size or None,
+        seed=seed,
+        score_params={EXPLAIN_SCORE: _params(param)} if param else {},
+    )
+    try:
+        found = explain_model(dataset, model, options, cache_dir=cache_dir, data_roots=_data_roots())
+    except ZoorankError as exc:
+        _fail(str(exc), code=1)
+        return
+    if as_json:
+        _print_json(_jsonable(found))
+        return
+    details = found["details"]
+    at_budget = details["kappa_at_budget"]
+    rows = [
+        {
+            "layer": layer["layer"],
+            "units": layer["width"],
+            "constant": layer["constant_units"],
+            "fidelity": layer["fidelity"],
+            "accuracy": layer["accuracy"],
+            "depth": layer["depth"],
+            "leaves": layer["leaves"],
+            f"fidelity@{details['leaf_budget']}": details["fidelity_at_budget"][i],
+            f"kappa@{details['leaf_budget']}": at_budget[i],
+        }
+        for i, layer in enumerate(details["layers"])
+    ]
+    _table(
+        list(rows[0]),
+        rows,
+        title=f"{found['model']} on {dataset}: MLP head held-out accuracy {details['mlp_accuracy']:.3f} "
+        f"({details['train_rows']} train / {details['held_out_rows']} held-out rows)",
+    )
+    typer.echo(
+        f"{EXPLAIN_SCORE} = {found['value']:.3f} (layer {details['best_layer']}; "
+        f"{found['seconds']:.1f} s, features {found['feature_seconds']:.1f} s)"
+    )
+    best = details["layers"][details["best_layer"] - 1]
+    for layer in details["layers"]:
+        if layer["note"]:
+            typer.secho(layer["note"], fg=typer.colors.YELLOW)
+    typer.echo(f"\nlayer {best['layer']} tree (full tree: depth {best['depth']}, {best['leaves']} leaves):")
+    typer.echo(best["rules"])
+    for split in best["splits"]:
+        top = ", ".join(f"feature {f['feature']} ({f['share']:.1%})" for f in split["top_features"])
+        typer.echo(f"{split['unit']} (on for {split['on_fraction']:.0%} of rows) is driven by {top}")
+
+
 # -- service ------------------------------------------------------------------------------
 
 

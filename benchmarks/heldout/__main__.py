@@ -1,6 +1,6 @@
 """``python -m benchmarks.heldout run|analyse`` -- the held-out ranking benchmark.
 
-``run [--workers N] [--kinds scores,train,extra]`` builds the targets and the 25-model pool,
+``run [--workers N] [--kinds scores,train,extra,trees,calib]`` builds the targets and the 25-model pool,
 then works through every unit not yet cached (results under ``benchmarks/results/heldout/``,
 features and model files under ``benchmarks/cache/heldout/``). Interrupt and rerun at will.
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout", description=__doc__)
     parser.add_argument("command", choices=("run", "analyse"))
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1 torch thread each)")
-    parser.add_argument("--kinds", default="scores,train,extra,calib", help="unit kinds to work on")
+    parser.add_argument("--kinds", default="scores,train,extra,trees,calib", help="unit kinds to work on")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (analyse)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")

@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.heldout.targets import TARGETS
 from benchmarks.heldout.work import (
-    EXTRA_SCORES,
+    EXTRA_KINDS,
     RESULTS,
     SEEDS,
     calib_scores,
@@ -95,14 +95,18 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
     facts: dict[str, Any] = {}
     for target in TARGETS:
         scores = {u["model"]: u for u in _load("scores", target.name)}
-        extras = {u["model"]: u for u in _load("extra", target.name)}
+        extras_by_kind = {kind: {u["model"]: u for u in _load(kind, target.name)} for kind in EXTRA_KINDS}
         runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
         for u in _load("train", target.name):
             runs[u["model"]][u["seed"]] = u
         complete = all(m in scores for m in labels) and all(
             s in runs.get(m, {}) for m in labels for s in SEEDS
         )
-        facts[target.name] = {"ref": target.ref, "complete": complete, "extras_complete": False}
+        facts[target.name] = {
+            "ref": target.ref,
+            "complete": complete,
+            "extras_complete": dict.fromkeys(EXTRA_KINDS, False),
+        }
         if not complete:
             continue
         errors = {u["error"] for u in scores.values() if u.get("error")}
@@ -112,7 +116,8 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
         merged = []
         for m in labels:
             unit = dict(scores[m])
-            unit["records"] = {**unit.get("records", {}), **extras.get(m, {}).get("records", {})}
+            for extras in extras_by_kind.values():
+                unit["records"] = {**unit.get("records", {}), **extras.get(m, {}).get("records", {})}
             merged.append(unit)
         values = _pool_values(merged)
         failed = {m: u["error"] for m in labels for u in runs[m].values() if u["error"]}
@@ -122,7 +127,9 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
             m: statistics.fmean(_final_train_accuracy(runs[m][s]["run"]) for s in SEEDS) for m in accuracy
         }
         facts[target.name] |= {
-            "extras_complete": all(m in extras for m in labels),
+            "extras_complete": {
+                kind: all(m in extras for m in labels) for kind, extras in extras_by_kind.items()
+            },
             "accuracy": accuracy,
             "accuracy_by_seed": {str(s): v for s, v in per_seed.items()},
             "train_accuracy": train_acc,
@@ -139,7 +146,10 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
             "seconds": {
                 "scores": sum(u["seconds"] for u in scores.values()),
                 "train": sum(u["seconds"] for m in labels for u in runs[m].values()),
-                "extra": sum(u["seconds"] for u in extras.values()),
+                **{
+                    kind: sum(u["seconds"] for u in extras.values())
+                    for kind, extras in extras_by_kind.items()
+                },
             },
         }
         done.append(TargetData(target.name, values, accuracy))
@@ -287,15 +297,23 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     if len(targets) < 3:
         raise SystemExit(f"only {len(targets)} complete targets; leave-one-out needs at least 3")
     eligible = score_names("scores")
-    extras = list(EXTRA_SCORES) if all(facts[t.name]["extras_complete"] for t in targets) else []
-    directions = {s: get_score(s).direction for s in [*eligible, *EXTRA_SCORES]}
+    extras = [
+        name
+        for kind, names in EXTRA_KINDS.items()
+        if all(facts[t.name]["extras_complete"][kind] for t in targets)
+        for name in names
+    ]
+    directions = {
+        s: get_score(s).direction for s in [*eligible, *(n for v in EXTRA_KINDS.values() for n in v)]
+    }
     candidates = procedures(eligible, directions)
     chosen, table = choose(candidates, targets, directions)
     nested = nested_heldout(candidates, targets, directions)
     policy = replace(
         chosen.fit(targets), temperature=fit_temperature(heldout_values(chosen, targets, directions))
     )
-    # Reported only (not candidates): the expensive Betti variants, as single scores.
+    # Reported only (not candidates): the expensive scores (Betti variants, layer trees), as
+    # single scores.
     for name in extras:
         table[f"single:{name}"] = {t.name: policy_tau(single(name).fit([]), t, directions) for t in targets}
 

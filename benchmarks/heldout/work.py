@@ -5,7 +5,8 @@
   service's :class:`~zoorank.features.cache.FeatureCache`;
 * ``train`` (target, model, seed): full fine-tuning (``zoorank.validate.finetune_accuracy``) at
   64 px with the target's split, its test, validation and final train accuracy;
-* ``extra`` (target, model): the expensive Betti variants a job computes only when asked.
+* ``extra`` and ``trees`` (target, model): the expensive scores a job computes only when asked
+  (Betti variants; layer-tree fidelity), see :data:`EXTRA_KINDS`.
 
 A unit's file holds its key: sha256 of the model's weights digest, the target's content
 fingerprint, the settings (score options or training schedule) and the seed. A unit is redone
@@ -37,7 +38,11 @@ log = logging.getLogger(__name__)
 RESULTS = Path("benchmarks/results/heldout")
 CACHE = Path("benchmarks/cache/heldout")
 SEEDS = (0, 1)
-EXTRA_SCORES = ("betti_decay", "betti_auc")
+# Unit kinds for scores a job computes only when asked (expensive): kind -> scores.
+EXTRA_KINDS: dict[str, tuple[str, ...]] = {
+    "extra": ("betti_decay", "betti_auc"),
+    "trees": ("layer_tree_fidelity",),
+}
 EXTRA_DATA_ROOTS: list[Path] = []  # tests add their own folders
 # Every run sees at least this many optimiser steps (and 8 epochs), so that random-init
 # models train too on the small targets. Every epoch runs (min_epochs = epochs): with early
@@ -51,7 +56,7 @@ def train_settings(target: Target) -> TrainSettings:
     """The fine-tuning schedule of one target (64 px, AdamW, cosine, early stopping)."""
     batch = 32
     steps_per_epoch = max(1, target.train_per_class * _num_classes(target.ref) // batch)
-    epochs = max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
+    epochs = max(MIN_EPOCHS, math.ceil((target.min_steps or MIN_STEPS) / steps_per_epoch))
     return TrainSettings(
         train_per_class=target.train_per_class,
         val_per_class=target.val_per_class,
@@ -146,7 +151,7 @@ def calib_scores() -> list[str]:
 def score_names(kind: str) -> list[str]:
     from zoorank.rank import resolve_scores
 
-    return list(EXTRA_SCORES) if kind == "extra" else resolve_scores(None)
+    return list(EXTRA_KINDS[kind]) if kind in EXTRA_KINDS else resolve_scores(None)
 
 
 def units(models: list[ZooModel], targets: tuple[Target, ...] = TARGETS) -> list[Unit]:
@@ -156,7 +161,7 @@ def units(models: list[ZooModel], targets: tuple[Target, ...] = TARGETS) -> list
     for target in targets:
         out += [Unit("scores", target, m) for m in models]
         out += [Unit("train", target, m, seed) for seed in SEEDS for m in models]
-    out += [Unit("extra", t, m) for t in targets for m in models]
+    out += [Unit(kind, t, m) for kind in EXTRA_KINDS for t in targets for m in models]
     out += [Unit("calib", t, m) for t in targets for m in models]
     return out
 
@@ -262,7 +267,7 @@ def run_train(unit: Unit) -> dict[str, Any]:
 def work(
     models: list[ZooModel],
     *,
-    kinds: tuple[str, ...] = ("scores", "train", "extra", "calib"),
+    kinds: tuple[str, ...] = ("scores", "train", *EXTRA_KINDS, "calib"),
     targets: tuple[Target, ...] = TARGETS,
 ) -> int:
     """Work through every unit not yet done (claiming each); returns how many this process did."""
@@ -282,7 +287,8 @@ def work(
             began = time.perf_counter()
             try:
                 with threadpool_limits(limits=1):
-                    run = {"scores": run_scores, "extra": run_scores, "train": run_train, "calib": run_calib}
+                    run = {"scores": run_scores, "train": run_train, "calib": run_calib}
+                    run |= {kind: run_scores for kind in EXTRA_KINDS}
                     payload = run[unit.kind](unit)
             except ZoorankError as exc:  # bad input (e.g. a one-class target): recorded, not retried
                 payload = {"error": f"{type(exc).__name__}: {exc}"}

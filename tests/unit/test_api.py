@@ -404,3 +404,30 @@ def test_leaderboard_ranks_only_comparable_results_and_defaults_to_the_default_r
     assert client.get("/v1/leaderboard").status_code == 422  # a dataset is required
     page = client.get("/", params={"dataset": "builtin:digits"})
     assert page.status_code == 200 and 'id="policy"' in page.text and "P(top-1)" in page.text
+
+
+def test_job_stores_and_shows_the_layer_tree_explanation(client):
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": ["mobilenetv2_100"],
+            "scores": ["layer_tree_fidelity"],
+            "options": {"samples_per_class": 10, "input_size": 32, "tap_images_per_class": 0},
+        },
+    )
+    assert response.status_code == 202, response.text
+    job = client.get(f"/v1/jobs/{response.json()['id']}").json()
+    (result,) = job["results"]
+    assert job["status"] == "succeeded" and result["error"] is None
+    details = result["details"]
+    assert [layer["layer"] for layer in details["layers"]] == [1, 2]
+    assert 0.0 <= details["layers"][0]["fidelity"] <= 1.0 and details["layers"][0]["rules"]
+    assert result["value"] == max(details["kappa_at_budget"])
+    (group, *_) = details["saliency"]
+    assert len(group["samples"]) == 3 and np.asarray(group["samples"][0]["map"]).shape == (32, 32)
+    page = client.get(f"/jobs/{job['id']}").text
+    assert 'id="explanations"' in page and "Trees per hidden layer of mobilenetv2_100" in page
+    assert page.count('src="data:image/png;base64,') == 2 * 3 * len(details["saliency"])
+    assert f"{details['layers'][0]['tree']['unit']} on" in page or "→ class" in page
+    assert "http://" not in page.split("<body>")[1] and "https://" not in page.split("<body>")[1]

@@ -1,0 +1,54 @@
+"""One model's layer-tree explanation on one dataset, in-process (``zoorank explain``).
+
+The explanation is the ``layer_tree_fidelity`` score's details: the same pass, features cache
+and options as a ranking job, so what ``zoorank explain`` prints is what a job stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zoorank.errors import ZoorankError
+
+EXPLAIN_SCORE = "layer_tree_fidelity"
+
+
+def explain_model(
+    dataset_ref: str,
+    model: str,
+    options: Any = None,
+    *,
+    cache_dir: str | Path | None = None,
+    data_roots: Sequence[str | Path] = (),
+) -> dict[str, Any]:
+    """``{"model", "dataset", "value", "seconds", "feature_seconds", "params", "details"}``.
+
+    Raises:
+        ZoorankError: an unknown model or dataset, unusable data, or a failure of the model's
+            pass or of the explanation (the message says which).
+    """
+    from zoorank.features.cache import FeatureCache
+    from zoorank.rank import RankOptions, prepare_dataset, score_model
+    from zoorank.zoo import get_model_spec
+
+    options = options or RankOptions()
+    options.validate()
+    spec = get_model_spec(model)
+    prepared = prepare_dataset(dataset_ref, options, data_roots=data_roots)
+    cache = FeatureCache(cache_dir) if cache_dir is not None else None
+    result = score_model(prepared, spec, [EXPLAIN_SCORE], options, cache=cache)
+    record = result.scores.get(EXPLAIN_SCORE)
+    if result.error or record is None or record.error:
+        reason = result.error or (record.error if record else "no result")
+        raise ZoorankError(f"{model} could not be explained on {dataset_ref}: {reason}")
+    return {
+        "model": spec.name,
+        "dataset": dataset_ref,
+        "value": record.value,
+        "seconds": record.seconds,
+        "feature_seconds": result.feature_seconds,
+        "params": record.params,
+        "details": record.details,
+    }
