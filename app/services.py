@@ -16,7 +16,7 @@ from app.db import crud
 from app.db.session import session_scope
 from app.settings import Settings
 from zoorank.data.refs import resolve_under_roots
-from zoorank.errors import InvalidInputError
+from zoorank.errors import Cancelled, InvalidInputError
 from zoorank.features.cache import FeatureCache
 from zoorank.rank import (
     VALUE_OPTIONS,
@@ -114,6 +114,8 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
         attempt = crud.start_model(
             session, job_id, model, sample_ids=sample_ids, fingerprint=prepared.dataset.fingerprint
         )
+    if attempt is None:
+        return {"model": model, "status": "cancelled"}
     if attempt > MAX_ATTEMPTS:
         return _fail(settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)")
 
@@ -121,12 +123,19 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
     last_write = 0.0
 
     def progress(images: int) -> None:
+        """After each batch: progress written (at most every 0.5 s), and a cancelled job stops
+        the pass there."""
         nonlocal done, last_write
         done += images
         if time.monotonic() - last_write > 0.5:
             last_write = time.monotonic()
             with session_scope(settings.database_url) as session:
-                crud.model_progress(session, job_id, model, done)
+                if crud.model_progress(session, job_id, model, done):
+                    raise Cancelled(f"job {job_id} cancelled")
+
+    def cancelled() -> bool:
+        with session_scope(settings.database_url) as session:
+            return crud.job_cancelled(session, job_id)
 
     try:
         result = score_model(
@@ -136,13 +145,19 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
             options,
             cache=FeatureCache(settings.cache_dir),
             progress=progress,
+            should_stop=cancelled,
         )
+    except Cancelled:
+        log.info("model %s of job %s stopped: the job was cancelled", model, job_id)
+        return {"model": model, "status": "cancelled"}
     except Exception as exc:  # score_model records its own errors; this is the last guard
         log.exception("model %s failed in job %s", model, job_id)
         return _fail(settings, job_id, model, f"{type(exc).__name__}: {exc}")
     if result.error is not None:
         return _fail(settings, job_id, model, result.error)
     with session_scope(settings.database_url) as session:
+        if crud.job_cancelled(session, job_id):  # cancelled after the last check: write nothing
+            return {"model": model, "status": "cancelled"}
         for record in result.scores.values():
             crud.upsert_score_result(
                 session,

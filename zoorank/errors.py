@@ -24,3 +24,8 @@ class UnknownNameError(InvalidInputError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class Cancelled(ZoorankError):
+    """The caller asked the work to stop (a cancelled job): raised between batches and
+    between scores, never recorded as the model's failure."""

@@ -27,7 +27,7 @@ import numpy as np
 from zoorank import __version__
 from zoorank.data import ImageDataset, class_balanced_rows, load_dataset, stratified_subsample
 from zoorank.data.subsample import check_class_counts
-from zoorank.errors import InvalidInputError, ZoorankError
+from zoorank.errors import Cancelled, InvalidInputError, ZoorankError
 from zoorank.features.cache import FeatureCache, feature_key
 from zoorank.features.extract import FeatureSet, extract_features, prelogits_and_logits, resolve_device
 from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
@@ -281,6 +281,7 @@ def score_model(
     cache: FeatureCache | None = None,
     progress: Callable[[int], None] | None = None,
     bootstrap_scores: Sequence[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ModelResult:
     """Features (cached) -> every requested score for one model. A failing score records its
     error and the others go on; a failing forward pass marks the whole model failed.
@@ -288,10 +289,22 @@ def score_model(
     The scores of the job's ranking policy (or ``bootstrap_scores``) that read arrays only and
     whose resamples fit the budget (:func:`zoorank.uncertainty.budgeted`) are also recomputed on
     ``options.bootstrap_resamples`` resamples of the rows; the values go to
-    ``details["bootstrap"]`` of their records (see :mod:`zoorank.uncertainty`)."""
+    ``details["bootstrap"]`` of their records (see :mod:`zoorank.uncertainty`).
+
+    Raises:
+        Cancelled: raised by ``progress`` (after a batch), or ``should_stop()`` turned true
+            before a score: the work stops and nothing is returned.
+    """
     versions = _versions()
+
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"{spec.name}: stopped on request")
+
     try:
         features, preprocessing, model = get_features(prepared, spec, options, cache, progress=progress)
+    except Cancelled:
+        raise
     except ZoorankError as exc:
         return ModelResult(model=spec.name, scores={}, error=str(exc), versions=versions)
     except Exception as exc:  # a model that cannot run must not take the job down
@@ -312,6 +325,7 @@ def score_model(
     records = {}
     by_size: dict[int | None, list[str]] = {}
     for name in score_names:
+        check()
         size = tap_input_size(
             get_score(name).resolve_params(options.score_params.get(name, {})), options.input_size
         )
@@ -320,7 +334,9 @@ def score_model(
         else:
             by_size.setdefault(size, []).append(name)
     for size, names in by_size.items():
+        check()
         records.update(_score_at_input_size(prepared, spec, names, options, size, cache))
+    check()
     wanted = job_policy(score_names).scores if bootstrap_scores is None else bootstrap_scores
     ok = {n: r.seconds for n, r in records.items() if r.value is not None}
     boot = bootstrap_values(

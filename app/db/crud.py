@@ -104,8 +104,13 @@ def cancel_job(session: Session, job: Job) -> bool:
     return True
 
 
-def start_model(session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str) -> int:
-    """Mark a (job, model) running; returns the attempt number (1 on first delivery)."""
+def start_model(
+    session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str
+) -> int | None:
+    """Mark a (job, model) running; returns the attempt number (1 on first delivery), or None
+    when the job was cancelled meanwhile (then nothing changes)."""
+    if job_cancelled(session, job_id):
+        return None
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
@@ -137,12 +142,22 @@ def set_model_status(session: Session, job_id: str, model: str, status: str) -> 
     )
 
 
-def model_progress(session: Session, job_id: str, model: str, images_done: int) -> None:
+def model_progress(session: Session, job_id: str, model: str, images_done: int) -> bool:
+    """Record progress; returns whether the job has been cancelled (the task then stops)."""
     session.execute(
         update(JobModel)
-        .where(JobModel.job_id == job_id, JobModel.model == model)
+        .where(JobModel.job_id == job_id, JobModel.model == model, JobModel.status == "running")
         .values(images_done=images_done)
     )
+    return job_cancelled(session, job_id)
+
+
+def job_cancelled(session: Session, job_id: str) -> bool:
+    """Whether the job is cancelled, reading its row under a lock (``FOR UPDATE`` where the
+    database has it) so that a cancel cannot commit between this check and the writes that
+    follow in the same transaction."""
+    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
+    return status == "cancelled"
 
 
 def finish_model(
@@ -165,8 +180,11 @@ def finish_model(
         }
     if status == "succeeded":
         values["images_done"] = JobModel.images_total
+    # A cancelled model stays cancelled, whatever its task was doing when the cancel came.
     session.execute(
-        update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(**values)
+        update(JobModel)
+        .where(JobModel.job_id == job_id, JobModel.model == model, JobModel.status != "cancelled")
+        .values(**values)
     )
 
 

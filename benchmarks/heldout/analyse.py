@@ -156,6 +156,41 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
     return done, facts
 
 
+def layer_tree_summary(pool: list[dict[str, Any]], target: str = "digits") -> dict[str, Any]:
+    """The ``trees`` units in brief: per model of the offline zoo (ImageNet and random twins) on
+    ``target``, each hidden layer's tree fidelity and accuracy, the score, and its cost; and the
+    score's cost over every unit."""
+    offline = [m["label"] for m in pool if m["kind"] in ("imagenet", "random")]
+    units = {u["model"]: u for u in _load("trees", target)}
+    every = [u for t in TARGETS for u in _load("trees", t.name)]
+    records = [u["records"]["layer_tree_fidelity"] for u in every if not u.get("error")]
+    per_model = {}
+    for label in offline:
+        record = units.get(label, {}).get("records", {}).get("layer_tree_fidelity")
+        if record is None or record.get("value") is None:
+            continue
+        details = record["details"]
+        per_model[label] = {
+            "value": record["value"],
+            "seconds": record["seconds"],
+            "mlp_accuracy": details["mlp_accuracy"],
+            "layers": [
+                {k: layer[k] for k in ("layer", "fidelity", "accuracy", "depth", "leaves")}
+                for layer in details["layers"]
+            ],
+            "kappa_at_budget": details["kappa_at_budget"],
+            "leaf_budget": details["leaf_budget"],
+        }
+    seconds = sorted(r["seconds"] for r in records if r.get("seconds") is not None)
+    return {
+        "target": target,
+        "per_model": per_model,
+        "units": len(every),
+        "score_seconds_median": statistics.median(seconds) if seconds else None,
+        "score_seconds_max": seconds[-1] if seconds else None,
+    }
+
+
 def _final_train_accuracy(run: dict[str, Any]) -> float:
     """Train accuracy after the last epoch (runs before it was recorded: of the tested,
     best-validation weights)."""
@@ -386,6 +421,7 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         "per_target_ci95": target_cis,
         "twins_above_random": twin_counts,
         "calibration": calibration(targets, fold_policies, directions, [m["label"] for m in pool]),
+        "layer_trees": layer_tree_summary(pool),
         "facts": facts,
     }
     (OUT / "heldout.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")

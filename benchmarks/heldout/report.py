@@ -15,6 +15,47 @@ def _ci(row: dict[str, Any]) -> str:
     return f"{row['mean']:+.3f} [{lo:+.2f}, {hi:+.2f}]"
 
 
+def _layer_trees(p: dict[str, Any]) -> list[str]:
+    trees = p.get("layer_trees") or {}
+    if not trees.get("per_model"):
+        return []
+    row = p["procedures"].get("single:layer_tree_fidelity")
+    lines = [
+        "",
+        f"## Layer-wise decision trees on {trees['target']} (offline zoo)",
+        "",
+        "`layer_tree_fidelity` (Mouton & Davel 2022): a 2 x 32 ReLU MLP head on the pre-logits; per"
+        " hidden layer a tree over the binary codes. Fidelity and accuracy of the full tree on held-out"
+        " rows; κ: chance-corrected fidelity at the leaf budget (the score is the best layer's).",
+        "",
+        "| model | head acc | L1 fidelity | L1 acc | L1 leaves | L2 fidelity | L2 acc | L2 leaves"
+        " | κ L1 | κ L2 | score | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, m in trees["per_model"].items():
+        cells = []
+        for layer in m["layers"][:2]:
+            cells += [f"{layer['fidelity']:.3f}", f"{layer['accuracy']:.3f}", str(layer["leaves"])]
+        kappas = " | ".join(f"{k:.3f}" for k in m["kappa_at_budget"][:2])
+        lines.append(
+            f"| {model} | {m['mlp_accuracy']:.3f} | {' | '.join(cells)} | {kappas} | {m['value']:.3f}"
+            f" | {m['seconds']:.2f} |"
+        )
+    if trees.get("score_seconds_median") is not None:
+        lines += [
+            "",
+            f"Score time over {trees['units']} units (the forward pass not included): median "
+            f"{trees['score_seconds_median']:.2f} s, max {trees['score_seconds_max']:.2f} s per model.",
+        ]
+    if row:
+        lines += [
+            "",
+            f"Held-out weighted τ of `layer_tree_fidelity` as a single score: mean {_ci(row)}; it is not a"
+            " candidate for the default (an expensive score, computed when asked).",
+        ]
+    return lines
+
+
 def markdown(p: dict[str, Any]) -> str:
     targets = p["targets"]
     h = p["headline"]
@@ -100,6 +141,7 @@ def markdown(p: dict[str, Any]) -> str:
         )
     if p.get("calibration"):
         lines += ["", "## Calibration of P(top-1) (held out)", "", p["calibration"]["markdown"]]
+    lines += _layer_trees(p)
     lines += ["", "## Final train accuracy per model (after the last epoch; mean over seeds)", ""]
     models = p["models"]
     lines.append("| model | " + " | ".join(targets) + " | mean |")

@@ -223,6 +223,47 @@ def test_cancel_stops_queued_work(settings, tmp_path):
     assert np.all([p["images_done"] == 0 for p in job["progress"]])
 
 
+def test_cancel_mid_model_stops_the_running_task(settings, tmp_path):
+    """The issue's case: cancel while a long model is mid-pass. The task stops at its next
+    batch, writes no result, and its model stays cancelled (before: it ran on, flipped to
+    succeeded and reached the leaderboard)."""
+    client = TestClient(create_app(settings))
+    options = {**OPTIONS, "samples_per_class": 0, "input_size": 128}  # a pass of ~30 s or more
+    log = tmp_path / "worker.log"
+    with celery_worker(settings, log=log):
+        job_id = client.post(
+            "/v1/jobs",
+            json={
+                "dataset": "builtin:digits",
+                "models": ["tf_efficientnet_lite2@random"],
+                "scores": ["logme"],
+                "options": options,
+            },
+        ).json()["id"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            progress = client.get(f"/v1/jobs/{job_id}").json()["progress"][0]
+            if progress["images_done"] > 0:
+                break
+            time.sleep(0.2)
+        assert 0 < progress["images_done"] < progress["images_total"], progress
+        cancelled_at = time.monotonic()
+        assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        while time.monotonic() < cancelled_at + 60 and "'status': 'cancelled'" not in log.read_text():
+            time.sleep(0.2)
+        stopped_after = time.monotonic() - cancelled_at
+        time.sleep(2)
+    text = log.read_text()
+    assert "'status': 'cancelled'" in text and "the job was cancelled" in text, text[-3000:]
+    assert stopped_after < 15, stopped_after  # stopped at a batch, not at the end of the pass
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["results"] == []
+    assert job["progress"][0]["status"] == "cancelled"
+    assert job["progress"][0]["images_done"] < job["progress"][0]["images_total"]
+    board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"})
+    assert board.json()["data"] == []
+
+
 def test_validation_job_on_a_real_worker(settings, tmp_path):
     client = TestClient(create_app(settings))
     body = {

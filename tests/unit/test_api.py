@@ -431,3 +431,59 @@ def test_job_stores_and_shows_the_layer_tree_explanation(client):
     assert page.count('src="data:image/png;base64,') == 2 * 3 * len(details["saliency"])
     assert f"{details['layers'][0]['tree']['unit']} on" in page or "→ class" in page
     assert "http://" not in page.split("<body>")[1] and "https://" not in page.split("<body>")[1]
+
+
+def _cancel_every_job(settings):
+    """Cancel the (one) job as a user's DELETE would, from inside the running task."""
+    from sqlalchemy import select
+
+    from app.db import crud
+    from app.db.models import Job
+    from app.db.session import session_scope
+
+    with session_scope(settings.database_url) as session:
+        for job in session.scalars(select(Job)).all():
+            crud.cancel_job(session, job)
+
+
+@pytest.mark.parametrize("when", ["between batches", "between scores"])
+def test_cancel_mid_model_stops_the_task_and_writes_nothing(client, settings, monkeypatch, when):
+    import zoorank.rank
+    from app.db import crud
+
+    if when == "between batches":
+        real_progress = crud.model_progress
+
+        def progress_then_cancel(session, job_id, model, images_done):
+            _cancel_every_job(settings)
+            return real_progress(session, job_id, model, images_done)
+
+        monkeypatch.setattr(crud, "model_progress", progress_then_cancel)
+    else:
+        real_run_score = zoorank.rank.run_score
+        scored: list[str] = []
+
+        def score_then_cancel(name, *args, **kwargs):
+            scored.append(name)
+            record = real_run_score(name, *args, **kwargs)
+            _cancel_every_job(settings)
+            return record
+
+        monkeypatch.setattr(zoorank.rank, "run_score", score_then_cancel)
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
+            "scores": ["logme", "leep"],
+            "options": OPTIONS,
+        },
+    )
+    assert response.status_code == 202, response.text
+    job = client.get(f"/v1/jobs/{response.json()['id']}").json()
+    assert job["status"] == "cancelled" and job["results"] == []
+    assert [p["status"] for p in job["progress"]] == ["cancelled", "cancelled"]
+    if when == "between scores":
+        assert scored == ["logme"]  # the second score of the first model never ran
+    board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
+    assert board["data"] == []
