@@ -122,20 +122,13 @@ def test_explain_in_process_table_json_and_errors(tmp_path):
     assert table.exit_code == 0, table.output
     assert "layer_tree_fidelity = " in table.output and "tree (full tree: depth" in table.output
     assert "is driven by feature" in table.output
-    as_json = runner.invoke(
-        app,
-        ["explain", "--dataset", "builtin:digits", "--model", "mobilenetv2_100", *common, "--json"]
-        + ["--param", "width=8", "--param", "saliency_samples=0"],
-    )
+    base = ["explain", "--dataset", "builtin:digits", "--model", "mobilenetv2_100", *common]
+    as_json = runner.invoke(app, [*base, "--json", "--param", "width=8", "--param", "saliency_samples=0"])
     found = json.loads(as_json.stdout)
     assert found["params"]["width"] == 8 and "saliency" not in found["details"]
     assert [layer["width"] for layer in found["details"]["layers"]] == [8, 8]
     assert found["value"] == max(found["details"]["kappa_at_budget"])
     unknown = runner.invoke(app, ["explain", "--dataset", "builtin:digits", "--model", "nope", *common])
     assert unknown.exit_code == 1 and "unknown model 'nope'" in unknown.output
-    bad_param = runner.invoke(
-        app,
-        ["explain", "--dataset", "builtin:digits", "--model", "mobilenetv2_100", *common]
-        + ["--param", "width=wide"],
-    )
+    bad_param = runner.invoke(app, [*base, "--param", "width=wide"])
     assert bad_param.exit_code == 1 and "'width' must be int" in bad_param.output
