@@ -6,9 +6,9 @@ members, more than ``max_bytes`` uncompressed, and anything not laid out as CLAS
 
 from __future__ import annotations
 
-import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +35,17 @@ def _strip_common_root(paths: list[PurePosixPath]) -> int:
 
 
 def extract_class_folders(archive: Path, target: Path, *, max_files: int, max_bytes: int) -> None:
-    """Extract image members to ``target/CLASS/NAME``; raises :class:`InvalidInputError`."""
+    """Extract image members to ``target/CLASS/NAME``; raises :class:`InvalidInputError`, also
+    for a corrupt archive (bad CRC, truncated stream)."""
+    try:
+        _extract(archive, target, max_files=max_files, max_bytes=max_bytes)
+    except (zipfile.BadZipFile, zlib.error, tarfile.TarError, EOFError) as exc:
+        raise InvalidInputError(
+            f"the archive is corrupt ({type(exc).__name__}: {exc}); upload it again", field="file"
+        ) from None
+
+
+def _extract(archive: Path, target: Path, *, max_files: int, max_bytes: int) -> None:
     members: list[tuple[PurePosixPath, Any, int]] = []
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -82,7 +92,8 @@ def _write(
     if sum(size for _, _, size in images) > max_bytes:
         raise InvalidInputError(f"the archive unpacks to more than {max_bytes // 2**20} MB", field="file")
     strip = _strip_common_root([p for p, _, _ in images])
-    for path, info, _ in images:
+    budget = max_bytes
+    for path, info, declared in images:
         parts = path.parts[strip:]
         if len(parts) != 2:
             raise InvalidInputError(
@@ -92,4 +103,19 @@ def _write(
         out = target / parts[0] / parts[1]
         out.parent.mkdir(parents=True, exist_ok=True)
         with open_member(info) as source, out.open("wb") as sink:
-            shutil.copyfileobj(source, sink)
+            budget -= _bounded_copy(source, sink, min(declared, budget), str(path))
+
+
+def _bounded_copy(source: Any, sink: Any, limit: int, name: str) -> int:
+    """Copy at most ``limit`` bytes; a member that holds more than that (more than it declared,
+    or than the upload's remaining allowance) is refused as soon as it passes the limit."""
+    written = 0
+    while chunk := source.read(1 << 20):
+        written += len(chunk)
+        if written > limit:
+            raise InvalidInputError(
+                f"archive member {name!r} unpacks to more than it declares or the upload allows",
+                field="file",
+            )
+        sink.write(chunk)
+    return written

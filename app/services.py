@@ -103,6 +103,13 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
             return {"model": model, "status": "cancelled"}
         dataset, scores, options = job.dataset, list(job.scores), RankOptions.from_dict(job.options)
         spec = crud.resolve_model(session, model)
+        # Counted before any work, so that a task killed while it loads the dataset (or the
+        # model) is an attempt too and cannot come back forever.
+        attempt = crud.start_model(session, job_id, model)
+    if attempt is None:
+        return {"model": model, "status": "cancelled"}
+    if attempt > MAX_ATTEMPTS:
+        return _fail(settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)")
     try:
         prepared = prepare_dataset(
             dataset, options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
@@ -111,13 +118,7 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
         return _fail(settings, job_id, model, f"dataset: {exc}")
     sample_ids = [int(i) for i in prepared.rows]
     with session_scope(settings.database_url) as session:
-        attempt = crud.start_model(
-            session, job_id, model, sample_ids=sample_ids, fingerprint=prepared.dataset.fingerprint
-        )
-    if attempt is None:
-        return {"model": model, "status": "cancelled"}
-    if attempt > MAX_ATTEMPTS:
-        return _fail(settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)")
+        crud.record_samples(session, job_id, model, sample_ids, prepared.dataset.fingerprint)
 
     done = 0
     last_write = 0.0

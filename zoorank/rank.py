@@ -17,6 +17,8 @@ import logging
 import math
 import time
 import traceback
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -67,10 +69,10 @@ class RankOptions:
                 f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}",
                 field="options",
             )
-        try:
-            parsed = cls(**options)
-        except TypeError as exc:
-            raise InvalidInputError(str(exc), field="options") from None
+        hints = typing.get_type_hints(cls)
+        for name, value in options.items():
+            _check_option_type(name, value, hints[name])
+        parsed = cls(**options)
         parsed.validate()
         return parsed
 
@@ -91,6 +93,28 @@ class RankOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_option_type(name: str, value: Any, hint: Any) -> None:
+    """``value`` fits the option's annotation (int, int | None, str, or a dict of per-score
+    parameter dicts); JSON's true/false are not integers. Raises :class:`InvalidInputError`."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
+    for kind in allowed:
+        if kind is type(None) and value is None:
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is str and isinstance(value, str):
+            return
+        if (
+            typing.get_origin(kind) is dict
+            and isinstance(value, dict)
+            and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
+        ):
+            return
+    wanted = {int: "an integer", str: "a string", type(None): "null"}
+    names = [wanted.get(k, "an object of {score: {parameter: value}}") for k in allowed]
+    raise InvalidInputError(f"options.{name} must be {' or '.join(names)}, got {value!r}", field="options")
 
 
 # The options that change a score's value: results computed under different values of these

@@ -104,11 +104,9 @@ def cancel_job(session: Session, job: Job) -> bool:
     return True
 
 
-def start_model(
-    session: Session, job_id: str, model: str, *, sample_ids: list[int], fingerprint: str
-) -> int | None:
-    """Mark a (job, model) running; returns the attempt number (1 on first delivery), or None
-    when the job was cancelled meanwhile (then nothing changes)."""
+def start_model(session: Session, job_id: str, model: str) -> int | None:
+    """Mark a (job, model) running and count the attempt; returns the attempt number (1 on
+    first delivery), or None when the job was cancelled meanwhile (then nothing changes)."""
     if job_cancelled(session, job_id):
         return None
     session.execute(
@@ -116,16 +114,27 @@ def start_model(
         .where(Job.id == job_id, Job.status == "queued")
         .values(status="running", started_at=utcnow())
     )
-    job = session.get(Job, job_id)
-    if job is not None and job.sample_ids is None:
-        job.sample_ids = sample_ids
-        job.dataset_fingerprint = fingerprint
     row = session.scalars(select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model)).one()
     row.attempts += 1
     row.status = "running"
     row.started_at = utcnow()
-    row.images_total = len(sample_ids)
     return row.attempts
+
+
+def record_samples(
+    session: Session, job_id: str, model: str, sample_ids: list[int], fingerprint: str
+) -> None:
+    """The rows the model's task scores (and, on the job's first task, the job's sample ids and
+    dataset fingerprint)."""
+    job = session.get(Job, job_id)
+    if job is not None and job.sample_ids is None:
+        job.sample_ids = sample_ids
+        job.dataset_fingerprint = fingerprint
+    session.execute(
+        update(JobModel)
+        .where(JobModel.job_id == job_id, JobModel.model == model)
+        .values(images_total=len(sample_ids))
+    )
 
 
 def start_job(session: Session, job_id: str) -> None:

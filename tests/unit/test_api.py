@@ -113,6 +113,16 @@ def test_job_lifecycle_and_leaderboard(client):
         ({"dataset": "builtin:digits", "scores": ["nope"]}, "scores", "unknown score"),
         ({"dataset": "builtin:digits", "options": {"input_size": 3}}, "options", "input_size"),
         ({"dataset": "builtin:digits", "options": {"colour": 1}}, "options", "unknown option"),
+        # every option of the wrong JSON type is a 422 naming it (these were 500s)
+        ({"dataset": "builtin:digits", "options": {"samples_per_class": "ten"}}, "options", "integer"),
+        ({"dataset": "builtin:digits", "options": {"input_size": "big"}}, "options", "integer or null"),
+        ({"dataset": "builtin:digits", "options": {"seed": True}}, "options", "options.seed"),
+        ({"dataset": "builtin:digits", "options": {"seed": [1]}}, "options", "options.seed"),
+        ({"dataset": "builtin:digits", "options": {"device": 5}}, "options", "a string"),
+        ({"dataset": "builtin:digits", "options": {"bootstrap_resamples": None}}, "options", "integer"),
+        ({"dataset": "builtin:digits", "options": {"score_params": "x"}}, "options", "score_params"),
+        ({"dataset": "builtin:digits", "options": {"score_params": {"logme": 1}}}, "options", "score_params"),
+        ({"dataset": "builtin:digits", "options": []}, "options", ""),
         ({"models": ["mobilenetv2_100"]}, "dataset", "Field required"),
         ({"dataset": "builtin:digits", "extra": 1}, "extra", ""),
     ],
@@ -245,6 +255,12 @@ def test_upload_refuses_links_corrupt_images_and_bombs(client, settings):
     )
     assert_problem(client.post("/v1/datasets", files={"file": ("b.zip", bomb)}), 422, "dataset", "pixels")
     assert_problem(client.post("/v1/datasets", files={"file": ("n.zip", b"plain text")}), 422, "file")
+    # a zip whose stored CRC does not match its content (was a 500)
+    damaged = bytearray(_zip({"a/1.png": b"0" * 100, "b/1.png": b"1" * 100}))
+    damaged[damaged.find(b"0" * 100)] = ord("9")
+    assert_problem(
+        client.post("/v1/datasets", files={"file": ("d.zip", bytes(damaged))}), 422, "file", "corrupt"
+    )
 
 
 def test_register_model_checks_weights(client, settings):
@@ -487,3 +503,41 @@ def test_cancel_mid_model_stops_the_task_and_writes_nothing(client, settings, mo
         assert scored == ["logme"]  # the second score of the first model never ran
     board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
     assert board["data"] == []
+
+
+class _Killed(BaseException):
+    """Stands for the worker process dying (SIGKILL): nothing after it runs in the task."""
+
+
+def test_a_task_killed_while_loading_the_dataset_counts_as_an_attempt(client, settings, monkeypatch):
+    from app.db import crud
+    from app.db.session import session_scope
+
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": ["mobilenetv2_100"],
+            "scores": ["logme"],
+            "options": OPTIONS,
+        },
+    )
+    job_id = response.json()["id"]  # attempt 1 ran inline and succeeded
+    loads = []
+
+    def killed_while_loading(*args, **kwargs):
+        loads.append(1)
+        raise _Killed
+
+    monkeypatch.setattr(services, "prepare_dataset", killed_while_loading)
+    with session_scope(settings.database_url) as session:  # as if queued again after a crash
+        crud.set_model_status(session, job_id, "mobilenetv2_100", "queued")
+    for _ in range(services.MAX_ATTEMPTS - 1):  # attempts 2.. MAX_ATTEMPTS die while loading
+        with pytest.raises(_Killed):
+            services.run_model(settings, job_id, "mobilenetv2_100")
+    # The redelivery after MAX_ATTEMPTS deaths gives up before touching the dataset again.
+    outcome = services.run_model(settings, job_id, "mobilenetv2_100")
+    assert outcome["status"] == "failed" and "gave up" in outcome["error"]
+    assert len(loads) == services.MAX_ATTEMPTS - 1
+    progress = client.get(f"/v1/jobs/{job_id}").json()["progress"][0]
+    assert progress["attempts"] == services.MAX_ATTEMPTS + 1 and progress["status"] == "failed"
