@@ -95,6 +95,14 @@ def job_models(settings: Settings, models: Sequence[str] | None) -> list[ModelSp
 def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
     """Compute every score of one (job, model) and upsert the results. Never raises for a
     model's own failure: it records it, so the chord's callback always runs."""
+    # A little before Celery's soft limit (which interrupts code stuck in one call), so that the
+    # task normally stops here, between batches or scores, with a clear reason.
+    limit = settings.task_soft_time_limit
+    deadline = time.monotonic() + limit - min(5.0, 0.1 * limit)
+    time_limit_reason = (
+        f"stopped after the task time limit of {settings.task_soft_time_limit} s "
+        "(ZOORANK_TASK_SOFT_TIME_LIMIT); the model's other work was not finished"
+    )
     with session_scope(settings.database_url) as session:
         job = crud.get_job(session, job_id)
         if job is None:
@@ -124,17 +132,21 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
     last_write = 0.0
 
     def progress(images: int) -> None:
-        """After each batch: progress written (at most every 0.5 s), and a cancelled job stops
-        the pass there."""
+        """After each batch: progress written (at most every 0.5 s); a cancelled job or a task
+        past its time limit stops the pass there."""
         nonlocal done, last_write
         done += images
+        if time.monotonic() > deadline:
+            raise Cancelled("time limit")
         if time.monotonic() - last_write > 0.5:
             last_write = time.monotonic()
             with session_scope(settings.database_url) as session:
                 if crud.model_progress(session, job_id, model, done):
                     raise Cancelled(f"job {job_id} cancelled")
 
-    def cancelled() -> bool:
+    def should_stop() -> bool:
+        if time.monotonic() > deadline:
+            return True
         with session_scope(settings.database_url) as session:
             return crud.job_cancelled(session, job_id)
 
@@ -146,9 +158,11 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
             options,
             cache=FeatureCache(settings.cache_dir),
             progress=progress,
-            should_stop=cancelled,
+            should_stop=should_stop,
         )
     except Cancelled:
+        if time.monotonic() > deadline:
+            return _fail(settings, job_id, model, time_limit_reason)
         log.info("model %s of job %s stopped: the job was cancelled", model, job_id)
         return {"model": model, "status": "cancelled"}
     except Exception as exc:  # score_model records its own errors; this is the last guard

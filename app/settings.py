@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     max_archive_files: int = 100_000
     worker_concurrency: int = 1
     auto_migrate: bool = True
+    # One model's task: past the soft limit it stops at its next batch or score and the model
+    # is marked failed with the reason; the hard limit (soft + 120 s) kills a task stuck inside
+    # one call. The Redis visibility timeout is set above the hard limit, so a running task is
+    # never redelivered to a second worker while it still runs.
+    task_soft_time_limit: int = Field(default=3600, ge=1)
+
+    @property
+    def task_time_limit(self) -> int:
+        return self.task_soft_time_limit + 120
+
+    @property
+    def visibility_timeout(self) -> int:
+        return self.task_time_limit + 300
 
     @field_validator("data_roots", "api_keys", mode="before")
     @classmethod

@@ -35,8 +35,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
             "store_processed": False,
         }
     elif settings.broker_url.startswith(("redis://", "rediss://")):
-        # Longer than any task: an unacked task is redelivered only after this.
-        transport_options = {"visibility_timeout": 3600}
+        # Longer than any task can run (its hard time limit): an unacked task is redelivered
+        # only after this, so never while it still runs elsewhere.
+        transport_options = {"visibility_timeout": settings.visibility_timeout}
     celery.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
@@ -44,6 +45,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         task_track_started=True,
         worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
         worker_concurrency=settings.worker_concurrency,
         task_serializer="json",
         result_serializer="json",

@@ -541,3 +541,57 @@ def test_a_task_killed_while_loading_the_dataset_counts_as_an_attempt(client, se
     assert len(loads) == services.MAX_ATTEMPTS - 1
     progress = client.get(f"/v1/jobs/{job_id}").json()["progress"][0]
     assert progress["attempts"] == services.MAX_ATTEMPTS + 1 and progress["status"] == "failed"
+
+
+def test_a_model_past_the_task_time_limit_is_failed_with_the_reason(tmp_path, monkeypatch):
+    """A score that takes too long (here: sleeps past the limit) stops the model at the next
+    check: the model is failed with the reason, the other models still run, the job is partial."""
+    import time as time_module
+
+    import zoorank.rank
+
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], task_soft_time_limit=8)
+    real_run_score = zoorank.rank.run_score
+    slow_model = {"calls": 0}
+
+    def slow_first_model(name, inputs, *args, **kwargs):
+        slow_model["calls"] += 1
+        if slow_model["calls"] == 1:
+            time_module.sleep(7.5)  # the first model's first score hangs past the limit
+        return real_run_score(name, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(zoorank.rank, "run_score", slow_first_model)
+
+    def inline_dispatch(job_id: str, models: list[str]) -> list[str]:
+        for model in models:
+            services.run_model(settings, job_id, model)
+        services.finalise_job(settings, job_id)
+        return []
+
+    client = TestClient(create_app(settings, dispatch=inline_dispatch, revoke=lambda ids: None))
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
+            "scores": ["logme", "leep"],
+            "options": OPTIONS,
+        },
+    )
+    job = client.get(f"/v1/jobs/{response.json()['id']}").json()
+    first, second = job["progress"]
+    assert first["status"] == "failed" and "time limit of 8 s" in first["error"]
+    assert second["status"] == "succeeded" and job["status"] == "partial"
+    assert {r["model"] for r in job["results"]} == {"mobilenetv2_100@random"}
+
+
+def test_task_time_limits_and_redis_visibility_timeout_follow_one_setting(tmp_path):
+    from workers.celery_app import make_celery
+
+    settings = Settings(
+        var_dir=tmp_path / "var", broker_url="redis://127.0.0.1:6379/0", task_soft_time_limit=100
+    )
+    conf = make_celery(settings).conf
+    assert (conf.task_soft_time_limit, conf.task_time_limit) == (100, 220)
+    # a running task is never redelivered to a second worker while it can still be running
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
