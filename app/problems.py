@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zoorank.errors import InvalidInputError, UnknownNameError
@@ -52,6 +53,26 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {"field": None, "message": "invalid request"}
         detail = f"{first['field'] or 'body'}: {first['message']}"
         return problem(422, "Invalid request", detail, field=first["field"] or None, errors=errors)
+
+    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        # The database is unreachable or restarting: the request can be retried, the next
+        # connection is made fresh (pool_pre_ping), so the API recovers by itself.
+        response = problem(
+            503,
+            "Service unavailable",
+            f"the database is unreachable ({type(exc).__name__}); retry in a few seconds",
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    for error in (OperationalError, InterfaceError, DisconnectionError):
+        app.add_exception_handler(error, _database_down)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await _database_down(request, exc)
+        return problem(500, "Internal error", "a database error; it is logged on the server")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,22 +1,63 @@
-"""Celery tasks: one per (job, model), and the chord callback that closes the job."""
+"""Celery tasks: one per (job, model), and the chord callback that closes the job.
+
+A database that is unreachable for a while (restarting, failing over) makes a task retry with
+growing pauses instead of failing: the job's record is in the database, so nothing is decided
+until it answers again. A model task that still cannot reach it after the retries returns a
+failure instead of raising, so that the chord's callback still runs and closes the job.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from celery import Task
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from app import services
 from app.settings import get_settings
 from workers.celery_app import celery_app
 
+log = logging.getLogger(__name__)
 
-@celery_app.task(name="zoorank.rank_model", acks_late=True, reject_on_worker_lost=True)
-def rank_model(job_id: str, model: str) -> dict[str, Any]:
-    return services.run_model(get_settings(), job_id, model)
+DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError)
+DATABASE_RETRIES = 6  # pauses 2, 4, 8, 16, 32, 60 s: about two minutes in all
 
 
-@celery_app.task(name="zoorank.finalise_job", acks_late=True, reject_on_worker_lost=True)
-def finalise_job(member_results: list[dict[str, Any]], job_id: str) -> str:
-    return services.finalise_job(get_settings(), job_id)
+def _pause(task: Task) -> int:
+    return int(min(60, 2 ** (task.request.retries + 1)))
+
+
+@celery_app.task(
+    bind=True,
+    name="zoorank.rank_model",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=DATABASE_RETRIES,
+)
+def rank_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
+    try:
+        return services.run_model(get_settings(), job_id, model)
+    except DATABASE_DOWN as exc:
+        if self.request.retries < DATABASE_RETRIES:
+            log.warning("job %s model %s: database unreachable (%s); retrying", job_id, model, exc)
+            raise self.retry(exc=exc, countdown=_pause(self)) from exc
+        log.error("job %s model %s: database unreachable after %d retries", job_id, model, DATABASE_RETRIES)
+        return {"model": model, "status": "failed", "error": f"database unreachable: {exc}"}
+
+
+@celery_app.task(
+    bind=True,
+    name="zoorank.finalise_job",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=DATABASE_RETRIES,
+)
+def finalise_job(self: Task, member_results: list[dict[str, Any]], job_id: str) -> str:
+    try:
+        return services.finalise_job(get_settings(), job_id)
+    except DATABASE_DOWN as exc:
+        raise self.retry(exc=exc, countdown=_pause(self)) from exc
 
 
 @celery_app.task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)

@@ -595,3 +595,29 @@ def test_task_time_limits_and_redis_visibility_timeout_follow_one_setting(tmp_pa
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (100, 220)
     # a running task is never redelivered to a second worker while it can still be running
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+
+
+def test_database_unreachable_is_a_503_problem_and_the_api_recovers(settings, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from app.db import crud
+
+    down = Settings(
+        var_dir=settings.var_dir,
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/test",  # nothing listens there
+        auto_migrate=False,
+    )
+    response = TestClient(create_app(down, dispatch=lambda j, m: [], revoke=lambda ids: None)).get("/v1/jobs")
+    assert_problem(response, 503, contains="database is unreachable")
+    assert response.headers["retry-after"] == "5"
+
+    client = TestClient(create_app(settings, dispatch=lambda j, m: [], revoke=lambda ids: None))
+    real = crud.get_job
+
+    def outage(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(crud, "get_job", outage)
+    assert_problem(client.get("/v1/jobs/abc"), 503)
+    monkeypatch.setattr(crud, "get_job", real)
+    assert_problem(client.get("/v1/jobs/abc"), 404)  # recovered: the next request is answered
