@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from celery import chord, group
 
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class CeleryDispatcher:
@@ -15,6 +18,7 @@ class CeleryDispatcher:
     def __init__(self, settings: Settings) -> None:
         from workers.celery_app import make_celery
 
+        self.settings = settings
         self.celery = make_celery(settings)
 
     def dispatch(self, job_id: str, models: list[str]) -> list[str]:
@@ -26,6 +30,25 @@ class CeleryDispatcher:
         result = chord(members, app=self.celery)(callback)
         ids = [child.id for child in (result.parent.results if result.parent is not None else [])]
         return [*ids, result.id]
+
+    def send_model(self, job_id: str, model: str) -> None:
+        """One model's task again, outside any chord (the sweeper closes the job)."""
+        self.celery.send_task("zoorank.rank_model", args=(job_id, model))
+
+    def queue_depth(self) -> int | None:
+        """Messages waiting in the broker's queue; None where the transport cannot tell."""
+        url = self.settings.broker_url
+        if url.startswith("filesystem://"):
+            return None  # messages are files: nothing is lost with a restart
+        try:
+            with self.celery.connection_for_write() as connection:
+                # Redis deletes an empty list, so a passive declare would fail there.
+                passive = not url.startswith(("redis://", "rediss://"))
+                declared = connection.default_channel.queue_declare(queue="zoorank", passive=passive)
+                return int(declared.message_count)
+        except Exception as exc:
+            log.warning("queue depth unknown: %s", exc)
+            return None
 
     def dispatch_validation(self, job_id: str) -> list[str]:
         """One ``zoorank.validate_job`` task: training is sequential on a worker anyway."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
@@ -33,7 +34,20 @@ def create_app(
     from app.dispatch import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = None
+        if settings.sweep_interval > 0:
+            from app import sweeper
+
+            stop = sweeper.start(settings, dispatcher.send_model, dispatcher.queue_depth)
+        yield
+        if stop is not None:
+            stop.set()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="zoorank",
         version="0.1.0",
         description="Which pretrained model should you fine-tune? Transferability ranking of a model zoo.",

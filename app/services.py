@@ -8,6 +8,7 @@ tests run them directly and keeps the tasks thin.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -92,17 +93,17 @@ def job_models(settings: Settings, models: Sequence[str] | None) -> list[ModelSp
     return specs
 
 
-def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
+def run_model(settings: Settings, job_id: str, model: str, task_id: str | None = None) -> dict[str, Any]:
     """Compute every score of one (job, model) and upsert the results. Never raises for a
-    model's own failure: it records it, so the chord's callback always runs."""
+    model's own failure: it records it, so the chord's callback always runs.
+
+    ``task_id`` is the Celery task running it: a second task for the same model (a re-send by
+    :mod:`app.sweeper`, or a late duplicate) does nothing while this one's heartbeat is fresh.
+    """
     # A little before Celery's soft limit (which interrupts code stuck in one call), so that the
     # task normally stops here, between batches or scores, with a clear reason.
     limit = settings.task_soft_time_limit
     deadline = time.monotonic() + limit - min(5.0, 0.1 * limit)
-    time_limit_reason = (
-        f"stopped after the task time limit of {settings.task_soft_time_limit} s "
-        "(ZOORANK_TASK_SOFT_TIME_LIMIT); the model's other work was not finished"
-    )
     with session_scope(settings.database_url) as session:
         job = crud.get_job(session, job_id)
         if job is None:
@@ -113,11 +114,44 @@ def run_model(settings: Settings, job_id: str, model: str) -> dict[str, Any]:
         spec = crud.resolve_model(session, model)
         # Counted before any work, so that a task killed while it loads the dataset (or the
         # model) is an attempt too and cannot come back forever.
-        attempt = crud.start_model(session, job_id, model)
-    if attempt is None:
+        claim = crud.start_model(session, job_id, model, runner=task_id, stale_after=settings.stale_after)
+    if claim == "cancelled":
         return {"model": model, "status": "cancelled"}
-    if attempt > MAX_ATTEMPTS:
+    if isinstance(claim, str):
+        return {"model": model, "status": "skipped", "reason": claim}
+    if claim > MAX_ATTEMPTS:
         return _fail(settings, job_id, model, f"gave up after {MAX_ATTEMPTS} attempts (worker lost)")
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.stale_after / 4):
+            try:
+                with session_scope(settings.database_url) as session:
+                    crud.heartbeat(session, job_id, model)
+            except Exception as exc:  # a database blip: the next beat tries again
+                log.warning("heartbeat of %s in job %s failed: %s", model, job_id, exc)
+
+    threading.Thread(target=beat, name=f"heartbeat-{model}", daemon=True).start()
+    try:
+        return _run_claimed(settings, job_id, model, dataset, scores, options, spec, deadline)
+    finally:
+        stop.set()
+
+
+def _run_claimed(
+    settings: Settings,
+    job_id: str,
+    model: str,
+    dataset: str,
+    scores: list[str],
+    options: RankOptions,
+    spec: ModelSpec,
+    deadline: float,
+) -> dict[str, Any]:
+    time_limit_reason = (
+        f"stopped after the task time limit of {settings.task_soft_time_limit} s "
+        "(ZOORANK_TASK_SOFT_TIME_LIMIT); the model's other work was not finished"
+    )
     try:
         prepared = prepare_dataset(
             dataset, options, data_roots=settings.data_roots, upload_dir=settings.upload_dir

@@ -37,7 +37,7 @@ def _pause(task: Task) -> int:
 )
 def rank_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
     try:
-        return services.run_model(get_settings(), job_id, model)
+        return services.run_model(get_settings(), job_id, model, task_id=self.request.id)
     except DATABASE_DOWN as exc:
         if self.request.retries < DATABASE_RETRIES:
             log.warning("job %s model %s: database unreachable (%s); retrying", job_id, model, exc)

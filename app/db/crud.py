@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -104,21 +105,72 @@ def cancel_job(session: Session, job: Job) -> bool:
     return True
 
 
-def start_model(session: Session, job_id: str, model: str) -> int | None:
-    """Mark a (job, model) running and count the attempt; returns the attempt number (1 on
-    first delivery), or None when the job was cancelled meanwhile (then nothing changes)."""
+def start_model(
+    session: Session, job_id: str, model: str, *, runner: str | None = None, stale_after: float = 60.0
+) -> int | str:
+    """Claim a (job, model) for the task ``runner`` and count the attempt.
+
+    Returns the attempt number (1 on first delivery), or why the task must do nothing:
+    ``"cancelled"`` (the job was cancelled), ``"done"`` (the model already finished: a late
+    duplicate), ``"running"`` (another task runs it and its heartbeat is fresh). The same task
+    delivered again after its worker died (same ``runner``) takes over at once; another task
+    only once the heartbeat is older than ``stale_after`` seconds.
+    """
     if job_cancelled(session, job_id):
-        return None
+        return "cancelled"
+    row = session.scalars(
+        select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).with_for_update()
+    ).one()
+    if row.status in TERMINAL:
+        return "done"
+    if row.status == "running" and runner is not None and row.runner not in (None, runner):
+        beat = row.heartbeat_at or row.started_at
+        if beat is not None and (utcnow() - as_utc(beat)).total_seconds() < stale_after:
+            return "running"
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
         .values(status="running", started_at=utcnow())
     )
-    row = session.scalars(select(JobModel).where(JobModel.job_id == job_id, JobModel.model == model)).one()
     row.attempts += 1
     row.status = "running"
-    row.started_at = utcnow()
+    row.runner = runner
+    row.started_at = row.heartbeat_at = utcnow()
     return row.attempts
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite gives naive datetimes back; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def heartbeat(session: Session, job_id: str, model: str) -> None:
+    session.execute(
+        update(JobModel)
+        .where(JobModel.job_id == job_id, JobModel.model == model, JobModel.status == "running")
+        .values(heartbeat_at=utcnow())
+    )
+
+
+def open_jobs(session: Session) -> list[Job]:
+    """Ranking jobs not yet finished, oldest first."""
+    query = select(Job).where(Job.kind == "ranking", Job.status.in_(["queued", "running"]))
+    return list(session.scalars(query.order_by(Job.created_at)))
+
+
+def mark_resent(session: Session, row_id: int, before: datetime) -> bool:
+    """Record a re-send of a model's task unless another sweeper did since ``before``;
+    returns whether this caller may send it (at most one re-send per period, many APIs)."""
+    result = session.execute(
+        update(JobModel)
+        .where(
+            JobModel.id == row_id,
+            (JobModel.resent_at.is_(None)) | (JobModel.resent_at < before),
+        )
+        .values(resent_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def record_samples(

@@ -57,6 +57,11 @@ class JobModel(Base):
     from_cache: Mapped[bool | None] = mapped_column(nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Written every few seconds by the task that runs the model; a running model without a
+    # recent heartbeat lost its worker (see app.sweeper).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    runner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # its task's id
+    resent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ScoreResult(Base):

@@ -25,7 +25,7 @@ def eager(monkeypatch):
 def test_a_model_task_retries_while_the_database_is_down_then_succeeds(eager, monkeypatch):
     calls = []
 
-    def flaky(settings, job_id, model):
+    def flaky(settings, job_id, model, task_id=None):
         calls.append(model)
         if len(calls) <= 2:
             raise _outage()
@@ -39,7 +39,7 @@ def test_a_model_task_retries_while_the_database_is_down_then_succeeds(eager, mo
 def test_a_model_task_gives_up_with_a_result_so_the_chord_still_closes_the_job(eager, monkeypatch):
     calls = []
 
-    def down(settings, job_id, model):
+    def down(settings, job_id, model, task_id=None):
         calls.append(model)
         raise _outage()
 
