@@ -26,6 +26,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ZOORANK_CACHE_DIR": str(settings.cache_dir),
         "ZOORANK_DATA_ROOTS": ",".join(str(p) for p in settings.data_roots),
         "ZOORANK_DEVICE": "cpu",
+        "ZOORANK_STALE_AFTER": str(settings.stale_after),
+        "ZOORANK_TASK_SOFT_TIME_LIMIT": str(settings.task_soft_time_limit),
     }
 
 

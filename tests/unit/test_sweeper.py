@@ -21,7 +21,9 @@ MODELS = ["mobilenetv2_100", "mobilenetv2_100@random"]
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], stale_after=60, resend_after=300)
+    return Settings(
+        var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], stale_after=60, resend_after=300
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""Settings for the integration tests: the embedded defaults, and PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+from app.settings import Settings
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _postgres_url() -> str:
+    return os.environ.get("ZOORANK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["embedded", "postgres-redis"])
+def settings(request, tmp_path):
+    if request.param == "embedded":
+        yield Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
+        return
+    if not _reachable("127.0.0.1", 5432) or not _reachable("127.0.0.1", 6379):
+        pytest.skip(
+            "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not running; "
+            "start them as the README says"
+        )
+    import sqlalchemy as sa
+
+    schema = f"t{uuid.uuid4().hex[:12]}"  # an own schema per test: parallel runs never collide
+    admin = sa.create_engine(_postgres_url())
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    redis_db = 1 + int(uuid.uuid4().int % 14)
+    url = f"{_postgres_url()}?options=-csearch_path%3D{schema}"
+    yield Settings(
+        var_dir=tmp_path / "var",
+        data_roots=[tmp_path / "data"],
+        database_url=url,
+        broker_url=f"redis://127.0.0.1:6379/{redis_db}",
+    )
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

@@ -1,0 +1,158 @@
+"""Faults as they happen, with real `celery worker` processes: a whole worker killed -9 (parent
+and pool), the broker restarted without its data. The database is the record of the work and
+the sweeper (run by the API) re-sends what was lost; every (job, model, score) row is written
+exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import sweeper
+from app.dispatch import CeleryDispatcher
+from app.main import create_app
+from app.settings import Settings
+from tests.service_harness import celery_worker, wait_for_job
+
+pytestmark = pytest.mark.integration
+
+OPTIONS = {"samples_per_class": 10, "input_size": 32, "tap_images_per_class": 0}
+
+
+def _with(settings: Settings, **changes: object) -> Settings:
+    return Settings(**{**settings.model_dump(), **changes})
+
+
+def _wait_running(client: TestClient, job_id: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if any(p["images_done"] > 0 for p in job["progress"]):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never started: {job}")
+
+
+def _kill_whole_worker(pid: int) -> None:
+    """SIGKILL the worker's parent and its pool children at once, as a host crash would."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            children = [int(p) for p in handle.read().split()]
+    except OSError:
+        children = []
+    for victim in [pid, *children]:
+        os.kill(victim, signal.SIGKILL)
+
+
+def _one_row_per_result(job: dict) -> None:
+    keys = [(r["model"], r["score"]) for r in job["results"]]
+    assert len(keys) == len(set(keys)) == len(job["models"]) * len(job["scores"]), keys
+
+
+def test_whole_worker_killed_then_another_worker_finishes_the_job(settings, tmp_path):
+    fast = _with(settings, stale_after=6.0)
+    client = TestClient(create_app(fast))
+    dispatcher = CeleryDispatcher(fast)
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["tf_efficientnet_lite2@random"],
+        "scores": ["logme"],
+        "options": {**OPTIONS, "samples_per_class": 0, "input_size": 128},  # long enough to be killed
+    }
+    with celery_worker(fast, log=tmp_path / "first.log") as worker:
+        job_id = client.post("/v1/jobs", json=body).json()["id"]
+        _wait_running(client, job_id)
+        _kill_whole_worker(worker.pid)
+        worker.wait()
+    killed_at = time.monotonic()
+    stop = sweeper.start(_with(fast, sweep_interval=1.0), dispatcher.send_model, dispatcher.queue_depth)
+    try:
+        with celery_worker(fast, log=tmp_path / "second.log"):
+            job = wait_for_job(client, job_id, timeout=300)
+    finally:
+        stop.set()
+    elapsed = time.monotonic() - killed_at
+    log = (tmp_path / "second.log").read_text()[-3000:]
+    assert job["status"] == "succeeded", (job, log)
+    assert job["progress"][0]["attempts"] == 2
+    _one_row_per_result(job)
+    # Bound: stale_after + a sweep + the model's own pass, not the broker's visibility timeout.
+    assert elapsed < fast.stale_after + 2 + 240, elapsed
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """An own redis-server (the machine's shared one is never restarted by tests)."""
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("redis-server did not start")
+
+
+def test_redis_restarted_mid_job_the_job_still_completes(tmp_path):
+    if subprocess.run(["which", "redis-server"], capture_output=True).returncode != 0:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    redis = _redis(port, tmp_path)
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        data_roots=[tmp_path / "data"],
+        broker_url=f"redis://127.0.0.1:{port}/0",
+        stale_after=6.0,
+        resend_after=3.0,
+        sweep_interval=1.0,
+    )
+    client = TestClient(create_app(settings))
+    dispatcher = CeleryDispatcher(settings)
+    models = [
+        "mobilenetv2_100",
+        "mobilenetv2_100@random",
+        "tf_efficientnet_lite0",
+        "tf_efficientnet_lite0@random",
+    ]
+    body = {"dataset": "builtin:digits", "models": models, "scores": ["logme"], "options": OPTIONS}
+    stop = None
+    try:
+        with celery_worker(settings, log=tmp_path / "worker.log"):
+            job_id = client.post("/v1/jobs", json=body).json()["id"]
+            _wait_running(client, job_id)
+            # Redis keeps nothing on disk: the queued messages and the chord's state are gone.
+            redis.kill()
+            redis.wait()
+            redis = _redis(port, tmp_path)
+            restarted_at = time.monotonic()
+            stop = sweeper.start(settings, dispatcher.send_model, dispatcher.queue_depth)
+            job = wait_for_job(client, job_id, timeout=300)
+            elapsed = time.monotonic() - restarted_at
+    finally:
+        if stop is not None:
+            stop.set()
+        redis.kill()
+        redis.wait()
+    log = (tmp_path / "worker.log").read_text()[-3000:]
+    assert job["status"] == "succeeded", (job, log)
+    _one_row_per_result(job)
+    assert elapsed < 180, elapsed
