@@ -61,11 +61,48 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+# Any fixed 64-bit number: the PostgreSQL advisory lock that serialises schema upgrades.
+_MIGRATION_LOCK = 0x7A6F6F72616E6B  # "zoorank"
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply the Alembic migrations up to ``revision``."""
+    """Apply the Alembic migrations up to ``revision``, one process at a time: an API and its
+    workers starting together on an empty database do not race (the first migrates, the others
+    wait and then find the schema at head)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    with _migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    if url.startswith("sqlite"):
+        import fcntl
+
+        path = url.split("///", 1)[-1]
+        if not path or path == ":memory:":
+            yield
+            return
+        lock = Path(f"{path}.migrate-lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    from sqlalchemy import text
+
+    with get_engine(url).connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+            connection.commit()
 
 
 def current_revision(url: str) -> str | None:
