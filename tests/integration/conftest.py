@@ -53,3 +53,36 @@ def settings(request, tmp_path):
     with admin.begin() as connection:
         connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture
+def rabbitmq_settings(tmp_path):
+    """PostgreSQL (an own schema) with RabbitMQ, Celery's reference broker, as the broker."""
+    if not _reachable("127.0.0.1", 5432) or not _reachable("127.0.0.1", 5672):
+        pytest.skip("PostgreSQL (127.0.0.1:5432) or RabbitMQ (127.0.0.1:5672) is not running")
+    import sqlalchemy as sa
+    from kombu import Connection
+
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(_postgres_url())
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    broker = "amqp://guest:guest@127.0.0.1:5672//"
+
+    def purge() -> None:  # the queue is shared by every run on this broker
+        with Connection(broker) as connection:
+            channel = connection.default_channel
+            channel.queue_declare(queue="zoorank", durable=True, auto_delete=False)
+            channel.queue_purge("zoorank")
+
+    purge()
+    yield Settings(
+        var_dir=tmp_path / "var",
+        data_roots=[tmp_path / "data"],
+        database_url=f"{_postgres_url()}?options=-csearch_path%3D{schema}",
+        broker_url=broker,
+    )
+    purge()
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

@@ -156,3 +156,20 @@ def test_redis_restarted_mid_job_the_job_still_completes(tmp_path):
     assert job["status"] == "succeeded", (job, log)
     _one_row_per_result(job)
     assert elapsed < 180, elapsed
+
+
+def test_rabbitmq_broker_end_to_end(rabbitmq_settings, tmp_path):
+    """amqp:// works as the broker: a job over two models succeeds, the sweeper can read the
+    queue's depth, and nothing is left queued."""
+    settings = rabbitmq_settings
+    client = TestClient(create_app(settings))
+    models = ["mobilenetv2_100", "mobilenetv2_100@random"]
+    with celery_worker(settings, log=tmp_path / "worker.log"):
+        job_id = client.post(
+            "/v1/jobs",
+            json={"dataset": "builtin:digits", "models": models, "scores": ["logme"], "options": OPTIONS},
+        ).json()["id"]
+        job = wait_for_job(client, job_id, timeout=240)
+    assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text()[-3000:])
+    _one_row_per_result(job)
+    assert CeleryDispatcher(settings).queue_depth() == 0
