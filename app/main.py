@@ -57,6 +57,7 @@ def create_app(
     api.state.revoke = revoke or dispatcher.revoke
     api.state.dispatch_validation = dispatch_validation or dispatcher.dispatch_validation
     api.state.ping_broker = dispatcher.ping_broker
+    api.state.queue_depth = dispatcher.queue_depth
     problems.install(api)
     api.include_router(health.router)
     api.include_router(jobs.router)

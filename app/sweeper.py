@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from app import services
+from app import metrics, services
 from app.db import crud
 from app.db.models import utcnow
 from app.db.session import session_scope
@@ -78,6 +78,9 @@ def sweep(
             report.closed.append((job_id, services.finalise_job(settings, job_id)))
     for job_id, model in [*report.resent_stale, *report.resent_lost]:
         send(job_id, model)
+    metrics.SWEEPER_RESENT.labels("stale heartbeat").inc(len(report.resent_stale))
+    metrics.SWEEPER_RESENT.labels("lost message").inc(len(report.resent_lost))
+    metrics.SWEEPER_CLOSED.inc(len(report.closed))
     if report.resent_stale or report.resent_lost or report.closed:
         log.warning(
             "sweep: re-sent %d stale and %d lost model tasks, closed %d jobs",

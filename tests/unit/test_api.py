@@ -621,3 +621,24 @@ def test_database_unreachable_is_a_503_problem_and_the_api_recovers(settings, mo
     assert_problem(client.get("/v1/jobs/abc"), 503)
     monkeypatch.setattr(crud, "get_job", real)
     assert_problem(client.get("/v1/jobs/abc"), 404)  # recovered: the next request is answered
+
+
+def test_metrics_report_the_work_from_the_database(client):
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
+        "scores": ["logme", "leep"],
+        "options": OPTIONS,
+    }
+    assert client.post("/v1/jobs", json=body).status_code == 202
+    assert client.post("/v1/jobs", json={**body, "models": ["resnet10t@file:nowhere.pth"]}).status_code == 422
+    text = client.get("/metrics").text
+    assert 'zoorank_jobs{kind="ranking",status="succeeded"} 1.0' in text
+    assert 'zoorank_job_models{status="succeeded"} 2.0' in text
+    assert (
+        'zoorank_score_results{score="logme"} 2.0' in text
+        and 'zoorank_score_results{score="leep"} 2.0' in text
+    )
+    assert 'zoorank_model_feature_seconds_sum{model="mobilenetv2_100"}' in text
+    assert "zoorank_queue_depth -1.0" in text  # the embedded filesystem broker cannot tell
+    assert 'zoorank_http_requests_total{method="POST",route="/v1/jobs",status="422"}' in text
