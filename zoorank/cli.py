@@ -38,7 +38,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    """A comma-separated option: None when not given; an empty string gives [] (which the
+    library refuses with a clear message, as the API does)."""
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -192,9 +194,16 @@ def rank(
         _fail(str(exc))
         return
     bar.close()
+    failed = [r for r in result.results if r.error]
     if as_json:
         _print_json(result.to_dict())
+        if failed and len(failed) == len(result.results):
+            raise typer.Exit(1)
         return
+    if failed and len(failed) == len(result.results):
+        for r in failed:
+            typer.secho(f"{r.model} failed: {r.error}", fg=typer.colors.RED, err=True)
+        _fail(f"every model failed ({len(failed)} of {len(failed)}); nothing was ranked", code=1)
     print_ranking(
         result.to_dict()["ranking"],
         {r.model: {s: v.value for s, v in r.scores.items()} for r in result.results},
@@ -202,9 +211,14 @@ def rank(
         title=f"{dataset}: {len(result.sample_ids)} images, "
         f"{options.input_size or 'native'} px, {result.seconds:.1f} s",
     )
-    for r in result.results:
-        if r.error:
-            typer.secho(f"{r.model} failed: {r.error}", fg=typer.colors.YELLOW, err=True)
+    for r in failed:
+        typer.secho(f"{r.model} failed: {r.error}", fg=typer.colors.YELLOW, err=True)
+    if failed:
+        typer.secho(
+            f"partial ranking: {len(failed)} of {len(result.results)} models failed (listed above)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 MAX_TABLE_SCORES = 6

@@ -182,10 +182,16 @@ class ModelResult:
 
 
 def resolve_scores(names: Sequence[str] | None) -> list[str]:
-    """Requested score names (validated), or the default set: every score that is not
-    ``expensive``."""
-    if names is None or len(names) == 0:
+    """Requested score names (validated), or, when none are given (None), the default set:
+    every score that is not ``expensive``. An empty list is refused: it is never the default.
+    (A validation job may ask for ground truth alone; it does not call this with [].)"""
+    if names is None:
         return [n for n in list_scores() if get_score(n).cost != "expensive"]
+    if len(names) == 0:
+        raise InvalidInputError(
+            "the score list is empty; name at least one score, or leave it out for the default set",
+            field="scores",
+        )
     for name in names:
         get_score(name)
     return list(dict.fromkeys(names))

@@ -111,6 +111,7 @@ def test_job_lifecycle_and_leaderboard(client):
             "outside",
         ),
         ({"dataset": "builtin:digits", "scores": ["nope"]}, "scores", "unknown score"),
+        ({"dataset": "builtin:digits", "scores": []}, "scores", "score list is empty"),
         ({"dataset": "builtin:digits", "options": {"input_size": 3}}, "options", "input_size"),
         ({"dataset": "builtin:digits", "options": {"colour": 1}}, "options", "unknown option"),
         # every option of the wrong JSON type is a 422 naming it (these were 500s)

@@ -132,3 +132,21 @@ def test_explain_in_process_table_json_and_errors(tmp_path):
     assert unknown.exit_code == 1 and "unknown model 'nope'" in unknown.output
     bad_param = runner.invoke(app, [*base, "--param", "width=wide"])
     assert bad_param.exit_code == 1 and "'width' must be int" in bad_param.output
+
+
+def test_rank_exit_codes_empty_lists_and_all_failed(tmp_path):
+    common = ["--samples-per-class", "8", "--input-size", "32", "--cache-dir", str(tmp_path)]
+    empty_models = runner.invoke(app, ["rank", "--dataset", "builtin:digits", "--models", "", *common])
+    assert empty_models.exit_code == 2 and "model list is empty" in empty_models.output
+    empty_scores = runner.invoke(
+        app, ["rank", "--dataset", "builtin:digits", "--models", "mobilenetv2_100", "--scores", "", *common]
+    )
+    assert empty_scores.exit_code == 2 and "score list is empty" in empty_scores.output
+    # A model whose weights cannot be had offline: every model failed -> exit 1, reason said.
+    failed = runner.invoke(
+        app,
+        ["rank", "--dataset", "builtin:digits", "--models", "resnet18@timm", "--scores", "logme", *common],
+    )
+    assert failed.exit_code == 1, failed.output
+    assert "every model failed (1 of 1)" in failed.output and "resnet18@timm failed:" in failed.output
+    assert "Traceback" not in failed.output
