@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from app import metrics, pages, problems
+from app import docs, metrics, pages, problems
 from app.routes import catalogue, health, jobs, validations
 from app.services import Dispatch
 from app.settings import Settings, get_settings
@@ -48,6 +48,8 @@ def create_app(
 
     api = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # app.docs serves both pages from local assets
+        redoc_url=None,
         title="zoorank",
         version="0.1.0",
         description="Which pretrained model should you fine-tune? Transferability ranking of a model zoo.",
@@ -59,6 +61,7 @@ def create_app(
     api.state.ping_broker = dispatcher.ping_broker
     api.state.queue_depth = dispatcher.queue_depth
     problems.install(api)
+    docs.install(api)
     api.include_router(health.router)
     api.include_router(jobs.router)
     api.include_router(validations.router)

@@ -643,3 +643,22 @@ def test_metrics_report_the_work_from_the_database(client):
     assert 'zoorank_model_feature_seconds_sum{model="mobilenetv2_100"}' in text
     assert "zoorank_queue_depth -1.0" in text  # the embedded filesystem broker cannot tell
     assert 'zoorank_http_requests_total{method="POST",route="/v1/jobs",status="422"}' in text
+
+
+@pytest.mark.parametrize(
+    ("page", "asset"), [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")]
+)
+def test_api_docs_load_nothing_from_another_host(client, page, asset):
+    import re
+
+    html = client.get(page)
+    assert html.status_code == 200 and asset in html.text
+    # every src/href is a path on this server (a closed network has no CDN)
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html.text) + re.findall(
+        r"""url\s*:\s*["']([^"']+)["']""", html.text
+    )
+    assert links and all(link.startswith("/") for link in links), links
+    assert "fonts.googleapis" not in html.text and "cdn.jsdelivr" not in html.text
+    served = client.get(f"/static/docs/{asset}")
+    assert served.status_code == 200 and len(served.content) > 100_000
+    assert client.get("/openapi.json").json()["info"]["title"] == "zoorank"
