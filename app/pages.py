@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.db import crud
 from app.deps import get_session
 from app.problems import ProblemError
+from app.routes import catalogue
 from app.routes.catalogue import leaderboard
 from app.routes.jobs import job_public
 from zoorank.explain.model import EXPLAIN_SCORE
@@ -77,6 +79,42 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
         "job.html",
         {"job": public, "table": table, "explanations": explanations, "png": png_data_uri},
     )
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request, session: Session = Depends(get_session)) -> HTMLResponse:
+    rows = [
+        m.model_dump() | {"parameters": parameter_count(m.architecture)}
+        for m in catalogue.models(session).data
+    ]
+    return templates.TemplateResponse(request, "models.html", {"models": rows})
+
+
+@functools.cache
+def parameter_count(architecture: str) -> int | None:
+    """Parameters of a timm architecture (built once, without weights)."""
+    try:
+        import timm
+
+        return int(sum(p.numel() for p in timm.create_model(architecture, pretrained=False).parameters()))
+    except Exception:  # an architecture timm does not know: shown as unknown
+        return None
+
+
+@router.get("/scores", response_class=HTMLResponse)
+def scores_page(request: Request) -> HTMLResponse:
+    catalogue_ = catalogue.scores()
+    return templates.TemplateResponse(
+        request,
+        "scores.html",
+        {"scores": [s.model_dump() for s in catalogue_.data], "default": catalogue_.default_ranking},
+    )
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request, session: Session = Depends(get_session)) -> HTMLResponse:
+    rows = [d.model_dump() for d in catalogue.datasets(session).data]
+    return templates.TemplateResponse(request, "datasets.html", {"datasets": rows})
 
 
 def png_data_uri(matrix: list[list[float]], tint: str = "grey") -> str:

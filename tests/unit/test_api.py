@@ -662,3 +662,15 @@ def test_api_docs_load_nothing_from_another_host(client, page, asset):
     served = client.get(f"/static/docs/{asset}")
     assert served.status_code == 200 and len(served.content) > 100_000
     assert client.get("/openapi.json").json()["info"]["title"] == "zoorank"
+
+
+def test_catalogue_pages(client):
+    models = client.get("/models")
+    assert models.status_code == 200
+    assert "tf_efficientnet_lite0@random" in models.text and "4.7 M" in models.text  # timm's lite0: 4.65 M
+    scores = client.get("/scores").text
+    assert 'id="default"' in scores and "layer_tree_fidelity" in scores and "expensive" in scores
+    datasets = client.get("/datasets").text
+    assert "builtin:digits" in datasets and 'href="/?dataset=builtin%3Adigits"' in datasets
+    for page in (models.text, scores, datasets):
+        assert '<th scope="col">' in page and "<caption>" in page
