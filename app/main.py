@@ -6,8 +6,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
 from app import docs, metrics, pages, problems
 from app.routes import catalogue, health, jobs, validations
@@ -62,6 +64,7 @@ def create_app(
     api.state.queue_depth = dispatcher.queue_depth
     problems.install(api)
     docs.install(api)
+    api.mount("/static/app", StaticFiles(directory=Path(__file__).parent / "static"), name="app-static")
     api.include_router(health.router)
     api.include_router(jobs.router)
     api.include_router(validations.router)

@@ -77,7 +77,13 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
     return templates.TemplateResponse(
         request,
         "job.html",
-        {"job": public, "table": table, "explanations": explanations, "png": png_data_uri},
+        {
+            "job": public,
+            "table": table,
+            "explanations": explanations,
+            "png": png_data_uri,
+            "keys_required": bool(request.app.state.settings.api_keys),
+        },
     )
 
 

@@ -674,3 +674,28 @@ def test_catalogue_pages(client):
     assert "builtin:digits" in datasets and 'href="/?dataset=builtin%3Adigits"' in datasets
     for page in (models.text, scores, datasets):
         assert '<th scope="col">' in page and "<caption>" in page
+
+
+def test_job_page_polls_and_offers_cancel_only_while_the_job_runs(settings):
+    queued = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["mobilenetv2_100"],
+        "scores": ["logme"],
+        "options": OPTIONS,
+    }
+    job_id = queued.post("/v1/jobs", json=body).json()["id"]
+    page = queued.get(f"/jobs/{job_id}").text
+    assert f'data-job-id="{job_id}"' in page and 'data-status="queued"' in page
+    assert '<form id="cancel">' in page and 'name="api-key"' not in page
+    assert 'tr data-model="mobilenetv2_100"' in page and 'data-field="images"' in page
+    script = queued.get("/static/app/job.js")
+    assert script.status_code == 200 and "/v1/jobs/" in script.text and '"DELETE"' in script.text
+    assert queued.delete(f"/v1/jobs/{job_id}").status_code == 200
+    assert '<form id="cancel">' not in queued.get(f"/jobs/{job_id}").text  # ended: nothing to cancel
+
+    keyed = Settings(**{**settings.model_dump(), "api_keys": ["secret-key"]})
+    client = TestClient(create_app(keyed, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    job_id = client.post("/v1/jobs", json=body, headers={"Authorization": "Bearer secret-key"}).json()["id"]
+    page = client.get(f"/jobs/{job_id}").text
+    assert 'type="password" name="api-key"' in page and "secret-key" not in page  # asked, never stored
