@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
+from app import charts
 from app.db import crud
 from app.deps import get_session
 from app.problems import ProblemError
@@ -83,8 +84,66 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
             "explanations": explanations,
             "png": png_data_uri,
             "keys_required": bool(request.app.state.settings.api_keys),
+            "figures": job_figures(public.results),
         },
     )
+
+
+BETTI_PROFILE_SCORES = ("betti_slope_norm", "betti_slope", "betti_decay_norm", "betti_decay")
+
+
+def job_figures(results: list[Any]) -> dict[str, str]:
+    """SVG figures of what the scores saw: the Betti profile over depth, the hidden-margin
+    distributions, and margins against the distance to the nearest other-class sample."""
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        if r.value is not None:
+            by_model.setdefault(r.model, {})[r.score] = r.details
+    figures: dict[str, str] = {}
+    profiles = {}
+    for model, details in by_model.items():
+        source = next((details[s] for s in BETTI_PROFILE_SCORES if details.get(s, {}).get("omega")), None)
+        if source is None:
+            continue
+        omega = np.asarray(source["omega"], dtype=float)
+        norm = float(np.linalg.norm(omega))
+        if len(omega) > 1 and norm > 0:
+            depth = np.linspace(0.0, 1.0, len(omega))
+            profiles[model] = list(zip(depth.tolist(), (omega / norm).tolist(), strict=True))
+    if profiles:
+        figures["betti_profile"] = charts.line_chart(
+            profiles,
+            title="Normalised Betti profile over depth",
+            x_label="depth (first tap 0, last tap 1)",
+            y_label="Betti sum / its L2 norm over taps",
+        )
+    margins = {
+        m: d["hidden_margin"]["nuances"]["margin"]
+        for m, d in by_model.items()
+        if d.get("hidden_margin", {}).get("nuances", {}).get("margin")
+    }
+    if margins:
+        figures["margins"] = charts.box_chart(
+            margins,
+            title="Hidden margins of held-out samples",
+            y_label="margin / sqrt(total feature variance)",
+        )
+        figures["nuances"] = charts.scatter_chart(
+            {
+                m: list(
+                    zip(
+                        by_model[m]["hidden_margin"]["nuances"]["nearest_other_class_distance"][:300],
+                        values[:300],
+                        strict=False,
+                    )
+                )
+                for m, values in margins.items()
+            },
+            title="Margin nuances",
+            x_label="distance to the nearest other-class sample (normalised)",
+            y_label="hidden margin (normalised)",
+        )
+    return figures
 
 
 @router.get("/models", response_class=HTMLResponse)

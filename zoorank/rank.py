@@ -598,9 +598,11 @@ def summarise(
         temperature=policy.temperature,
     )
     if uncertainty is not None:
-        everywhere = set.intersection(*(set(b) for b in boot.values())) if boot else set()
+        somewhere = set().union(*(set(b) for b in boot.values())) if boot else set()
         uncertainty["fixed_scores"] = [s for s in policy.scores if s not in uncertainty["resampled_scores"]]
-        uncertainty["partly_resampled_scores"] = sorted(set(uncertainty["resampled_scores"]) - everywhere)
+        # resampled for some models only: their resamples did not fit every model's budget, so
+        # the score keeps its point value for all (listed among the fixed ones too)
+        uncertainty["partly_resampled_scores"] = sorted(somewhere - set(uncertainty["resampled_scores"]))
         for row in ranking["aggregate"]:
             row.update(uncertainty["per_model"][row["model"]])
         ranking["uncertainty"] = {k: v for k, v in uncertainty.items() if k != "per_model"}

@@ -147,8 +147,10 @@ def rank_uncertainty(
     """
     models = sorted(point)
     boot = {m: {s: v for s, v in boot.get(m, {}).items() if len(v)} for m in models}
-    scores = sorted({s for m in models for s in boot[m]})
-    counts = {len(boot[m][s]) for m in models for s in boot[m]}
+    # A score resampled for some models only keeps its point value for all: a half-sample value
+    # is not comparable with a full-sample one (LogME, for one, shifts with the sample size).
+    scores = sorted({s for m in models for s in boot[m] if all(s in boot[o] for o in models)})
+    counts = {len(boot[m][s]) for m in models for s in scores}
     if not models or len(counts) > 1 or (not scores and temperature is None):
         return None
     resamples = max(counts) if scores else 1

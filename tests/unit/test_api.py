@@ -699,3 +699,25 @@ def test_job_page_polls_and_offers_cancel_only_while_the_job_runs(settings):
     job_id = client.post("/v1/jobs", json=body, headers={"Authorization": "Bearer secret-key"}).json()["id"]
     page = client.get(f"/jobs/{job_id}").text
     assert 'type="password" name="api-key"' in page and "secret-key" not in page  # asked, never stored
+
+
+def test_job_page_draws_the_betti_profile_and_the_margins(client):
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["mobilenetv2_100", "mobilenetv2_100@random"],
+        "scores": ["betti_slope_norm", "hidden_margin"],
+        "options": {**OPTIONS, "tap_images_per_class": 2},
+    }
+    job = client.get(f"/v1/jobs/{client.post('/v1/jobs', json=body).json()['id']}").json()
+    omega = {
+        r["model"]: np.asarray(r["details"]["omega"])
+        for r in job["results"]
+        if r["score"] == "betti_slope_norm"
+    }
+    page = client.get(f"/jobs/{job['id']}").text
+    assert 'id="figures"' in page and page.count('<svg xmlns="http://www.w3.org/2000/svg"') == 3
+    assert page.count('role="img"') == 3 and "Normalised Betti profile over depth</title>" in page
+    # the text alternative lists each model's normalised profile: last point = omega[-1] / |omega|
+    for model, values in omega.items():
+        assert f"{model}: (0.00, {values[0] / np.linalg.norm(values):.3f})" in page
+    assert "Hidden margins of held-out samples</title>" in page and "median" in page

@@ -58,6 +58,17 @@ def test_a_clear_winner_is_called_clear_and_nothing_resampled_gives_none():
     assert rank_uncertainty({"a": {"leep": 1.0}}, {}, _rank, ["a"]) is None
 
 
+def test_a_score_resampled_for_some_models_only_keeps_its_point_value_for_all():
+    """b's half-sample values sit far below its full-sample point (as LogME's may): mixing them
+    with a's point value would rank a first in every draw. Not resampled for a, the score is
+    not resampled at all: the point ranking (b first) stands."""
+    point = {"a": {"leep": 1.0}, "b": {"leep": 2.0}}
+    boot = {"b": {"leep": [{"value": 0.0}] * 10}}
+    out = rank_uncertainty(point, boot, _rank, ["b", "a"], temperature=0.01)
+    assert out is not None and out["resampled_scores"] == []
+    assert out["per_model"]["b"]["p_top1"] == 1.0 and out["per_model"]["a"]["rank_interval"] == [2, 2]
+
+
 def test_a_failed_resample_counts_as_missing_not_as_a_crash():
     boot = {"a": {"leep": [{"value": None}, {"value": 4.0}]}, "b": {"leep": [{"value": 1.0}] * 2}}
     out = rank_uncertainty({"a": {"leep": 4.0}, "b": {"leep": 1.0}}, boot, _rank, ["a", "b"])
