@@ -22,13 +22,16 @@ def get_session(settings: Settings = Depends(get_settings_dep)) -> Iterator[Sess
         yield session
 
 
+def key_allows_writes(settings: Settings, token: str) -> bool:
+    """Whether ``token`` may write: any token when no keys are set, else one of the keys."""
+    return not settings.api_keys or any(hmac.compare_digest(token, key) for key in settings.api_keys)
+
+
 def require_writer(request: Request, settings: Settings = Depends(get_settings_dep)) -> None:
     """Writes need ``Authorization: Bearer KEY`` when ``ZOORANK_API_KEYS`` is set."""
-    if not settings.api_keys:
-        return
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if not any(hmac.compare_digest(token, key) for key in settings.api_keys):
+    if not key_allows_writes(settings, token):
         raise HTTPException(
             401,
             "send Authorization: Bearer <API key> to write",

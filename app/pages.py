@@ -10,17 +10,18 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from app import charts
+from app import charts, metrics, services
 from app.db import crud
-from app.deps import get_session
+from app.deps import get_session, key_allows_writes
 from app.problems import ProblemError
 from app.routes import catalogue
 from app.routes.catalogue import leaderboard
 from app.routes.jobs import job_public
+from zoorank.errors import ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
 from zoorank.policy import DEFAULT_RANKING
 from zoorank.scores import list_scores
@@ -60,6 +61,76 @@ def index(
             "span": (high - low) or 1.0,
             "jobs": jobs,
         },
+    )
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page(request: Request, session: Session = Depends(get_session)) -> HTMLResponse:
+    return _new_job_form(request, session, {"dataset": request.query_params.get("dataset", "")})
+
+
+@router.post("/jobs/new", response_class=HTMLResponse, response_model=None)
+async def submit_job_form(request: Request, session: Session = Depends(get_session)) -> Response:
+    """The form's submission: the same checks and the same service as ``POST /v1/jobs``; on
+    bad input the form comes back with the message and what was entered (the key excepted)."""
+    form = await request.form()
+    settings = request.app.state.settings
+    entered = {
+        "dataset": str(form.get("dataset", "")).strip(),
+        "models": [str(m) for m in form.getlist("models")],
+        "extra_models": str(form.get("extra_models", "")),
+        "scores": [str(s) for s in form.getlist("scores")],
+        "samples_per_class": str(form.get("samples_per_class", "")),
+        "input_size": str(form.get("input_size", "")),
+    }
+    if not key_allows_writes(settings, str(form.get("api_key", ""))):
+        return _new_job_form(request, session, entered, error="the API key is missing or wrong", status=401)
+    models = entered["models"] + [m.strip() for m in entered["extra_models"].split(",") if m.strip()]
+    options: dict[str, Any] = {}
+    for name in ("samples_per_class", "input_size"):
+        if entered[name].strip():
+            try:
+                options[name] = int(entered[name])
+            except ValueError:
+                return _new_job_form(
+                    request, session, entered, error=f"{name} must be a whole number", status=422
+                )
+    try:
+        job_id = services.submit_ranking(
+            settings,
+            dataset=entered["dataset"],
+            models=models,
+            scores=entered["scores"],
+            options=options,
+            dispatch=request.app.state.dispatch,
+        )
+    except ZoorankError as exc:
+        return _new_job_form(request, session, entered, error=str(exc), status=422)
+    metrics.JOBS_SUBMITTED.inc()
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+def _new_job_form(
+    request: Request,
+    session: Session,
+    entered: dict[str, Any],
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    scores = [s.model_dump() for s in catalogue.scores().data]
+    return templates.TemplateResponse(
+        request,
+        "new_job.html",
+        {
+            "datasets": [d.ref for d in catalogue.datasets(session).data],
+            "models": [m.name for m in catalogue.models(session).data],
+            "scores": scores,
+            "entered": entered,
+            "error": error,
+            "keys_required": bool(request.app.state.settings.api_keys),
+        },
+        status_code=status,
     )
 
 

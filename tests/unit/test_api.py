@@ -721,3 +721,45 @@ def test_job_page_draws_the_betti_profile_and_the_margins(client):
     for model, values in omega.items():
         assert f"{model}: (0.00, {values[0] / np.linalg.norm(values):.3f})" in page
     assert "Hidden margins of held-out samples</title>" in page and "median" in page
+
+
+def test_new_job_form_submits_through_the_same_checks(client, settings):
+    form = client.get("/jobs/new?dataset=builtin:digits").text
+    assert 'value="builtin:digits"' in form and '<label for="dataset">' in form
+    assert 'value="layer_tree_fidelity" >' in form and "(expensive)" in form  # not preselected
+    assert 'value="logme" checked' in form  # the default set is preselected
+    bad = client.post("/jobs/new", data={"dataset": "builtin:digits", "models": [], "scores": ["logme"]})
+    assert (
+        bad.status_code == 422 and "model list is empty" in bad.text and 'value="logme" checked' in bad.text
+    )
+    wrong = client.post(
+        "/jobs/new",
+        data={"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "samples_per_class": "ten"},
+    )
+    assert wrong.status_code == 422 and "samples_per_class must be a whole number" in wrong.text
+    ok = client.post(
+        "/jobs/new",
+        data={
+            "dataset": "builtin:digits",
+            "models": ["mobilenetv2_100"],
+            "extra_models": "mobilenetv2_100@random",
+            "scores": ["logme"],
+            "samples_per_class": "8",
+            "input_size": "32",
+        },
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303 and ok.headers["location"].startswith("/jobs/")
+    job = client.get("/v1" + ok.headers["location"]).json()
+    assert (
+        job["models"] == ["mobilenetv2_100", "mobilenetv2_100@random"]
+        and job["options"]["samples_per_class"] == 8
+    )
+
+    keyed = Settings(**{**settings.model_dump(), "api_keys": ["k1"]})
+    guarded = TestClient(create_app(keyed, dispatch=lambda j, m: [], revoke=lambda ids: None))
+    body = {"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "scores": ["logme"]}
+    refused = guarded.post("/jobs/new", data={**body, "api_key": "nope"})
+    assert refused.status_code == 401 and "API key" in refused.text and "nope" not in refused.text
+    accepted = guarded.post("/jobs/new", data={**body, "api_key": "k1"}, follow_redirects=False)
+    assert accepted.status_code == 303
