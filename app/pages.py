@@ -75,22 +75,19 @@ async def submit_job_form(request: Request, session: Session = Depends(get_sessi
     bad input the form comes back with the message and what was entered (the key excepted)."""
     form = await request.form()
     settings = request.app.state.settings
-    entered = {
-        "dataset": str(form.get("dataset", "")).strip(),
-        "models": [str(m) for m in form.getlist("models")],
-        "extra_models": str(form.get("extra_models", "")),
-        "scores": [str(s) for s in form.getlist("scores")],
-        "samples_per_class": str(form.get("samples_per_class", "")),
-        "input_size": str(form.get("input_size", "")),
-    }
+    text = {name: str(form.get(name, "")).strip() for name in ("dataset", "extra_models")}
+    sizes = {name: str(form.get(name, "")).strip() for name in ("samples_per_class", "input_size")}
+    chosen_models = [str(m) for m in form.getlist("models")]
+    chosen_scores = [str(s) for s in form.getlist("scores")]
+    entered: dict[str, Any] = {**text, **sizes, "models": chosen_models, "scores": chosen_scores}
     if not key_allows_writes(settings, str(form.get("api_key", ""))):
         return _new_job_form(request, session, entered, error="the API key is missing or wrong", status=401)
-    models = entered["models"] + [m.strip() for m in entered["extra_models"].split(",") if m.strip()]
+    models = chosen_models + [m.strip() for m in text["extra_models"].split(",") if m.strip()]
     options: dict[str, Any] = {}
-    for name in ("samples_per_class", "input_size"):
-        if entered[name].strip():
+    for name, value in sizes.items():
+        if value:
             try:
-                options[name] = int(entered[name])
+                options[name] = int(value)
             except ValueError:
                 return _new_job_form(
                     request, session, entered, error=f"{name} must be a whole number", status=422
@@ -98,9 +95,9 @@ async def submit_job_form(request: Request, session: Session = Depends(get_sessi
     try:
         job_id = services.submit_ranking(
             settings,
-            dataset=entered["dataset"],
+            dataset=text["dataset"],
             models=models,
-            scores=entered["scores"],
+            scores=chosen_scores,
             options=options,
             dispatch=request.app.state.dispatch,
         )
