@@ -21,7 +21,7 @@ from app.problems import ProblemError
 from app.routes import catalogue
 from app.routes.catalogue import leaderboard
 from app.routes.jobs import job_public
-from zoorank.errors import ZoorankError
+from zoorank.errors import TooLargeError, ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
 from zoorank.policy import DEFAULT_RANKING
 from zoorank.scores import list_scores
@@ -246,12 +246,79 @@ def scores_page(request: Request) -> HTMLResponse:
 
 @router.get("/datasets", response_class=HTMLResponse)
 def datasets_page(request: Request, session: Session = Depends(get_session)) -> HTMLResponse:
-    rows = [d.model_dump() for d in catalogue.datasets(session).data]
-    return templates.TemplateResponse(request, "datasets.html", {"datasets": rows})
+    return _datasets_page(request, session)
 
 
-def png_data_uri(matrix: list[list[float]], tint: str = "grey") -> str:
-    """A ``data:image/png`` URI of a matrix of values in [0, 1], scaled up 4x (nearest), grey
+@router.post("/datasets", response_class=HTMLResponse)
+async def upload_dataset_form(request: Request, session: Session = Depends(get_session)) -> HTMLResponse:
+    """The upload form: the same service (and checks) as ``POST /v1/datasets``; each refusal
+    is shown on the page with its reason."""
+    form = await request.form()
+    settings = request.app.state.settings
+    upload = form.get("file")
+    if not key_allows_writes(settings, str(form.get("api_key", ""))):
+        return _datasets_page(request, session, error="the API key is missing or wrong", status=401)
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        return _datasets_page(request, session, error="choose an archive to upload", status=422)
+    try:
+        row = services.add_upload(
+            settings, session, upload.file, name=str(form.get("name", "")) or upload.filename
+        )
+    except ZoorankError as exc:
+        status = 413 if isinstance(exc, TooLargeError) else 422
+        return _datasets_page(request, session, error=str(exc), status=status)
+    return _datasets_page(request, session, added=f"upload:{row.id}", status=201)
+
+
+def _datasets_page(
+    request: Request,
+    session: Session,
+    *,
+    error: str | None = None,
+    added: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    rows = [
+        d.model_dump() | {"thumbnails": thumbnails(request.app.state.settings, d.ref)}
+        for d in catalogue.datasets(session).data
+    ]
+    return templates.TemplateResponse(
+        request,
+        "datasets.html",
+        {
+            "datasets": rows,
+            "error": error,
+            "added": added,
+            "keys_required": bool(request.app.state.settings.api_keys),
+        },
+        status_code=status,
+    )
+
+
+def thumbnails(settings: Any, ref: str, per_class: int = 3) -> list[dict[str, Any]]:
+    """A few images per class as PNG data URIs (cached per dataset reference); empty when the
+    dataset cannot be read here."""
+    return _thumbnails(ref, str(settings.upload_dir), per_class)
+
+
+@functools.lru_cache(maxsize=64)
+def _thumbnails(ref: str, upload_dir: str, per_class: int) -> list[dict[str, Any]]:
+    from zoorank.data import load_dataset
+
+    try:
+        dataset = load_dataset(ref, upload_dir=upload_dir)
+        out = []
+        for cls, name in enumerate(dataset.class_names[:20]):
+            rows = np.flatnonzero(dataset.labels == cls)[:per_class]
+            images = dataset.read(rows).mean(axis=-1) / 255.0  # (m, h, w) grey
+            out.append({"class": name, "images": [png_data_uri(image.tolist(), scale=2) for image in images]})
+        return out
+    except Exception:  # a dataset missing on this host (e.g. an optional package): no thumbnails
+        return []
+
+
+def png_data_uri(matrix: list[list[float]], tint: str = "grey", scale: int = 4) -> str:
+    """A ``data:image/png`` URI of a matrix of values in [0, 1], scaled up (nearest), grey
     or as a white-to-red heat map; inline, so the page loads nothing from anywhere else."""
     from PIL import Image
 
@@ -263,7 +330,7 @@ def png_data_uri(matrix: list[list[float]], tint: str = "grey") -> str:
         image = Image.fromarray(pixels, "RGB")
     else:
         image = Image.fromarray(level, "L")
-    image = image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
+    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

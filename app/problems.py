@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from zoorank.errors import InvalidInputError, UnknownNameError
+from zoorank.errors import InvalidInputError, TooLargeError, UnknownNameError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -36,6 +36,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UnknownNameError)
     async def _unknown(_: Request, exc: UnknownNameError) -> JSONResponse:
         return problem(422, "Unknown name", str(exc), field=exc.field)
+
+    @app.exception_handler(TooLargeError)
+    async def _too_large(_: Request, exc: TooLargeError) -> JSONResponse:
+        return problem(413, "Payload too large", str(exc), field=exc.field)
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:

@@ -7,17 +7,27 @@ tests run them directly and keeps the tasks thin.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
+import numpy as np
+
+from app import archives
 from app.db import crud
+from app.db.models import Dataset
 from app.db.session import session_scope
 from app.settings import Settings
+from zoorank.data import load_dataset
 from zoorank.data.refs import resolve_under_roots
-from zoorank.errors import Cancelled, InvalidInputError
+from zoorank.data.subsample import check_class_counts
+from zoorank.errors import Cancelled, InvalidInputError, TooLargeError
 from zoorank.features.cache import FeatureCache
 from zoorank.rank import (
     VALUE_OPTIONS,
@@ -537,3 +547,59 @@ def _jsonable_runs(runs: Sequence[Any]) -> list[Any]:
     from zoorank.rank import _jsonable
 
     return [_jsonable(asdict(run)) for run in runs]
+
+
+def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str) -> Dataset:
+    """Store an uploaded archive of CLASS/IMAGE files as a dataset (``upload:ID``, ID from the
+    archive's hash) and return its row. Streams the archive to disk within the size limit,
+    extracts it safely (:mod:`app.archives`), checks the classes and decodes every image (in
+    chunks, so memory stays bounded).
+
+    Raises:
+        TooLargeError: the archive is larger than ``max_upload_mb``.
+        InvalidInputError: an unsafe or corrupt archive, too few images per class, an image that
+            does not decode or is too large.
+    """
+    settings.ensure_dirs()
+    limit = settings.max_upload_mb * 1024 * 1024
+    with tempfile.TemporaryDirectory(dir=settings.upload_dir) as tmp:
+        archive_path = Path(tmp) / "upload"
+        digest = hashlib.sha256()
+        size = 0
+        with archive_path.open("wb") as out:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLargeError(f"archive is larger than {settings.max_upload_mb} MB", field="file")
+                digest.update(chunk)
+                out.write(chunk)
+        dataset_id = digest.hexdigest()[:32]
+        target = settings.upload_dir / dataset_id
+        if not target.exists():
+            staging = Path(tmp) / "extract"
+            archives.extract_class_folders(
+                archive_path, staging, max_files=settings.max_archive_files, max_bytes=limit * 10
+            )
+            shutil.move(str(staging), target)
+    try:
+        dataset = load_dataset(f"upload:{dataset_id}", upload_dir=settings.upload_dir)
+        check_class_counts(dataset.labels, min_per_class=2)
+        for start in range(0, len(dataset), 256):  # every image must decode (and not be a bomb)
+            dataset.read(np.arange(start, min(start + 256, len(dataset))))
+    except InvalidInputError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    row = session.get(Dataset, dataset_id)
+    if row is None:
+        row = crud.add_dataset(
+            session,
+            Dataset(
+                id=dataset_id,
+                name=name or dataset_id,
+                fingerprint=dataset.fingerprint,
+                num_images=len(dataset),
+                num_classes=dataset.num_classes,
+                class_names=dataset.class_names,
+            ),
+        )
+    return row

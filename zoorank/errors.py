@@ -29,3 +29,7 @@ class UnknownNameError(InvalidInputError, KeyError):
 class Cancelled(ZoorankError):
     """The caller asked the work to stop (a cancelled job): raised between batches and
     between scores, never recorded as the model's failure."""
+
+
+class TooLargeError(InvalidInputError):
+    """Input over a size limit (an upload larger than allowed)."""

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tempfile
-from pathlib import Path
-
-import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from app import archives, services
+from app import services
 from app.db import crud
-from app.db.models import Dataset
 from app.deps import get_session, get_settings_dep, require_writer
 from app.problems import ProblemError
 from app.schemas import (
@@ -29,9 +22,8 @@ from app.schemas import (
     ScoresPublic,
 )
 from app.settings import Settings
-from zoorank.data import list_builtin_datasets, load_dataset
+from zoorank.data import list_builtin_datasets
 from zoorank.data.refs import resolve_under_roots
-from zoorank.data.subsample import check_class_counts
 from zoorank.errors import InvalidInputError
 from zoorank.policy import DEFAULT_RANKING, describe, score_catalogue
 from zoorank.scores import get_score
@@ -141,54 +133,9 @@ def upload_dataset(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> JSONResponse:
-    settings.ensure_dirs()
-    limit = settings.max_upload_mb * 1024 * 1024
-    with tempfile.TemporaryDirectory(dir=settings.upload_dir) as tmp:
-        archive_path = Path(tmp) / "upload"
-        digest = hashlib.sha256()
-        size = 0
-        with archive_path.open("wb") as out:
-            while chunk := file.file.read(1 << 20):
-                size += len(chunk)
-                if size > limit:
-                    raise ProblemError(
-                        413,
-                        "Payload too large",
-                        f"archive is larger than {settings.max_upload_mb} MB",
-                        field="file",
-                    )
-                digest.update(chunk)
-                out.write(chunk)
-        dataset_id = digest.hexdigest()[:32]
-        target = settings.upload_dir / dataset_id
-        if not target.exists():
-            staging = Path(tmp) / "extract"
-            archives.extract_class_folders(
-                archive_path, staging, max_files=settings.max_archive_files, max_bytes=limit * 10
-            )
-            shutil.move(str(staging), target)
-    try:
-        dataset = load_dataset(f"upload:{dataset_id}", upload_dir=settings.upload_dir)
-        check_class_counts(dataset.labels, min_per_class=2)
-        dataset.read(np.arange(len(dataset)))  # every image must decode (and not be a bomb)
-    except InvalidInputError:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
-    row = session.get(Dataset, dataset_id)
-    if row is None:
-        row = crud.add_dataset(
-            session,
-            Dataset(
-                id=dataset_id,
-                name=name or file.filename or dataset_id,
-                fingerprint=dataset.fingerprint,
-                num_images=len(dataset),
-                num_classes=dataset.num_classes,
-                class_names=dataset.class_names,
-            ),
-        )
+    row = services.add_upload(settings, session, file.file, name=name or file.filename or "")
     public = DatasetPublic(
-        ref=f"upload:{dataset_id}",
+        ref=f"upload:{row.id}",
         description=row.name,
         classes=row.num_classes,
         images=row.num_images,

@@ -672,6 +672,7 @@ def test_catalogue_pages(client):
     assert 'id="default"' in scores and "layer_tree_fidelity" in scores and "expensive" in scores
     datasets = client.get("/datasets").text
     assert "builtin:digits" in datasets and 'href="/?dataset=builtin%3Adigits"' in datasets
+    assert 'alt="an image of class 0"' in datasets and 'enctype="multipart/form-data"' in datasets
     for page in (models.text, scores, datasets):
         assert '<th scope="col">' in page and "<caption>" in page
 
@@ -763,3 +764,14 @@ def test_new_job_form_submits_through_the_same_checks(client, settings):
     assert refused.status_code == 401 and "API key" in refused.text and "nope" not in refused.text
     accepted = guarded.post("/jobs/new", data={**body, "api_key": "k1"}, follow_redirects=False)
     assert accepted.status_code == 303
+
+
+def test_upload_form_adds_a_dataset_or_says_why_not(client):
+    archive = _zip({f"{cls}/{i}.png": png for cls in ("cat", "dog") for i, png in enumerate(_images(3, 40))})
+    added = client.post("/datasets", files={"file": ("pets.zip", archive)}, data={"name": "pets"})
+    assert added.status_code == 201 and 'id="added"' in added.text and "pets" in added.text
+    assert 'alt="an image of class cat"' in added.text
+    refused = client.post("/datasets", files={"file": ("evil.zip", _zip({"../x/1.png": _images(1, 5)[0]}))})
+    assert refused.status_code == 422 and 'role="alert"' in refused.text
+    empty = client.post("/datasets", data={"name": "nothing"})
+    assert empty.status_code == 422 and "choose an archive" in empty.text
