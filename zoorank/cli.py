@@ -397,6 +397,165 @@ def explain(
         typer.echo(f"{split['unit']} (on for {split['on_fraction']:.0%} of rows) is driven by {top}")
 
 
+# -- client of a running server ----------------------------------------------------------
+
+jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a running server (--server URL).")
+app.add_typer(jobs_app, name="jobs")
+TERMINAL_STATUSES = ("succeeded", "partial", "failed", "cancelled")
+SERVER_HELP = "Base URL of a running zoorank API (ZOORANK_SERVER)."
+
+
+def _http(server: str) -> Any:
+    """An HTTP client for ``server``, with ``ZOORANK_API_KEY`` as the bearer key when set."""
+    import httpx
+
+    key = os.environ.get("ZOORANK_API_KEY", "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=60)
+
+
+def _answer(response: Any, expected: int | tuple[int, ...] = 200) -> Any:
+    """The JSON body, or the problem's detail printed and exit 1 (4xx: 2)."""
+    codes = expected if isinstance(expected, tuple) else (expected,)
+    if response.status_code in codes:
+        return response.json()
+    try:
+        body = response.json()
+        detail = body.get("detail") or body
+        field = f" (field {body['field']})" if body.get("field") else ""
+    except ValueError:
+        detail, field = response.text[:300], ""
+    _fail(f"{response.status_code}: {detail}{field}", code=2 if 400 <= response.status_code < 500 else 1)
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    if job.get("ranking"):
+        values: dict[str, dict[str, float | None]] = {}
+        for r in job["results"]:
+            values.setdefault(r["model"], {})[r["score"]] = r["value"]
+        failed = [p["model"] for p in job["progress"] if p["status"] != "succeeded"]
+        print_ranking(
+            job["ranking"], values, failed, title=f"job {job['id']} on {job['dataset']}: {job['status']}"
+        )
+    else:
+        _table(
+            ["model", "status", "images", "error"],
+            [
+                {
+                    "model": p["model"],
+                    "status": p["status"],
+                    "images": f"{p['images_done']}/{p['images_total']}",
+                    "error": p["error"],
+                }
+                for p in job["progress"]
+            ],
+            title=f"job {job['id']} on {job['dataset']}: {job['status']}",
+        )
+    if job.get("error"):
+        typer.secho(f"problems: {job['error']}", fg=typer.colors.YELLOW)
+
+
+@app.command()
+def submit(
+    dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
+    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+    samples_per_class: int | None = typer.Option(None, help="Stratified sample per class (0 = all)."),
+    input_size: int | None = typer.Option(None, help="Input resolution in pixels."),
+    wait: bool = typer.Option(False, "--wait", help="Show progress until the job ends, then its ranking."),
+    as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
+) -> None:
+    """Submit a ranking job to a running server (HTTP); with --wait, follow it to the end."""
+    import time
+
+    from tqdm import tqdm
+
+    options = {
+        k: v
+        for k, v in {"samples_per_class": samples_per_class, "input_size": input_size}.items()
+        if v is not None
+    }
+    body: dict[str, Any] = {"dataset": dataset, "models": _split(models), "scores": _split(scores)}
+    if options:
+        body["options"] = options
+    with _http(server) as client:
+        job = _answer(client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None}), 202)
+        if not wait:
+            _print_json(job) if as_json else typer.echo(
+                f"job {job['id']} {job['status']}: {server}/jobs/{job['id']}"
+            )
+            return
+        bar = tqdm(total=0, unit="img", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
+        while job["status"] not in TERMINAL_STATUSES:
+            time.sleep(1.0)
+            job = _answer(client.get(f"/v1/jobs/{job['id']}"))
+            bar.total = sum(p["images_total"] for p in job["progress"])
+            bar.n = sum(p["images_done"] for p in job["progress"])
+            bar.set_description(
+                f"{job['status']} {sum(p['status'] == 'succeeded' for p in job['progress'])}/"
+                f"{len(job['progress'])} models"
+            )
+            bar.refresh()
+        bar.close()
+    if as_json:
+        _print_json(job)
+    else:
+        _print_job(job)
+    if job["status"] in ("failed", "cancelled"):
+        raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    status: str | None = typer.Option(None, help="Only jobs with this status."),
+    limit: int = typer.Option(20),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The latest jobs."""
+    params: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+    with _http(server) as client:
+        listing = _answer(client.get("/v1/jobs", params=params))
+    if as_json:
+        _print_json(listing)
+        return
+    rows = [
+        {
+            "id": j["id"],
+            "status": j["status"],
+            "dataset": j["dataset"],
+            "models": len(j["models"]),
+            "created": j["created_at"],
+        }
+        for j in listing["data"]
+    ]
+    _table(["id", "status", "dataset", "models", "created"], rows, title=f"{listing['count']} jobs")
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str = typer.Argument(...),
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One job: progress, or its ranking once it has one."""
+    with _http(server) as client:
+        job = _answer(client.get(f"/v1/jobs/{job_id}"))
+    _print_json(job) if as_json else _print_job(job)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: str = typer.Argument(...),
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+) -> None:
+    """Cancel a job that has not ended."""
+    with _http(server) as client:
+        job = _answer(client.delete(f"/v1/jobs/{job_id}"))
+    typer.echo(f"job {job['id']} {job['status']}")
+
+
 # -- service ------------------------------------------------------------------------------
 
 

@@ -150,3 +150,59 @@ def test_rank_exit_codes_empty_lists_and_all_failed(tmp_path):
     assert failed.exit_code == 1, failed.output
     assert "every model failed (1 of 1)" in failed.output and "resnet18@timm failed:" in failed.output
     assert "Traceback" not in failed.output
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real HTTP server (uvicorn in a thread) whose jobs run inline at submission."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from app import services
+    from app.main import create_app
+    from app.settings import Settings
+
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
+
+    def inline(job_id: str, models: list[str]) -> list[str]:
+        for model in models:
+            services.run_model(settings, job_id, model)
+        services.finalise_job(settings, job_id)
+        return []
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app_ = create_app(settings, dispatch=inline, revoke=lambda ids: None)
+    uv = uvicorn.Server(uvicorn.Config(app_, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if uv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_client_commands_against_a_running_server(server):
+    common = ["--server", server]
+    sizes = ["--samples-per-class", "8", "--input-size", "32"]
+    models = ["--models", "mobilenetv2_100,mobilenetv2_100@random", "--scores", "logme"]
+    submitted = runner.invoke(
+        app, ["submit", "--dataset", "builtin:digits", *models, *sizes, "--wait", *common]
+    )
+    assert submitted.exit_code == 0, submitted.output
+    assert "ranked by" in submitted.output and "mobilenetv2_100@random" in submitted.output
+    listing = json.loads(runner.invoke(app, ["jobs", "list", "--json", *common]).stdout)
+    job_id = listing["data"][0]["id"]
+    shown = json.loads(runner.invoke(app, ["jobs", "show", job_id, "--json", *common]).stdout)
+    assert shown["status"] == "succeeded" and len(shown["results"]) == 2
+    ended = runner.invoke(app, ["jobs", "cancel", job_id, *common])
+    assert ended.exit_code == 2 and "409" in ended.output and "already ended" in ended.output
+    bad = runner.invoke(app, ["submit", "--dataset", "builtin:nope", *common])
+    assert bad.exit_code == 2 and "unknown builtin dataset" in bad.output and "(field dataset)" in bad.output
