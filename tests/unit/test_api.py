@@ -775,3 +775,28 @@ def test_upload_form_adds_a_dataset_or_says_why_not(client):
     assert refused.status_code == 422 and 'role="alert"' in refused.text
     empty = client.post("/datasets", data={"name": "nothing"})
     assert empty.status_code == 422 and "choose an archive" in empty.text
+
+
+def test_zoorank_device_is_the_workers_default_device(settings, monkeypatch):
+    """ZOORANK_DEVICE reaches the model's pass unless the job names a device."""
+    seen: list[str] = []
+    real = services.score_model
+
+    def spy(prepared, spec, scores, options, **kwargs):
+        seen.append(options.device)
+        return real(prepared, spec, scores, options, **kwargs)
+
+    monkeypatch.setattr(services, "score_model", spy)
+    cpu = Settings(**{**settings.model_dump(), "device": "cpu"})
+    client = TestClient(create_app(cpu, dispatch=lambda j, m: [], revoke=lambda ids: None))
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["mobilenetv2_100"],
+        "scores": ["logme"],
+        "options": OPTIONS,
+    }
+    first = client.post("/v1/jobs", json=body).json()["id"]
+    services.run_model(cpu, first, "mobilenetv2_100")
+    second = client.post("/v1/jobs", json={**body, "options": {**OPTIONS, "device": "auto"}}).json()["id"]
+    services.run_model(cpu, second, "mobilenetv2_100")
+    assert seen == ["cpu", "auto"]
