@@ -121,7 +121,7 @@ def run_model(settings: Settings, job_id: str, model: str, task_id: str | None =
         if job.status == "cancelled":
             return {"model": model, "status": "cancelled"}
         dataset, scores, options = job.dataset, list(job.scores), RankOptions.from_dict(job.options)
-        if "device" not in (job.options or {}):
+        if options.device == "auto":
             options.device = settings.device  # ZOORANK_DEVICE: the worker's device unless the job says
         spec = crud.resolve_model(session, model)
         # Counted before any work, so that a task killed while it loads the dataset (or the
