@@ -5,7 +5,8 @@ then works through every unit not yet cached (results under ``benchmarks/results
 features and model files under ``benchmarks/cache/heldout/``). Interrupt and rerun at will.
 
 ``analyse`` chooses the default ranking leave-one-target-out from what is cached and writes
-``benchmarks/results/heldout.{json,md}``.
+``benchmarks/results/heldout.{json,md}``; ``policy [--name N --version V]`` then writes that
+choice into ``zoorank/policy.py`` with the results' commit as its provenance.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout", description=__doc__)
-    parser.add_argument("command", choices=("run", "analyse"))
+    parser.add_argument("command", choices=("run", "analyse", "policy"))
+    parser.add_argument("--name", default="heldout-ridge-v3", help="name of the default (policy)")
+    parser.add_argument("--version", default="3", help="version of the default (policy)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1 torch thread each)")
     parser.add_argument("--kinds", default="scores,train,extra,trees,calib", help="unit kinds to work on")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (analyse)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")
+    if args.command == "policy":
+        from benchmarks.heldout.policy_source import write
+
+        print(write(args.name, args.version))
+        return 0
     if args.command == "analyse":
         from benchmarks.heldout.analyse import analyse
 
