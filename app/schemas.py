@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
+
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,10 +27,10 @@ class ValidationCreate(BaseModel):
     dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
     models: list[str] | None = None
     scores: list[str] | None = Field(default=None, description="None: every non-expensive score; []: none")
-    mode: str = Field("linear", examples=["linear", "finetune"])
-    loss: str = Field("ce", examples=["ce", "powergrad"])
-    alpha: float = Field(0.25, description="PowerGrad alpha in (0, 1]")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    mode: str = Field(DEFAULT_MODE, examples=["linear", "finetune"])
+    loss: str = Field(DEFAULT_LOSS, examples=["ce", "powergrad"])
+    alpha: float = Field(DEFAULT_ALPHA, description="PowerGrad alpha in (0, 1]")
+    seeds: list[int] = Field(default_factory=lambda: list(DEFAULT_SEEDS), description="1 to 10 distinct")
     settings: dict[str, Any] | None = Field(default=None, examples=[{"epochs": 6, "input_size": 32}])
 
 

@@ -433,11 +433,9 @@ def submit_validation(
     dispatch: Callable[[str], list[str]],
 ) -> str:
     """Validate a ground-truth request, create a ``validation`` job, queue its task."""
-    from zoorank.validate.groundtruth import TrainSettings, check_mode
+    from zoorank.validate.groundtruth import TrainSettings, check_request
 
-    check_mode(mode, loss, alpha)
-    if not seeds or len(seeds) > 10:
-        raise InvalidInputError("seeds must list 1 to 10 integers", field="seeds")
+    seeds = check_request(mode, loss, alpha, seeds)
     parsed = TrainSettings.from_dict(train_settings)
     score_names = resolve_scores(scores) if scores != [] else []
     specs = job_models(settings, models)

@@ -15,6 +15,8 @@ from typing import Any
 
 import typer
 
+from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must never wait on the network here
 
 app = typer.Typer(
@@ -655,10 +657,10 @@ def validate_command(
     scores: str | None = typer.Option(
         None, help="Comma-separated scores (default: all but expensive; '' for none)."
     ),
-    mode: str = typer.Option("finetune", help="linear (frozen backbone) or finetune."),
-    loss: str = typer.Option("ce", help="ce or powergrad (finetune only)."),
-    alpha: float = typer.Option(0.25, help="PowerGrad alpha in (0, 1]."),
-    seeds: str = typer.Option("0", help="Comma-separated training seeds."),
+    mode: str = typer.Option(DEFAULT_MODE, help="linear (frozen backbone) or finetune (every weight)."),
+    loss: str = typer.Option(DEFAULT_LOSS, help="ce or powergrad (finetune only)."),
+    alpha: float = typer.Option(DEFAULT_ALPHA, help="PowerGrad alpha in (0, 1]."),
+    seeds: str = typer.Option(",".join(map(str, DEFAULT_SEEDS)), help="Comma-separated training seeds."),
     setting: list[str] = typer.Option(
         [], help="Training setting k=v (repeatable), e.g. epochs=3, input_size=32."
     ),

@@ -801,3 +801,37 @@ def test_zoorank_device_is_the_workers_default_device(settings, monkeypatch):
     second = client.post("/v1/jobs", json={**body, "options": {**OPTIONS, "device": "cpu"}}).json()["id"]
     services.run_model(auto, second, "mobilenetv2_100")
     assert seen == ["cpu", "cpu"]  # the worker's setting, then the job's own choice
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "message"),
+    [
+        ({"seeds": [0, 0]}, "seeds", "distinct"),
+        ({"seeds": []}, "seeds", "1 to 10"),
+        ({"mode": "fast"}, "mode", "mode must be one of"),
+        ({"mode": "linear", "loss": "powergrad"}, "loss", "finetune only"),
+        ({"mode": "finetune", "loss": "powergrad", "alpha": 2.0}, "alpha", "alpha"),
+    ],
+)
+def test_one_validation_rule_for_library_cli_and_http(client, request_, field, message):
+    """The same bad ground-truth request gets the same field and message from all three."""
+    from typer.testing import CliRunner
+
+    from zoorank.cli import app as cli
+    from zoorank.errors import InvalidInputError
+    from zoorank.validate import validate
+
+    with pytest.raises(InvalidInputError) as caught:
+        validate("builtin:digits", ["mobilenetv2_100"], **request_)
+    assert caught.value.field == field and message in str(caught.value)
+    assert_problem(
+        client.post("/v1/validations", json={"dataset": "builtin:digits", **request_}), 422, field, message
+    )
+    argv = ["validate", "--dataset", "builtin:digits", "--models", "mobilenetv2_100"]
+    for key, value in request_.items():
+        argv += [f"--{key}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    if request_.get("seeds") == []:
+        return  # the CLI cannot send an empty list through --seeds (it means the default)
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert client.dispatched == []

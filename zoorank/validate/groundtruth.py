@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from zoorank.errors import InvalidInputError
 from zoorank.features.extract import resolve_device
 from zoorank.features.preprocess import model_preprocessing
 from zoorank.validate.powergrad import LOSSES, make_loss
+from zoorank.validation_request import MAX_SEEDS
 
 MODES = ("linear", "finetune")
 OPTIMIZERS = ("adamw", "sgd")
@@ -312,6 +313,24 @@ def finetune_accuracy(
         seconds=time.perf_counter() - start,
         history=history,
     )
+
+
+def check_request(mode: str, loss: str, alpha: float, seeds: Sequence[Any]) -> list[int]:
+    """One check of a ground-truth request (mode, loss, α, seeds), used by every entry point;
+    returns the seeds as ints.
+
+    Raises:
+        InvalidInputError: naming ``mode``, ``loss``, ``alpha`` or ``seeds``.
+    """
+    check_mode(mode, loss, alpha)
+    if any(isinstance(s, bool) or not isinstance(s, int | np.integer) for s in seeds):
+        raise InvalidInputError(f"seeds must be integers, got {list(seeds)!r}", field="seeds")
+    out = [int(s) for s in seeds]
+    if not 1 <= len(out) <= MAX_SEEDS or len(set(out)) != len(out):
+        raise InvalidInputError(
+            f"seeds must list 1 to {MAX_SEEDS} distinct integers, got {out}", field="seeds"
+        )
+    return out
 
 
 def check_mode(mode: str, loss: str, alpha: float) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from zoorank.data import class_balanced_rows, load_dataset
 from zoorank.data.subsample import check_class_counts
-from zoorank.errors import InvalidInputError, ZoorankError
+from zoorank.errors import ZoorankError
 from zoorank.features.cache import FeatureCache
 from zoorank.rank import (
     ModelResult,
@@ -42,10 +42,11 @@ from zoorank.validate.groundtruth import (
     RunResult,
     Split,
     TrainSettings,
-    check_mode,
+    check_request,
     finetune_accuracy,
     linear_probe_accuracy,
 )
+from zoorank.validation_request import DEFAULT_MODE, DEFAULT_SEEDS
 from zoorank.zoo import ModelSpec, create_model
 
 log = logging.getLogger(__name__)
@@ -190,10 +191,10 @@ def validate(
     dataset_ref: str,
     models: Sequence[str] | None = None,
     *,
-    mode: str = "finetune",
+    mode: str = DEFAULT_MODE,
     loss: str = "ce",
     alpha: float = 0.25,
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
     scores: Sequence[str] | None = None,
     settings: TrainSettings | Mapping[str, Any] | None = None,
     rank_options: RankOptions | Mapping[str, Any] | None = None,
@@ -239,10 +240,7 @@ def validate(
             model runs). A model that fails to train or score is recorded, not raised.
     """
     start = time.perf_counter()
-    check_mode(mode, loss, alpha)
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise InvalidInputError("seeds must be a non-empty list of distinct integers", field="seeds")
+    seeds = check_request(mode, loss, alpha, seeds)
     if not isinstance(settings, TrainSettings):
         settings = TrainSettings.from_dict(settings)
     settings.validate()
