@@ -99,7 +99,7 @@ def job_models(settings: Settings, models: Sequence[str] | None) -> list[ModelSp
         registered = {row.name for row in crud.registered_models(session)}
     for spec in specs:
         if spec.weights.startswith("file:") and spec.name not in registered:
-            resolve_under_roots(spec.weights[5:], settings.data_roots)
+            resolve_under_roots(spec.weights[5:], settings.data_roots, field="models", what="weight file")
     return specs
 
 

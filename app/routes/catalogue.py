@@ -77,7 +77,9 @@ def register_model(
         raise InvalidInputError("offline weights are already in the built-in zoo", field="weights")
     parsed = parse_model_ref(f"{body.architecture}@{body.weights}")
     if parsed.weights.startswith("file:"):
-        path = resolve_under_roots(parsed.weights[5:], settings.data_roots)
+        path = resolve_under_roots(
+            parsed.weights[5:], settings.data_roots, field="weights", what="weight file"
+        )
         from zoorank.zoo.load import create_model
 
         spec = ModelSpec(body.name, parsed.architecture, f"file:{path}", body.imagenet_top1)

@@ -107,8 +107,8 @@ def test_job_lifecycle_and_leaderboard(client):
         ({"dataset": "builtin:digits", "models": ["resnet9000"]}, "models", "unknown model"),
         (
             {"dataset": "builtin:digits", "models": ["resnet18@file:/etc/passwd.pth"]},
-            "dataset",
-            "outside",
+            "models",
+            "weight file '/etc/passwd.pth' is outside",
         ),
         ({"dataset": "builtin:digits", "scores": ["nope"]}, "scores", "unknown score"),
         ({"dataset": "builtin:digits", "scores": []}, "scores", "score list is empty"),
@@ -286,8 +286,8 @@ def test_register_model_checks_weights(client, settings):
             json={"name": "x", "architecture": "resnet10t", "weights": "file:/etc/x.pth"},
         ),
         422,
-        "dataset",
-        "outside",
+        "weights",
+        "weight file '/etc/x.pth' is outside",
     )
     assert_problem(
         client.post(
@@ -378,7 +378,7 @@ def test_validation_refuses_weight_files_outside_data_roots(client):
         "mode": "linear",
         "seeds": [0],
     }
-    assert_problem(client.post("/v1/validations", json=body), 422, "dataset", "outside")
+    assert_problem(client.post("/v1/validations", json=body), 422, "models", "weight file")
     assert_problem(client.post("/v1/validations", json={**body, "models": []}), 422, "models", "empty")
 
 

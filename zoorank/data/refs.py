@@ -53,12 +53,15 @@ def parse_dataset_ref(ref: str) -> DatasetRef:
     return DatasetRef(kind=cast(Kind, kind), value=value)
 
 
-def resolve_under_roots(path: str, roots: Sequence[str | Path]) -> Path:
-    """``path`` resolved (symlinks followed) if it lies inside one of ``roots``; else an error."""
+def resolve_under_roots(
+    path: str, roots: Sequence[str | Path], *, field: str = "dataset", what: str = "dataset path"
+) -> Path:
+    """``path`` resolved (symlinks followed) if it lies inside one of ``roots``; else an error
+    naming ``field`` (``dataset`` for data, ``models`` for a weight file)."""
     if not roots:
         raise InvalidInputError(
             "no data roots are configured; set ZOORANK_DATA_ROOTS to the folders datasets may be read from",
-            field="dataset",
+            field=field,
         )
     resolved = Path(path).expanduser().resolve()
     for root in roots:
@@ -66,6 +69,6 @@ def resolve_under_roots(path: str, roots: Sequence[str | Path]) -> Path:
         if resolved == root_resolved or root_resolved in resolved.parents:
             return resolved
     raise InvalidInputError(
-        f"dataset path {path!r} is outside the allowed data roots ({', '.join(str(r) for r in roots)})",
-        field="dataset",
+        f"{what} {path!r} is outside the allowed data roots ({', '.join(str(r) for r in roots)})",
+        field=field,
     )
