@@ -204,6 +204,11 @@ def test_refuses_non_finite_taps() -> None:
     _bad(taps, np.array([0, 1]), "t3.*non-finite")
     taps["t3"][1, 0, 0, 0] = np.inf
     _bad(taps, np.array([0, 1]), "t3.*non-finite")
+    # a NaN in an image the score would not pick is refused too (it was scored, theta 0.16)
+    many = smooth_taps(5, m=6)
+    many["t2"] = many["t2"].copy()
+    many["t2"][5, 0, 0, 0] = np.nan
+    _bad(many, np.array([0, 0, 0, 1, 1, 1]), "t2.*non-finite", images_per_class=1)
 
 
 def test_refuses_too_few_taps_one_class_and_vectors() -> None:

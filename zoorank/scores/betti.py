@@ -220,6 +220,11 @@ def prepare_taps(inputs: ScoreInputs, *, images_per_class: int, max_taps: int) -
             )
         if rows.size and (rows.min() < 0 or rows.max() >= labels.shape[0]):
             raise InvalidInputError("tap_rows index outside labels", field="tap_rows")
+    for name, array in zip(names, arrays, strict=True):
+        # every row, not only the images chosen below: a NaN anywhere is a malformed input
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise InvalidInputError(f"tap {name!r} holds {bad} non-finite values (NaN or inf)", field="taps")
     tap_labels = check_labels(labels[rows])
     positions = _select_images(arrays[0], tap_labels, images_per_class)
     kept = np.arange(len(names))
@@ -230,11 +235,6 @@ def prepare_taps(inputs: ScoreInputs, *, images_per_class: int, max_taps: int) -
         chosen = arrays[index][positions]
         if chosen.dtype not in (np.float32, np.float64):
             chosen = chosen.astype(np.float64)
-        if not np.isfinite(chosen).all():
-            bad = int((~np.isfinite(chosen)).sum())
-            raise InvalidInputError(
-                f"tap {names[index]!r} holds {bad} non-finite values (NaN or inf)", field="taps"
-            )
         maps.append(chosen)
     return TapData(
         names=[names[i] for i in kept],
