@@ -23,6 +23,7 @@ from app import archives
 from app.db import crud
 from app.db.models import Dataset
 from app.db.session import session_scope
+from app.logs import log_context
 from app.settings import Settings
 from zoorank.data import load_dataset
 from zoorank.data.refs import resolve_under_roots
@@ -145,7 +146,11 @@ def run_model(settings: Settings, job_id: str, model: str, task_id: str | None =
 
     threading.Thread(target=beat, name=f"heartbeat-{model}", daemon=True).start()
     try:
-        return _run_claimed(settings, job_id, model, dataset, scores, options, spec, deadline)
+        with log_context(job_id=job_id, model=model):
+            log.info("model started (attempt %d)", claim)
+            outcome = _run_claimed(settings, job_id, model, dataset, scores, options, spec, deadline)
+            log.info("model %s", outcome.get("status"))
+            return outcome
     finally:
         stop.set()
 

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     # one call. The Redis visibility timeout is set above the hard limit, so a running task is
     # never redelivered to a second worker while it still runs.
     task_soft_time_limit: int = Field(default=3600, ge=1)
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with job/task ids
     # The database is the record of the work (app.sweeper, run by the API every
     # SWEEP_INTERVAL seconds; 0: never): a running model whose task has not written a
     # heartbeat for STALE_AFTER seconds lost its worker and is sent again; a queued model whose

@@ -28,6 +28,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ZOORANK_DEVICE": "cpu",
         "ZOORANK_STALE_AFTER": str(settings.stale_after),
         "ZOORANK_TASK_SOFT_TIME_LIMIT": str(settings.task_soft_time_limit),
+        "ZOORANK_LOG_FORMAT": settings.log_format,
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
 from app.settings import Settings, get_settings
 
@@ -65,6 +65,33 @@ def _torch_threads(**_: object) -> None:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, get_settings().worker_concurrency)))
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    # Our format (ZOORANK_LOG_FORMAT) instead of Celery's; Celery's own records go through it.
+    from app.logs import configure
+
+    configure(get_settings().log_format)
+
+
+_TASK_CONTEXT: dict[str, object] = {}
+
+
+@task_prerun.connect
+def _task_context(task_id: str | None = None, **_: object) -> None:
+    from app.logs import log_context
+
+    manager = log_context(task_id=task_id)
+    manager.__enter__()
+    _TASK_CONTEXT[str(task_id)] = manager
+
+
+@task_postrun.connect
+def _task_context_end(task_id: str | None = None, **_: object) -> None:
+    manager = _TASK_CONTEXT.pop(str(task_id), None)
+    if manager is not None:
+        manager.__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
 celery_app = make_celery()

@@ -578,9 +578,12 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
     """The API alone (production: run `zoorank worker` beside it)."""
     import uvicorn
 
+    from app.logs import configure
     from app.main import create_app
+    from app.settings import get_settings
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    configure(get_settings().log_format)
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", log_config=None)
 
 
 @app.command()

@@ -5,6 +5,7 @@ exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -161,7 +162,7 @@ def test_redis_restarted_mid_job_the_job_still_completes(tmp_path):
 def test_rabbitmq_broker_end_to_end(rabbitmq_settings, tmp_path):
     """amqp:// works as the broker: a job over two models succeeds, the sweeper can read the
     queue's depth, and nothing is left queued."""
-    settings = rabbitmq_settings
+    settings = _with(rabbitmq_settings, log_format="json")
     client = TestClient(create_app(settings))
     models = ["mobilenetv2_100", "mobilenetv2_100@random"]
     with celery_worker(settings, log=tmp_path / "worker.log"):
@@ -173,3 +174,13 @@ def test_rabbitmq_broker_end_to_end(rabbitmq_settings, tmp_path):
     assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text()[-3000:])
     _one_row_per_result(job)
     assert CeleryDispatcher(settings).queue_depth() == 0
+    # structured logs: one JSON object per line, the model task's records carry its ids
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "worker.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    tagged = [
+        r for r in records if r.get("job_id") == job_id and r.get("task_id") and r.get("model") in models
+    ]
+    assert tagged and all({"time", "level", "logger", "message"} <= set(r) for r in records)

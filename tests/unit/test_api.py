@@ -835,3 +835,29 @@ def test_one_validation_rule_for_library_cli_and_http(client, request_, field, m
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 2 and message in result.output, result.output
     assert client.dispatched == []
+
+
+def test_json_logs_carry_the_job_model_and_task():
+    import io
+    import json as json_module
+    import logging
+
+    from app.logs import ContextFilter, JsonFormatter, log_context
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("zoorank.test.logs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with log_context(task_id="t-1"), log_context(job_id="j-1", model="m"):
+            logger.info("scored %d models", 2)
+        logger.info("outside")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = (json_module.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["message"] == "scored 2 models" and inside["level"] == "INFO"
+    assert (inside["job_id"], inside["model"], inside["task_id"]) == ("j-1", "m", "t-1")
+    assert "job_id" not in outside and outside["logger"] == "zoorank.test.logs"
