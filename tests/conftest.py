@@ -15,3 +15,11 @@ def small_options():
     from zoorank.rank import RankOptions
 
     return RankOptions(samples_per_class=10, input_size=32, tap_images_per_class=2, batch_size=50)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Integration and browser tests are slow too: `pytest -m "not slow"` is the quick loop
+    (unit tests of a few seconds at most); `make test` runs everything."""
+    for item in items:
+        if item.get_closest_marker("integration") or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.slow)

@@ -64,6 +64,7 @@ def test_health_catalogues(client):
     assert "zoorank_http_requests_total" in client.get("/metrics").text
 
 
+@pytest.mark.slow
 def test_job_lifecycle_and_leaderboard(client):
     response = client.post(
         "/v1/jobs",
@@ -303,6 +304,7 @@ def test_register_model_checks_weights(client, settings):
     assert "r10-random" in {m["name"] for m in client.get("/v1/models").json()["data"]}
 
 
+@pytest.mark.slow
 def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
     def inline_rank(job_id: str, models: list[str]) -> list[str]:
         for model in models:
@@ -350,6 +352,7 @@ def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
     assert_problem(client.post("/v1/validations", json={**body, "settings": {"epochs": 0}}), 422, "settings")
 
 
+@pytest.mark.slow
 def test_job_ranking_equals_in_process_rank(client, tmp_path):
     """POST /v1/jobs and `zoorank.rank.rank` with the same options give the same values and
     ranking (the CLI's `zoorank rank --json` calls the latter)."""
@@ -382,6 +385,7 @@ def test_validation_refuses_weight_files_outside_data_roots(client):
     assert_problem(client.post("/v1/validations", json={**body, "models": []}), 422, "models", "empty")
 
 
+@pytest.mark.slow
 def test_leaderboard_ranks_only_comparable_results_and_defaults_to_the_default_ranking(client, settings):
     """Values computed under other options, and values of a cancelled job, never share a
     ranking: the bug was a 10-per-class LogME value topping a 50-per-class board."""
@@ -544,6 +548,7 @@ def test_a_task_killed_while_loading_the_dataset_counts_as_an_attempt(client, se
     assert progress["attempts"] == services.MAX_ATTEMPTS + 1 and progress["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_a_model_past_the_task_time_limit_is_failed_with_the_reason(tmp_path, monkeypatch):
     """A score that takes too long (here: sleeps past the limit) stops the model at the next
     check: the model is failed with the reason, the other models still run, the job is partial."""

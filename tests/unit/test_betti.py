@@ -243,6 +243,7 @@ def test_betti_slope_closed_form_and_sign():
         betti_decay_slope(np.zeros(4), depth=x)
 
 
+@pytest.mark.slow
 def test_betti_slope_orders_pretrained_above_random_twins(tmp_path):
     """Known answer: ImageNet features transfer to digits better than random-init ones. With its
     defaults (taps at 64 px, whatever the job's resolution: here 32 px) betti_slope puts each of

@@ -67,6 +67,7 @@ def test_score_errors_are_clear(tmp_path):
     assert result.exit_code == 2 and "unknown score" in result.output
 
 
+@pytest.mark.slow
 def test_rank_json_in_process(tmp_path):
     result = runner.invoke(
         app,
@@ -114,6 +115,7 @@ def test_score_betti_decay_on_taps_file(tmp_path):
     assert out["value"] == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_explain_in_process_table_json_and_errors(tmp_path):
     common = ["--samples-per-class", "10", "--input-size", "32", "--cache-dir", str(tmp_path)]
     table = runner.invoke(

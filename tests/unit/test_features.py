@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from zoorank.data import load_dataset
@@ -15,6 +16,7 @@ from zoorank.rank import get_features, prepare_dataset
 from zoorank.zoo import create_model, get_model_spec
 
 
+@pytest.mark.slow
 def test_one_pass_matches_plain_forward():
     model = create_model(get_model_spec("mobilenetv2_100"))
     data = load_dataset("builtin:digits")
@@ -36,6 +38,7 @@ def test_one_pass_matches_plain_forward():
     np.testing.assert_allclose(features.taps[names[0]][1], stem[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_second_job_on_same_data_does_no_forward_pass(tmp_path, small_options):
     cache = FeatureCache(tmp_path)
     prepared = prepare_dataset("builtin:digits", small_options)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -35,6 +36,7 @@ def _concurrent_upgrades(url: str, processes: int = 4) -> list[subprocess.Comple
     return [subprocess.CompletedProcess(r.args, r.wait(), *r.communicate()) for r in runs]
 
 
+@pytest.mark.slow
 def test_processes_starting_together_migrate_once_without_racing(tmp_path):
     """An API and workers starting at once on an empty database: every process succeeds."""
     urls = [f"sqlite:///{tmp_path}/race.db"]

@@ -61,6 +61,7 @@ def test_bad_requests_are_refused_before_work():
         RankOptions.from_dict({"score_params": {"logme": {"zzz": 1}}})
 
 
+@pytest.mark.slow
 def test_pretrained_beats_its_random_twin_by_linear_probe(tmp_path):
     """mobilenetv2_100 with ImageNet weights vs the same architecture at random init, on all
     1797 images of builtin:digits at 32 px: the pretrained probe is clearly more accurate
@@ -124,6 +125,7 @@ def test_tap_input_size_values():
         RankOptions.from_dict({"score_params": {"betti_slope": {"input_size": "big"}}})
 
 
+@pytest.mark.slow
 def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
     """``input_size=48`` on a Betti score: its value equals the score run by hand on taps
     extracted at 48 px from the same tap images; betti_decay's default takes them at the
