@@ -7,7 +7,6 @@ large to keep for every sample). Batched, ``torch.inference_mode()``, channels-l
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +19,6 @@ from torch import nn
 from zoorank.errors import InvalidInputError
 from zoorank.features.preprocess import Preprocessing
 from zoorank.features.taps import tap_points
-
-# How many forward passes (batches) ran in this process: the cache tests count with it.
-_forward_lock = threading.Lock()
-FORWARD_BATCHES = 0
 
 
 @dataclass
@@ -74,7 +69,6 @@ def extract_features(
         tap_rows: positions ``0..n-1`` (into ``rows``) whose layer taps are kept.
         progress: called with the number of images done after each batch.
     """
-    global FORWARD_BATCHES
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if dev.type == "cpu":
@@ -108,8 +102,6 @@ def extract_features(
                 f, z = prelogits_and_logits(model, x)
                 pre.append(f.float().cpu().numpy())
                 logit.append(z.float().cpu().numpy())
-                with _forward_lock:
-                    FORWARD_BATCHES += 1
                 if progress is not None:
                     progress(len(positions))
     finally:

@@ -44,7 +44,7 @@ homology degree k, writing ``K_< = {a < η}``, ``K_≤ = {a ≤ η}``, ``i: H_k(
    Each summand is read from a persistence
    computation on the cluster's bounding box (±1 voxel) of a 3-level function: 0 on ``K_<``,
    1 on the cluster's tie voxels, 2 elsewhere. Ties are rare on float activations, so this
-   costs nothing on average; :data:`TIE_BOXES` counts how often it runs.
+   costs nothing on average.
 
 Shapes: every function takes one volume ``(x, y, z)``; a 2-D ``(h, w)`` image is promoted to
 ``(1, h, w)``. Results are int64 ``(3,)`` = ``(β0, β1, β2)``.
@@ -52,7 +52,6 @@ Shapes: every function takes one volume ``(x, y, z)``; a 2-D ``(h, w)`` image is
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -64,21 +63,6 @@ from zoorank.errors import InvalidInputError
 from zoorank.topology.cubical import RULES, Rule, as_volume
 
 _FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity (tie clusters)
-
-
-class _Counter:
-    """Thread-safe count of tie corrections that needed a local persistence computation."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.value = 0
-
-    def add(self, n: int) -> None:
-        with self._lock:
-            self.value += n
-
-
-TIE_BOXES = _Counter()
 
 
 def euler_characteristic(mask: np.ndarray) -> int:
@@ -256,8 +240,7 @@ def _relative_h2(lt: np.ndarray, eq: np.ndarray) -> int:
     """``dim H_2(K_≤, K_<)`` as a sum over clusters of tie voxels, by excision (see module doc)."""
     import gudhi
 
-    clusters, n = ndimage.label(ndimage.binary_dilation(eq, structure=_FULL), structure=_FULL)
-    TIE_BOXES.add(n)
+    clusters, _ = ndimage.label(ndimage.binary_dilation(eq, structure=_FULL), structure=_FULL)
     total = 0
     for j, box in enumerate(ndimage.find_objects(clusters), start=1):
         mine = eq[box] & (clusters[box] == j)
