@@ -588,7 +588,9 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000))
 
 @app.command()
 def worker(
-    concurrency: int = typer.Option(1, help="Worker processes (torch uses the cores within each)."),
+    concurrency: int | None = typer.Option(
+        None, help="Worker processes (default ZOORANK_WORKER_CONCURRENCY); each gets cores / N torch threads."
+    ),
 ) -> None:
     """A Celery worker alone."""
     from app.db.session import upgrade
@@ -598,7 +600,11 @@ def worker(
     settings.ensure_dirs()
     if settings.auto_migrate:
         upgrade(settings.database_url)
-    os.execvp(sys.executable, _worker_argv(concurrency))
+    processes = concurrency or settings.worker_concurrency
+    # One number for both: Celery's pool size and the torch threads each pool process takes
+    # (workers.celery_app divides the cores by the setting).
+    os.environ["ZOORANK_WORKER_CONCURRENCY"] = str(processes)
+    os.execvp(sys.executable, _worker_argv(processes))
 
 
 def _worker_argv(concurrency: int) -> list[str]:

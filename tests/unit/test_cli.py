@@ -208,3 +208,29 @@ def test_client_commands_against_a_running_server(server):
     assert ended.exit_code == 2 and "409" in ended.output and "already ended" in ended.output
     bad = runner.invoke(app, ["submit", "--dataset", "builtin:nope", *common])
     assert bad.exit_code == 2 and "unknown builtin dataset" in bad.output and "(field dataset)" in bad.output
+
+
+def test_worker_concurrency_is_one_number_for_celery_and_torch(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from app.settings import get_settings
+    from workers import celery_app
+
+    seen: list[list[str]] = []
+    monkeypatch.setenv("ZOORANK_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setattr(os, "execvp", lambda file, argv: seen.append(argv))
+    get_settings.cache_clear()
+    threads = torch.get_num_threads()
+    try:
+        result = runner.invoke(app, ["worker", "--concurrency", "2"])
+        assert result.exit_code == 0, result.output
+        assert "--concurrency=2" in seen[0] and os.environ["ZOORANK_WORKER_CONCURRENCY"] == "2"
+        get_settings.cache_clear()
+        celery_app._torch_threads()  # what each pool process runs at start
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) // 2)
+    finally:
+        os.environ.pop("ZOORANK_WORKER_CONCURRENCY", None)
+        get_settings.cache_clear()
+        torch.set_num_threads(threads)
