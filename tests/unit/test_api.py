@@ -236,13 +236,20 @@ def test_upload_refuses_links_corrupt_images_and_bombs(client, settings):
         "file",
         "link",
     )
-    corrupt = _zip({"a/1.png": b"not a png", "a/2.png": b"x", "b/1.png": b"y", "b/2.png": b"z"})
+    hard = io.BytesIO()  # a hard link to a file outside the archive
+    with tarfile.open(fileobj=hard, mode="w") as tf:
+        info = tarfile.TarInfo("cls/hard.png")
+        info.type = tarfile.LNKTYPE
+        info.linkname = "/etc/passwd"
+        tf.addfile(info)
     assert_problem(
-        client.post("/v1/datasets", files={"file": ("c.zip", corrupt)}),
-        422,
-        "dataset",
-        "not a readable image",
+        client.post("/v1/datasets", files={"file": ("h.tar", hard.getvalue())}), 422, "file", "link"
     )
+    assert not any(settings.upload_dir.rglob("hard.png"))  # nothing written
+    corrupt = _zip({"a/1.png": b"not a png", "a/2.png": b"x", "b/1.png": b"y", "b/2.png": b"z"})
+    response = client.post("/v1/datasets", files={"file": ("c.zip", corrupt)})
+    assert_problem(response, 422, "dataset", "image a/1.png is not a readable image")
+    assert str(settings.var_dir) not in response.text and "/tmp" not in response.text  # no server paths
     from PIL import Image
 
     huge = io.BytesIO()

@@ -160,13 +160,20 @@ def _load_image(path: Path) -> np.ndarray:
             return np.asarray(rgb, dtype=np.uint8)
     except Image.DecompressionBombError:
         raise InvalidInputError(
-            f"image {path.name} has more than {MAX_IMAGE_PIXELS} pixels; refusing it",
+            f"image {_shown(path)} has more than {MAX_IMAGE_PIXELS} pixels; refusing it",
             field="dataset",
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
+        # the reader's message names the file by its absolute path on this server: not shown
+        reason = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip()
         raise InvalidInputError(
-            f"image {path.name} is not a readable image: {exc}", field="dataset"
+            f"image {_shown(path)} is not a readable image ({reason or type(exc).__name__})", field="dataset"
         ) from None
+
+
+def _shown(path: Path) -> str:
+    """An image's name as users know it, relative to its dataset: ``CLASS/FILE``."""
+    return f"{path.parent.name}/{path.name}"
 
 
 def _folder(ref: str, root: Path) -> ImageDataset:
