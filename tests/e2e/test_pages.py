@@ -74,6 +74,7 @@ def test_leaderboard_and_job_pages_render(tmp_path):
         ).json()
         dom = _chromium("--dump-dom", f"{base}/?dataset=builtin:digits&score=logme").stdout
         assert 'id="leaderboard"' in dom and "mobilenetv2_100@random" in dom and "<rect" in dom
+        assert 'class="sort"' in dom and 'aria-sort="none"' in dom  # sort.js ran: headers are buttons
         assert job["id"][:8] in dom  # recent jobs table links the job
         job_dom = _chromium("--dump-dom", f"{base}/jobs/{job['id']}").stdout
         assert "succeeded" in job_dom and 'id="ranking"' in job_dom and 'id="scores"' in job_dom

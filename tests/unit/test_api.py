@@ -92,6 +92,8 @@ def test_job_lifecycle_and_leaderboard(client):
     assert [r["rank"] for r in board["data"]] == [1, 2] and board["data"][0]["model"] == best
     page = client.get("/")
     assert page.status_code == 200 and "mobilenetv2_100" in page.text and "<svg" in page.text
+    assert 'class="sortable"' in page.text and '<th scope="col" data-sort>model</th>' in page.text
+    assert client.get("/static/app/sort.js").status_code == 200
     job_page = client.get(f"/jobs/{job['id']}")
     assert job_page.status_code == 200 and "succeeded" in job_page.text
     assert_problem(client.delete(f"/v1/jobs/{job['id']}"), 409, contains="already ended")
