@@ -46,6 +46,7 @@ def index(
     )
     values = [row.value for row in board.data] if board else []
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    truth_figure = _truth_figure(board, score) if board else None
     jobs, _ = crud.list_jobs(session, offset=0, limit=10)
     return templates.TemplateResponse(
         request,
@@ -57,6 +58,7 @@ def index(
             "scores": list_scores(),
             "score": score,
             "default": DEFAULT_RANKING,
+            "truth": truth_figure,
             "low": low,
             "span": (high - low) or 1.0,
             "jobs": jobs,
@@ -155,6 +157,33 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
             "figures": job_figures(public.results),
         },
     )
+
+
+def _truth_figure(board: Any, score: str | None) -> dict[str, Any] | None:
+    """Ranking value against ground truth, with the weighted τ and the top-1 regret, when at
+    least 3 ranked models have ground truth (a validation job on this dataset)."""
+    from zoorank.validate.agreement import top1_regret, weighted_tau
+
+    rows = [r for r in board.data if r.ground_truth is not None]
+    if len(rows) < 3:
+        return None
+    # ranks are 1 = best; the value's direction is the board's (the default: higher is better)
+    value = np.asarray([-r.rank for r in rows], dtype=float)
+    truth = np.asarray([r.ground_truth for r in rows], dtype=float)
+    modes = sorted({r.ground_truth_mode for r in rows if r.ground_truth_mode})
+    name = score or "the default ranking"
+    svg = charts.scatter_chart(
+        {r.model: [(float(r.value), float(r.ground_truth))] for r in rows},
+        title=f"{name} against ground truth",
+        x_label=f"{name} value",
+        y_label=f"test accuracy ({', '.join(modes) or 'ground truth'})",
+    )
+    return {
+        "svg": svg,
+        "weighted_tau": weighted_tau(value, truth),
+        "regret": top1_regret(value, truth),
+        "n": len(rows),
+    }
 
 
 BETTI_PROFILE_SCORES = ("betti_slope_norm", "betti_slope", "betti_decay_norm", "betti_decay")

@@ -330,7 +330,7 @@ def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
             settings, dispatch=inline_rank, revoke=lambda ids: None, dispatch_validation=inline_validate
         )
     )
-    models = ["mobilenetv2_100", "mobilenetv2_100@random"]
+    models = ["mobilenetv2_100", "mobilenetv2_100@random", "tf_efficientnet_lite0@random"]
     client.post(
         "/v1/jobs",
         json={"dataset": "builtin:digits", "models": models, "scores": ["logme"], "options": OPTIONS},
@@ -355,6 +355,13 @@ def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
     board = client.get("/v1/leaderboard", params={"dataset": "builtin:digits", "score": "logme"}).json()
     assert {r["model"]: r["ground_truth"] for r in board["data"]} == pytest.approx(truth)
     assert all(r["ground_truth_mode"] == "linear" for r in board["data"])
+    # the leaderboard page plots the ranking against the ground truth, with its weighted tau
+    from scipy.stats import weightedtau
+
+    expected = weightedtau([-r["rank"] for r in board["data"]], [r["ground_truth"] for r in board["data"]])[0]
+    page = client.get("/", params={"dataset": "builtin:digits", "score": "logme"}).text
+    assert 'id="truth"' in page and f"weighted Kendall τ {expected:+.2f}" in page
+    assert "logme against ground truth</title>" in page
     assert_problem(client.post("/v1/validations", json={**body, "loss": "powergrad"}), 422, "loss")
     assert_problem(client.post("/v1/validations", json={**body, "mode": "guess"}), 422, "mode")
     assert_problem(client.post("/v1/validations", json={**body, "seeds": []}), 422, "seeds")
