@@ -222,8 +222,15 @@ def calibration(
     without = _calibration(
         targets, {k: replace(p, temperature=None) for k, p in fold_policies.items()}, directions, labels
     )
-    if with_t is None or without is None:
+    if with_t is None:
         return None
+    if without is None:  # on some target no score's resamples fit every model's budget
+        return with_t | {
+            "resampling_only": None,
+            "markdown": with_t["markdown"] + "\n\nWith the resampling of the rows alone (no temperature):"
+            " not computable: on some targets no score's resamples fit every model's time budget, and a"
+            " score resampled for some models only keeps its point value for all.",
+        }
     return with_t | {
         "resampling_only": without,
         "markdown": with_t["markdown"] + "\n\nWith the resampling of"
