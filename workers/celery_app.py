@@ -68,11 +68,15 @@ def _torch_threads(**_: object) -> None:
 
 
 @setup_logging.connect
-def _logging(**_: object) -> None:
-    # Our format (ZOORANK_LOG_FORMAT) instead of Celery's; Celery's own records go through it.
+def _logging(loglevel: object = None, **_: object) -> None:
+    # Our format (ZOORANK_LOG_FORMAT) instead of Celery's, at the worker's --loglevel; Celery's
+    # own records go through it.
+    import logging
+
     from app.logs import configure
 
-    configure(get_settings().log_format)
+    level = loglevel if isinstance(loglevel, int) else logging.getLevelName(str(loglevel or "INFO").upper())
+    configure(get_settings().log_format, level=level if isinstance(level, int) else logging.INFO)
 
 
 _TASK_CONTEXT: dict[str, object] = {}
