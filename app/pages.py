@@ -189,7 +189,15 @@ def _truth_figure(board: Any, score: str | None) -> dict[str, Any] | None:
 BETTI_PROFILE_SCORES = ("betti_slope_norm", "betti_slope", "betti_decay_norm", "betti_decay")
 
 
-def job_figures(results: list[Any]) -> dict[str, str]:
+def _curve_grid(details: dict[str, Any] | None) -> list[float]:
+    """The thresholds of a Betti score's stored curves, or [] when it has none that fit."""
+    if not details or not details.get("taps"):
+        return []
+    grid: list[float] = details.get("curve_thresholds") or details.get("curve_quantiles") or []
+    return grid if grid and all(len(t.get("curve", [])) == len(grid) for t in details["taps"]) else []
+
+
+def job_figures(results: list[Any]) -> dict[str, Any]:
     """SVG figures of what the scores saw: the Betti profile over depth, the hidden-margin
     distributions, and margins against the distance to the nearest other-class sample."""
     by_model: dict[str, dict[str, dict[str, Any]]] = {}
@@ -214,6 +222,25 @@ def job_figures(results: list[Any]) -> dict[str, str]:
             x_label="depth (first tap 0, last tap 1)",
             y_label="Betti sum / its L2 norm over taps",
         )
+    curves = {}
+    for model, details in by_model.items():
+        source = next((details[s] for s in ("betti_decay", "betti_auc") if _curve_grid(details.get(s))), None)
+        if source is None:
+            continue
+        grid = _curve_grid(source)
+        taps = source["taps"]
+        picked = sorted({round(i) for i in np.linspace(0, len(taps) - 1, min(6, len(taps)))})
+        curves[model] = charts.line_chart(
+            {
+                f"tap {i + 1} (depth {taps[i]['depth']:.2f})": list(zip(grid, taps[i]["curve"], strict=True))
+                for i in picked
+            },
+            title=f"Betti curves of {model}",
+            x_label="threshold η" if source.get("curve_thresholds") else "threshold (quantile of the tap)",
+            y_label="β0 + β1 + β2 (class-balanced mean per image)",
+        )
+    if curves:
+        figures["betti_curves"] = curves  # type: ignore[assignment]
     margins = {
         m: d["hidden_margin"]["nuances"]["margin"]
         for m, d in by_model.items()
