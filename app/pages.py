@@ -23,7 +23,7 @@ from app.routes.catalogue import leaderboard
 from app.routes.jobs import job_public
 from zoorank.errors import TooLargeError, ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
-from zoorank.policy import DEFAULT_RANKING
+from zoorank.policy import DEFAULT_RANKING, score_catalogue
 from zoorank.scores import list_scores
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -59,6 +59,9 @@ def index(
             "score": score,
             "default": DEFAULT_RANKING,
             "truth": truth_figure,
+            "score_info": next((row for row in score_catalogue() if row["name"] == score), None)
+            if score
+            else None,
             "low": low,
             "span": (high - low) or 1.0,
             "jobs": jobs,

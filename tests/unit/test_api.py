@@ -93,6 +93,12 @@ def test_job_lifecycle_and_leaderboard(client):
     page = client.get("/")
     assert page.status_code == 200 and "mobilenetv2_100" in page.text and "<svg" in page.text
     assert 'class="sortable"' in page.text and '<th scope="col" data-sort>model</th>' in page.text
+    scored = client.get("/", params={"dataset": "builtin:digits", "score": "logme"}).text
+    assert "You et al. 2021, LogME" in scored  # the score's paper
+    assert (
+        "held-out weighted τ on the benchmark +0.02" in scored
+        and '<th scope="col" data-sort>computed</th>' in scored
+    )
     assert client.get("/static/app/sort.js").status_code == 200
     job_page = client.get(f"/jobs/{job['id']}")
     assert job_page.status_code == 200 and "succeeded" in job_page.text
