@@ -158,8 +158,31 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
             "png": png_data_uri,
             "keys_required": bool(request.app.state.settings.api_keys),
             "figures": job_figures(public.results),
+            "truth": _job_truth_figure(session, public),
         },
     )
+
+
+def _job_truth_figure(session: Session, job: Any) -> dict[str, Any] | None:
+    """The job's ranking against the ground truth stored for its dataset (same content)."""
+    from types import SimpleNamespace
+
+    if not job.ranking or not job.dataset_fingerprint:
+        return None
+    truth = crud.ground_truth(session, dataset=job.dataset)
+    rows = []
+    for row in job.ranking.get("aggregate", []):
+        gt = truth.get((job.dataset_fingerprint, row["model"]))
+        rows.append(
+            SimpleNamespace(
+                model=row["model"],
+                rank=row["rank"],
+                value=row["value"],
+                ground_truth=gt.accuracy if gt else None,
+                ground_truth_mode=gt.mode if gt else None,
+            )
+        )
+    return _truth_figure(SimpleNamespace(data=rows), None)
 
 
 def _truth_figure(board: Any, score: str | None) -> dict[str, Any] | None:

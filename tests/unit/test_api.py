@@ -368,6 +368,8 @@ def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
     page = client.get("/", params={"dataset": "builtin:digits", "score": "logme"}).text
     assert 'id="truth"' in page and f"weighted Kendall τ {expected:+.2f}" in page
     assert "logme against ground truth</title>" in page
+    job_page = client.get(f"/jobs/{board['data'][0]['job_id']}").text  # the same figure for the job
+    assert 'id="truth"' in job_page and "the default ranking against ground truth</title>" in job_page
     assert_problem(client.post("/v1/validations", json={**body, "loss": "powergrad"}), 422, "loss")
     assert_problem(client.post("/v1/validations", json={**body, "mode": "guess"}), 422, "mode")
     assert_problem(client.post("/v1/validations", json={**body, "seeds": []}), 422, "seeds")
