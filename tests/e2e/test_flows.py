@@ -132,7 +132,7 @@ def test_upload_rank_watch_sort_and_cancel_in_a_browser(tmp_path):
             assert "/jobs/" in page.url
             assert page.inner_text("#job-status") in ("queued", "running")
             page.wait_for_function(
-                "document.getElementById('job-status').textContent === 'succeeded'", timeout=120_000
+                "(document.getElementById('job-status') || {}).textContent === 'succeeded'", timeout=180_000
             )
             page.wait_for_selector("#ranking")
             assert len(page.query_selector_all("#ranking tr")) == 3  # header + 2 models
@@ -155,8 +155,13 @@ def test_upload_rank_watch_sort_and_cancel_in_a_browser(tmp_path):
             page.check("input[name=models][value='mobilenetv2_100']")
             page.click("#new-job button[type=submit]")
             page.click("#cancel button[type=submit]")
-            page.wait_for_function("document.getElementById('cancel-message').textContent === 'Cancelled.'")
-            page.wait_for_function("document.getElementById('job-status').textContent === 'cancelled'")
+            # "Cancelled." shows, then the page reloads itself once the job has ended (the form
+            # is gone then): wait for the ended page, whichever moment this check lands in.
+            page.wait_for_function(
+                "(document.getElementById('job-status') || {}).textContent === 'cancelled'"
+                " && document.getElementById('cancel') === null",
+                timeout=60_000,
+            )
             page.screenshot(path=shots / "job-cancelled.png", full_page=True)
 
             for path in ("/models", "/scores", "/docs"):
