@@ -84,3 +84,32 @@ def wait_for_job(
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} still {job.get('status')} after {timeout} s: {job.get('progress')}")
+
+
+@contextmanager
+def serve_in_thread(application: Any) -> Iterator[str]:
+    """``application`` served by uvicorn on a free 127.0.0.1 port in a thread; yields its base
+    URL and stops the server afterwards."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.1)
+    if not server.started:  # a test must fail here, not pass against nothing
+        server.should_exit = True
+        raise RuntimeError(f"the test server did not start on port {port}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
 from app import services
 from app.main import create_app
 from app.settings import Settings
+from tests.service_harness import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
@@ -52,16 +43,7 @@ def test_leaderboard_and_job_pages_render(tmp_path):
         return []
 
     application = create_app(settings, dispatch=inline, revoke=lambda ids: None)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.1)
+    with serve_in_thread(application) as base:
         job = httpx.post(
             f"{base}/v1/jobs",
             timeout=300,
@@ -81,6 +63,3 @@ def test_leaderboard_and_job_pages_render(tmp_path):
         shot = tmp_path / "leaderboard.png"
         _chromium(f"--screenshot={shot}", "--window-size=1200,800", f"{base}/")
         assert shot.exists() and shot.stat().st_size > 5000
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

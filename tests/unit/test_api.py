@@ -17,6 +17,29 @@ from app.settings import Settings
 from zoorank.data.datasets import encode_png
 
 OPTIONS = {"samples_per_class": 8, "input_size": 32, "tap_images_per_class": 0}
+ONE_MODEL = {
+    "dataset": "builtin:digits",
+    "models": ["mobilenetv2_100"],
+    "scores": ["logme"],
+    "options": OPTIONS,
+}
+
+
+def _queued(settings: Settings) -> TestClient:
+    """A client whose jobs stay queued: nothing runs them unless the test calls run_model."""
+    return TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+
+
+def _inline_dispatch(settings: Settings):
+    """A dispatch that runs every model of a job, then closes it, inside the request."""
+
+    def dispatch(job_id: str, models: list[str]) -> list[str]:
+        for model in models:
+            services.run_model(settings, job_id, model)
+        services.finalise_job(settings, job_id)
+        return [f"task-{m}" for m in models]
+
+    return dispatch
 
 
 @pytest.fixture
@@ -27,13 +50,11 @@ def settings(tmp_path):
 @pytest.fixture
 def client(settings):
     dispatched: list[str] = []
+    run = _inline_dispatch(settings)
 
     def inline_dispatch(job_id: str, models: list[str]) -> list[str]:
-        for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
         dispatched.append(job_id)
-        return [f"task-{m}" for m in models]
+        return run(job_id, models)
 
     test_client = TestClient(create_app(settings, dispatch=inline_dispatch, revoke=lambda ids: None))
     test_client.dispatched = dispatched  # type: ignore[attr-defined]
@@ -165,7 +186,7 @@ def test_too_few_classes_or_samples_refused_before_queueing(client, settings):
 
 def test_api_keys_guard_writes(settings):
     keyed = Settings(**{**settings.model_dump(), "api_keys": ["s3cret"]})
-    client = TestClient(create_app(keyed, dispatch=lambda j, m: [], revoke=lambda ids: None))
+    client = _queued(keyed)
     response = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"]})
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == "Bearer"
@@ -321,19 +342,16 @@ def test_register_model_checks_weights(client, settings):
 
 @pytest.mark.slow
 def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
-    def inline_rank(job_id: str, models: list[str]) -> list[str]:
-        for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
-        return []
-
     def inline_validate(job_id: str) -> list[str]:
         services.run_validation(settings, job_id)
         return []
 
     client = TestClient(
         create_app(
-            settings, dispatch=inline_rank, revoke=lambda ids: None, dispatch_validation=inline_validate
+            settings,
+            dispatch=_inline_dispatch(settings),
+            revoke=lambda ids: None,
+            dispatch_validation=inline_validate,
         )
     )
     models = ["mobilenetv2_100", "mobilenetv2_100@random", "tf_efficientnet_lite0@random"]
@@ -592,13 +610,7 @@ def test_a_model_past_the_task_time_limit_is_failed_with_the_reason(tmp_path, mo
 
     monkeypatch.setattr(zoorank.rank, "run_score", slow_first_model)
 
-    def inline_dispatch(job_id: str, models: list[str]) -> list[str]:
-        for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
-        return []
-
-    client = TestClient(create_app(settings, dispatch=inline_dispatch, revoke=lambda ids: None))
+    client = TestClient(create_app(settings, dispatch=_inline_dispatch(settings), revoke=lambda ids: None))
     response = client.post(
         "/v1/jobs",
         json={
@@ -637,11 +649,11 @@ def test_database_unreachable_is_a_503_problem_and_the_api_recovers(settings, mo
         database_url="postgresql+psycopg://postgres@127.0.0.1:1/test",  # nothing listens there
         auto_migrate=False,
     )
-    response = TestClient(create_app(down, dispatch=lambda j, m: [], revoke=lambda ids: None)).get("/v1/jobs")
+    response = _queued(down).get("/v1/jobs")
     assert_problem(response, 503, contains="database is unreachable")
     assert response.headers["retry-after"] == "5"
 
-    client = TestClient(create_app(settings, dispatch=lambda j, m: [], revoke=lambda ids: None))
+    client = _queued(settings)
     real = crud.get_job
 
     def outage(*args, **kwargs):
@@ -707,13 +719,8 @@ def test_catalogue_pages(client):
 
 
 def test_job_page_polls_and_offers_cancel_only_while_the_job_runs(settings):
-    queued = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
-    body = {
-        "dataset": "builtin:digits",
-        "models": ["mobilenetv2_100"],
-        "scores": ["logme"],
-        "options": OPTIONS,
-    }
+    queued = _queued(settings)
+    body = ONE_MODEL
     job_id = queued.post("/v1/jobs", json=body).json()["id"]
     page = queued.get(f"/jobs/{job_id}").text
     assert f'data-job-id="{job_id}"' in page and 'data-status="queued"' in page
@@ -725,7 +732,7 @@ def test_job_page_polls_and_offers_cancel_only_while_the_job_runs(settings):
     assert '<form id="cancel">' not in queued.get(f"/jobs/{job_id}").text  # ended: nothing to cancel
 
     keyed = Settings(**{**settings.model_dump(), "api_keys": ["secret-key"]})
-    client = TestClient(create_app(keyed, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    client = _queued(keyed)
     job_id = client.post("/v1/jobs", json=body, headers={"Authorization": "Bearer secret-key"}).json()["id"]
     page = client.get(f"/jobs/{job_id}").text
     assert 'type="password" name="api-key"' in page and "secret-key" not in page  # asked, never stored
@@ -787,7 +794,7 @@ def test_new_job_form_submits_through_the_same_checks(client, settings):
     )
 
     keyed = Settings(**{**settings.model_dump(), "api_keys": ["k1"]})
-    guarded = TestClient(create_app(keyed, dispatch=lambda j, m: [], revoke=lambda ids: None))
+    guarded = _queued(keyed)
     body = {"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "scores": ["logme"]}
     refused = guarded.post("/jobs/new", data={**body, "api_key": "nope"})
     assert refused.status_code == 401 and "API key" in refused.text and "nope" not in refused.text
@@ -817,13 +824,8 @@ def test_zoorank_device_is_the_workers_default_device(settings, monkeypatch):
 
     monkeypatch.setattr(services, "score_model", spy)
     cpu = Settings(**{**settings.model_dump(), "device": "cpu"})
-    client = TestClient(create_app(cpu, dispatch=lambda j, m: [], revoke=lambda ids: None))
-    body = {
-        "dataset": "builtin:digits",
-        "models": ["mobilenetv2_100"],
-        "scores": ["logme"],
-        "options": OPTIONS,
-    }
+    client = _queued(cpu)
+    body = ONE_MODEL
     first = client.post("/v1/jobs", json=body).json()["id"]
     services.run_model(cpu, first, "mobilenetv2_100")
     auto = Settings(**{**settings.model_dump(), "device": "auto"})

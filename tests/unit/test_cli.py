@@ -157,15 +157,10 @@ def test_rank_exit_codes_empty_lists_and_all_failed(tmp_path):
 @pytest.fixture
 def server(tmp_path):
     """A real HTTP server (uvicorn in a thread) whose jobs run inline at submission."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from app import services
     from app.main import create_app
     from app.settings import Settings
+    from tests.service_harness import serve_in_thread
 
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
 
@@ -175,20 +170,8 @@ def server(tmp_path):
         services.finalise_job(settings, job_id)
         return []
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app_ = create_app(settings, dispatch=inline, revoke=lambda ids: None)
-    uv = uvicorn.Server(uvicorn.Config(app_, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if uv.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(settings, dispatch=inline, revoke=lambda ids: None)) as base:
+        yield base
 
 
 def test_client_commands_against_a_running_server(server):
