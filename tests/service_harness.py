@@ -16,6 +16,15 @@ from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One model over every digit at 128 px: a pass long enough (tens of seconds) that a fault test
+# can kill or cancel it in the middle.
+LONG_JOB: dict[str, Any] = {
+    "dataset": "builtin:digits",
+    "models": ["tf_efficientnet_lite2@random"],
+    "scores": ["logme"],
+    "options": {"samples_per_class": 0, "input_size": 128, "tap_images_per_class": 2},
+}
+
 
 def settings_env(settings: Settings) -> dict[str, str]:
     return {

@@ -20,7 +20,7 @@ from app import sweeper
 from app.dispatch import CeleryDispatcher
 from app.main import create_app
 from app.settings import Settings
-from tests.service_harness import celery_worker, wait_for_job
+from tests.service_harness import LONG_JOB, celery_worker, wait_for_job
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,8 @@ def test_whole_worker_killed_then_another_worker_finishes_the_job(settings, tmp_
     fast = _with(settings, stale_after=6.0)
     client = TestClient(create_app(fast))
     dispatcher = CeleryDispatcher(fast)
-    body = {
-        "dataset": "builtin:digits",
-        "models": ["tf_efficientnet_lite2@random"],
-        "scores": ["logme"],
-        "options": {**OPTIONS, "samples_per_class": 0, "input_size": 128},  # long enough to be killed
-    }
     with celery_worker(fast, log=tmp_path / "first.log") as worker:
-        job_id = client.post("/v1/jobs", json=body).json()["id"]
+        job_id = client.post("/v1/jobs", json=LONG_JOB).json()["id"]
         _wait_running(client, job_id)
         _kill_whole_worker(worker.pid)
         worker.wait()

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
 from app.main import create_app
-from tests.service_harness import celery_worker, wait_for_job
+from tests.service_harness import LONG_JOB, celery_worker, wait_for_job
 from zoorank.zoo import create_model, parse_model_ref
 
 pytestmark = pytest.mark.integration
@@ -117,17 +117,8 @@ def test_killed_worker_does_not_lose_the_job(settings, tmp_path):
     """SIGKILL the pool process mid-task: acks_late + reject_on_worker_lost re-queue it, the
     upserts keep one row per (job, model, score), and the job still succeeds."""
     client = TestClient(create_app(settings))
-    options = {**OPTIONS, "samples_per_class": 0, "input_size": 128}  # long enough to be killed mid-task
     with celery_worker(settings, log=tmp_path / "worker.log") as worker:
-        job_id = client.post(
-            "/v1/jobs",
-            json={
-                "dataset": "builtin:digits",
-                "models": ["tf_efficientnet_lite2@random"],
-                "scores": ["logme"],
-                "options": options,
-            },
-        ).json()["id"]
+        job_id = client.post("/v1/jobs", json=LONG_JOB).json()["id"]
         wait_for_job(client, job_id, until=("running", "succeeded"), timeout=120)
         children = _children(worker.pid)
         assert children, "the prefork pool process was not found"
@@ -181,18 +172,9 @@ def test_cancel_mid_model_stops_the_running_task(settings, tmp_path):
     batch, writes no result, and its model stays cancelled (before: it ran on, flipped to
     succeeded and reached the leaderboard)."""
     client = TestClient(create_app(settings))
-    options = {**OPTIONS, "samples_per_class": 0, "input_size": 128}  # a pass of ~30 s or more
     log = tmp_path / "worker.log"
     with celery_worker(settings, log=log):
-        job_id = client.post(
-            "/v1/jobs",
-            json={
-                "dataset": "builtin:digits",
-                "models": ["tf_efficientnet_lite2@random"],
-                "scores": ["logme"],
-                "options": options,
-            },
-        ).json()["id"]
+        job_id = client.post("/v1/jobs", json=LONG_JOB).json()["id"]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             progress = client.get(f"/v1/jobs/{job_id}").json()["progress"][0]

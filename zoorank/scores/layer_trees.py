@@ -35,7 +35,7 @@ import torch
 import zoorank.explain.layer_trees as trees
 from zoorank.errors import InvalidInputError
 from zoorank.scores._geometry import check_images, content_keys
-from zoorank.scores.inputs import ScoreInputs, ScoreOutput
+from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels
 from zoorank.scores.registry import ScoreSpec, register_score
 
 
@@ -62,7 +62,7 @@ def _compute(
         seed=inputs.seed,
     )
     x = np.asarray(inputs.features, dtype=np.float64)
-    labels = np.unique(np.asarray(inputs.labels), return_inverse=True)[1]
+    labels = check_labels(inputs.labels)  # as explain_features encoded them
     budget = max(2, round(leaves_per_class * explanation.classes))
     grid = sorted(set(trees.leaves_grid(explanation.classes, max_leaves_per_class=16)) | {budget})
     fidelity, kappa = trees.fidelity_curves(
