@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
+import logging
 from collections.abc import Iterator
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from app.db.session import session_scope
+from app.keys import KeyRing
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -22,16 +25,24 @@ def get_session(settings: Settings = Depends(get_settings_dep)) -> Iterator[Sess
         yield session
 
 
-def key_allows_writes(settings: Settings, token: str) -> bool:
-    """Whether ``token`` may write: any token when no keys are set, else one of the keys."""
-    return not settings.api_keys or any(hmac.compare_digest(token, key) for key in settings.api_keys)
+def caller_key(request: Request) -> str | None:
+    """The name of the API key the request sent (found by :mod:`app.access`), or None."""
+    name: str | None = getattr(request.state, "api_key", None)
+    return name
 
 
-def require_writer(request: Request, settings: Settings = Depends(get_settings_dep)) -> None:
-    """Writes need ``Authorization: Bearer KEY`` when ``ZOORANK_API_KEYS`` is set."""
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if not key_allows_writes(settings, token):
+def key_allows_writes(request: Request, token: str = "") -> bool:
+    """Whether the request may write: always when no keys are configured, else when its
+    ``Authorization`` header or ``token`` (a form's key field) holds a known key."""
+    keys: KeyRing = request.app.state.keys
+    return not keys.required or caller_key(request) is not None or keys.match(token) is not None
+
+
+def require_writer(request: Request) -> None:
+    """Writes need ``Authorization: Bearer KEY`` when API keys are configured."""
+    if not key_allows_writes(request):
+        client = request.client.host if request.client else "unknown"
+        log.info("refused %s %s from %s: writes need an API key", request.method, request.url.path, client)
         raise HTTPException(
             401,
             "send Authorization: Bearer <API key> to write",

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from app import docs, metrics, pages, problems
+from app import access, docs, metrics, pages, problems
 from app.routes import catalogue, health, jobs, validations
 from app.services import Dispatch
 from app.settings import Settings, get_settings
@@ -70,6 +70,8 @@ def create_app(
     api.include_router(validations.router)
     api.include_router(catalogue.router)
     api.include_router(pages.router)
+
+    access.install(api, settings)  # inside _measure, so its refusals are counted too
 
     @api.middleware("http")
     async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -85,7 +85,7 @@ async def submit_job_form(request: Request, session: Session = Depends(get_sessi
     chosen_models = [str(m) for m in form.getlist("models")]
     chosen_scores = [str(s) for s in form.getlist("scores")]
     entered: dict[str, Any] = {**text, **sizes, "models": chosen_models, "scores": chosen_scores}
-    if not key_allows_writes(settings, str(form.get("api_key", ""))):
+    if not key_allows_writes(request, str(form.get("api_key", ""))):
         return _new_job_form(request, session, entered, error="the API key is missing or wrong", status=401)
     models = chosen_models + [m.strip() for m in text["extra_models"].split(",") if m.strip()]
     options: dict[str, Any] = {}
@@ -130,7 +130,7 @@ def _new_job_form(
             "scores": scores,
             "entered": entered,
             "error": error,
-            "keys_required": bool(request.app.state.settings.api_keys),
+            "keys_required": request.app.state.keys.required,
         },
         status_code=status,
     )
@@ -156,7 +156,7 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
             "table": table,
             "explanations": explanations,
             "png": png_data_uri,
-            "keys_required": bool(request.app.state.settings.api_keys),
+            "keys_required": request.app.state.keys.required,
             "figures": job_figures(public.results),
             "truth": _job_truth_figure(session, public),
         },
@@ -338,7 +338,7 @@ async def upload_dataset_form(request: Request, session: Session = Depends(get_s
     form = await request.form()
     settings = request.app.state.settings
     upload = form.get("file")
-    if not key_allows_writes(settings, str(form.get("api_key", ""))):
+    if not key_allows_writes(request, str(form.get("api_key", ""))):
         return _datasets_page(request, session, error="the API key is missing or wrong", status=401)
     if upload is None or isinstance(upload, str) or not upload.filename:
         return _datasets_page(request, session, error="choose an archive to upload", status=422)
@@ -371,7 +371,7 @@ def _datasets_page(
             "datasets": rows,
             "error": error,
             "added": added,
-            "keys_required": bool(request.app.state.settings.api_keys),
+            "keys_required": request.app.state.keys.required,
         },
         status_code=status,
     )

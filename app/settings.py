@@ -8,12 +8,15 @@ derived from ``ZOORANK_VAR_DIR`` (made absolute, so the API and its worker proce
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.keys import parse_hashes
 
 
 def _split(value: object) -> object:
@@ -23,7 +26,8 @@ def _split(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ZOORANK_", extra="ignore")
+    # A refused value is not echoed: it may be a key (or a URL with a password).
+    model_config = SettingsConfigDict(env_prefix="ZOORANK_", extra="ignore", hide_input_in_errors=True)
 
     var_dir: Path = Path("var")
     database_url: str = ""
@@ -32,7 +36,18 @@ class Settings(BaseSettings):
     cache_dir: Path = Path()  # empty: VAR_DIR/cache
     upload_dir: Path = Path()  # empty: VAR_DIR/uploads
     data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Access (app.keys, app.access). Keys are stored hashed, here ([NAME:]sha256:<hex>) and/or
+    # in API_KEYS_FILE (NAME:sha256:<hex> a line, re-read when it changes); either set: writes
+    # need a key, and PROTECT_READS makes every read need one too (not /healthz, /readyz).
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    protect_reads: bool = False
+    # RATE_LIMIT: requests a minute per key (anonymous: per client address), bursts of as many;
+    # 0: off. 600: a job page polls once a second at most (60) and people or scripts that wait
+    # between calls never meet it, while a loop that does not wait is held to 10 a second.
+    rate_limit: int = Field(default=600, ge=0)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: no CORS
+    max_request_kb: int = Field(default=256, gt=0)  # request bodies other than uploads
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = 200
     max_archive_files: int = 100_000
@@ -61,10 +76,37 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         return self.task_time_limit + 300
 
-    @field_validator("data_roots", "api_keys", mode="before")
+    @field_validator("data_roots", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed_keys(cls, value: list[str]) -> list[str]:
+        parse_hashes(value)
+        return value
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(
+                    f"CORS origin {origin!r} is not scheme://host[:port] (no path, no trailing /)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _reads_need_keys(self) -> Settings:
+        if self.protect_reads and not (self.api_keys or self.api_keys_file):
+            raise ValueError("ZOORANK_PROTECT_READS needs ZOORANK_API_KEYS or ZOORANK_API_KEYS_FILE")
+        return self
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -76,6 +118,8 @@ class Settings(BaseSettings):
             self.upload_dir = self.var_dir / "uploads"
         self.cache_dir = self.cache_dir.expanduser().resolve()
         self.upload_dir = self.upload_dir.expanduser().resolve()
+        if self.api_keys_file is not None:
+            self.api_keys_file = self.api_keys_file.expanduser().resolve()
         self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [self.var_dir / "data"]
         self.result_backend = self.result_backend or self._default_result_backend()
         return self

@@ -12,10 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import services
+from app.keys import hash_key
 from app.main import create_app
 from app.settings import Settings
 from zoorank.data.datasets import encode_png
 
+KEY = "zrk_unit-test-key-0123456789abcdefghij"  # an API key; the settings hold its hash
 OPTIONS = {"samples_per_class": 8, "input_size": 32, "tap_images_per_class": 0}
 ONE_MODEL = {
     "dataset": "builtin:digits",
@@ -28,6 +30,11 @@ ONE_MODEL = {
 def _queued(settings: Settings) -> TestClient:
     """A client whose jobs stay queued: nothing runs them unless the test calls run_model."""
     return TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+
+
+def _keyed(settings: Settings, *keys: str) -> Settings:
+    """``settings`` with these API keys, stored as they always are: hashed."""
+    return Settings(**{**settings.model_dump(), "api_keys": [hash_key(key) for key in keys]})
 
 
 def _inline_dispatch(settings: Settings):
@@ -185,7 +192,7 @@ def test_too_few_classes_or_samples_refused_before_queueing(client, settings):
 
 
 def test_api_keys_guard_writes(settings):
-    keyed = Settings(**{**settings.model_dump(), "api_keys": ["s3cret"]})
+    keyed = _keyed(settings, KEY)
     client = _queued(keyed)
     response = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"]})
     assert_problem(response, 401)
@@ -194,7 +201,7 @@ def test_api_keys_guard_writes(settings):
     ok = client.post(
         "/v1/jobs",
         json={"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "options": OPTIONS},
-        headers={"Authorization": "Bearer s3cret"},
+        headers={"Authorization": f"Bearer {KEY}"},
     )
     assert ok.status_code == 202
 
@@ -731,11 +738,11 @@ def test_job_page_polls_and_offers_cancel_only_while_the_job_runs(settings):
     assert queued.delete(f"/v1/jobs/{job_id}").status_code == 200
     assert '<form id="cancel">' not in queued.get(f"/jobs/{job_id}").text  # ended: nothing to cancel
 
-    keyed = Settings(**{**settings.model_dump(), "api_keys": ["secret-key"]})
+    keyed = _keyed(settings, KEY)
     client = _queued(keyed)
-    job_id = client.post("/v1/jobs", json=body, headers={"Authorization": "Bearer secret-key"}).json()["id"]
+    job_id = client.post("/v1/jobs", json=body, headers={"Authorization": f"Bearer {KEY}"}).json()["id"]
     page = client.get(f"/jobs/{job_id}").text
-    assert 'type="password" name="api-key"' in page and "secret-key" not in page  # asked, never stored
+    assert 'type="password" name="api-key"' in page and KEY not in page  # asked, never stored
 
 
 def test_job_page_draws_the_betti_profile_and_the_margins(client):
@@ -793,12 +800,12 @@ def test_new_job_form_submits_through_the_same_checks(client, settings):
         and job["options"]["samples_per_class"] == 8
     )
 
-    keyed = Settings(**{**settings.model_dump(), "api_keys": ["k1"]})
+    keyed = _keyed(settings, KEY)
     guarded = _queued(keyed)
     body = {"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "scores": ["logme"]}
     refused = guarded.post("/jobs/new", data={**body, "api_key": "nope"})
     assert refused.status_code == 401 and "API key" in refused.text and "nope" not in refused.text
-    accepted = guarded.post("/jobs/new", data={**body, "api_key": "k1"}, follow_redirects=False)
+    accepted = guarded.post("/jobs/new", data={**body, "api_key": KEY}, follow_redirects=False)
     assert accepted.status_code == 303
 
 
