@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoorank.errors import ZoorankError
+
+if TYPE_CHECKING:
+    from zoorank.features.cache import FeatureCache
 
 EXPLAIN_SCORE = "layer_tree_fidelity"
 
@@ -21,9 +24,13 @@ def explain_model(
     options: Any = None,
     *,
     cache_dir: str | Path | None = None,
+    cache: FeatureCache | None = None,
     data_roots: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """``{"model", "dataset", "value", "seconds", "feature_seconds", "params", "details"}``.
+
+    Features are cached in ``cache`` (``FeatureCache.from_settings``: bounded by the setting),
+    or without bound in ``cache_dir``.
 
     Raises:
         ZoorankError: an unknown model or dataset, unusable data, or a failure of the model's
@@ -37,7 +44,8 @@ def explain_model(
     options.validate()
     spec = get_model_spec(model)
     prepared = prepare_dataset(dataset_ref, options, data_roots=data_roots)
-    cache = FeatureCache(cache_dir) if cache_dir is not None else None
+    if cache is None and cache_dir is not None:
+        cache = FeatureCache(cache_dir)
     result = score_model(prepared, spec, [EXPLAIN_SCORE], options, cache=cache)
     record = result.scores.get(EXPLAIN_SCORE)
     if result.error or record is None or record.error:

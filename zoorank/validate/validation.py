@@ -200,6 +200,7 @@ def validate(
     rank_options: RankOptions | Mapping[str, Any] | None = None,
     resamples: int = 1000,
     cache_dir: str | Path | None = None,
+    cache: FeatureCache | None = None,
     data_roots: Sequence[str | Path] = (),
     upload_dir: str | Path | None = None,
     on_model: Callable[[str, str, int, int], None] | None = None,
@@ -227,7 +228,9 @@ def validate(
             ``RankOptions(input_size=settings.input_size, seed=settings.split_seed)``.
             ``samples_per_class`` is unused: the scores see the train split.
         resamples: bootstrap resamples over models for every interval (0: no intervals).
-        cache_dir: feature cache folder (shared with ``zoorank rank``).
+        cache_dir: feature cache folder (shared with ``zoorank rank``), without a size bound.
+        cache: the feature cache, used instead of ``cache_dir``
+            (``FeatureCache.from_settings``: bounded by ``ZOORANK_CACHE_MAX_MB``).
         data_roots, upload_dir: as for ``zoorank.rank.rank``.
         on_model: progress callback ``(stage, model, index, total)`` with stage ``score`` or
             ``train``.
@@ -255,7 +258,8 @@ def validate(
     dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir)
     check_class_counts(dataset.labels, min_per_class=rank_options.min_samples_per_class)
     split = settings.split(dataset.labels)
-    cache = FeatureCache(cache_dir) if cache_dir is not None else None
+    if cache is None and cache_dir is not None:
+        cache = FeatureCache(cache_dir)
 
     # Scores on the train split, through the ranking pipeline.
     results: list[ModelResult] = []
