@@ -42,7 +42,7 @@ from sklearn.metrics import silhouette_score
 
 from zoorank.errors import InvalidInputError
 from zoorank.scores._geometry import content_keys, content_order_subset
-from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels
+from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels, check_tap_rows
 from zoorank.scores.registry import ScoreSpec, register_score
 
 Pooling = Literal["mean", "flatten"]
@@ -113,14 +113,7 @@ def check_taps(inputs: ScoreInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
     if len(rows) != 1:
         raise InvalidInputError(f"taps disagree on the number of samples: {sorted(rows)}", field="taps")
     m = rows.pop()
-    tap_rows = np.arange(labels.shape[0]) if inputs.tap_rows is None else np.asarray(inputs.tap_rows)
-    if tap_rows.shape != (m,) or not np.issubdtype(tap_rows.dtype, np.integer):
-        raise InvalidInputError(
-            f"tap_rows must be ({m},) integer row indices, got shape {tap_rows.shape}",
-            field="tap_rows",
-        )
-    if m == 0 or tap_rows.min() < 0 or tap_rows.max() >= labels.shape[0]:
-        raise InvalidInputError("tap_rows must index the labels' rows", field="tap_rows")
+    tap_rows = check_tap_rows(inputs.tap_rows, m, labels.shape[0])
     for name, arr in taps.items():
         if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
             raise InvalidInputError(

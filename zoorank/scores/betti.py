@@ -67,7 +67,7 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import PolynomialFeatures
 
 from zoorank.errors import InvalidInputError
-from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels
+from zoorank.scores.inputs import ScoreInputs, ScoreOutput, check_labels, check_tap_rows
 from zoorank.scores.registry import ScoreSpec, register_score
 from zoorank.topology.batch import stacked_betti_sums
 
@@ -205,21 +205,7 @@ def prepare_taps(inputs: ScoreInputs, *, images_per_class: int, max_taps: int) -
         sizes = {name: a.shape[0] for name, a in zip(names, arrays, strict=True)}
         raise InvalidInputError(f"taps hold different numbers of images: {sizes}", field="taps")
     labels = np.asarray(inputs.labels)
-    if inputs.tap_rows is None:
-        if m != labels.shape[0]:
-            raise InvalidInputError(
-                f"taps hold {m} images but there are {labels.shape[0]} labels and no tap_rows",
-                field="tap_rows",
-            )
-        rows = np.arange(m)
-    else:
-        rows = np.asarray(inputs.tap_rows)
-        if rows.shape != (m,):
-            raise InvalidInputError(
-                f"tap_rows must be ({m},) like the taps, got shape {rows.shape}", field="tap_rows"
-            )
-        if rows.size and (rows.min() < 0 or rows.max() >= labels.shape[0]):
-            raise InvalidInputError("tap_rows index outside labels", field="tap_rows")
+    rows = check_tap_rows(inputs.tap_rows, m, labels.shape[0])
     for name, array in zip(names, arrays, strict=True):
         # every row, not only the images chosen below: a NaN anywhere is a malformed input
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():

@@ -82,3 +82,41 @@ def check_matrix(x: np.ndarray, n: int, *, name: str = "features") -> np.ndarray
             f"{name} contain {bad} non-finite values (NaN or inf); clean them first", field=name
         )
     return x
+
+
+def check_tap_rows(tap_rows: np.ndarray | None, images: int, labels: int) -> np.ndarray:
+    """The label row ``(m,)`` of each of the ``images`` tapped images, or a clear error.
+
+    Without ``tap_rows`` the taps must hold one image per label, in the labels' order. One
+    check for every tap-reading score, so that they all give the same message.
+
+    Raises:
+        InvalidInputError: field ``taps`` when, without ``tap_rows``, the taps and the labels
+            differ in length; field ``tap_rows`` when ``tap_rows`` is not one integer row per
+            tapped image or points outside the labels.
+    """
+    if tap_rows is None:
+        if images != labels:
+            raise InvalidInputError(
+                f"the taps hold {images} images each but there are {labels} labels; give one "
+                "label per tapped image (or tap_rows: the label row of each tapped image)",
+                field="taps",
+            )
+        return np.arange(labels)
+    rows = np.asarray(tap_rows)
+    if rows.shape != (images,) or not np.issubdtype(rows.dtype, np.integer):
+        raise InvalidInputError(
+            f"the taps hold {images} images each but tap_rows has shape {rows.shape} "
+            f"({rows.dtype}); give one integer label row per tapped image, shape ({images},), "
+            "or, without tap_rows, one label per tapped image",
+            field="tap_rows",
+        )
+    if images == 0:
+        raise InvalidInputError("the taps hold no images", field="taps")
+    if rows.min() < 0 or rows.max() >= labels:
+        raise InvalidInputError(
+            f"tap_rows must be rows of the {labels} labels (0..{labels - 1}), "
+            f"got {int(rows.min())}..{int(rows.max())}",
+            field="tap_rows",
+        )
+    return rows.astype(np.int64, copy=False)

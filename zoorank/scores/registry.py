@@ -63,8 +63,16 @@ class ScoreSpec:
     def __call__(self, inputs: ScoreInputs, **params: Any) -> ScoreOutput:
         missing = [need for need in sorted(self.needs) if getattr(inputs, need) is None]
         if missing:
+            hint = ""
+            if {"images", "model"} & set(missing):
+                # Arrays alone (`zoorank score`) cannot carry a model: say what can.
+                hint = (
+                    "; images and a model come from a forward pass over a dataset: rank one "
+                    f"with it (`zoorank rank --dataset REF --scores {self.name}`, or "
+                    f'"scores": ["{self.name}"] in POST /v1/jobs)'
+                )
             raise InvalidInputError(
-                f"score {self.name!r} needs {', '.join(missing)}, which were not given",
+                f"score {self.name!r} needs {', '.join(missing)}, which were not given{hint}",
                 field=missing[0],
             )
         # One BLAS thread: score-sized problems are small, and on a busy machine OpenBLAS's
