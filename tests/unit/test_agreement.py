@@ -155,3 +155,56 @@ def test_refuses_mismatched_or_non_finite_arrays() -> None:
         kendall_tau(np.ones(3), np.ones(4))
     with pytest.raises(InvalidInputError, match="finite"):
         kendall_tau(np.array([1.0, np.nan]), np.ones(2))
+
+
+def test_a_score_that_ties_on_every_model_is_undefined_and_names_no_first_model() -> None:
+    result = score_agreement(dict.fromkeys(ACC, 2.0), ACC, direction="higher", resamples=0)
+    assert result.undefined == "tie: the score gives every model the same value"
+    assert result.top1_model is None and result.top1_tied == list(ACC)
+    # a random pick among all five: 0.90 - mean(0.60, 0.70, 0.75, 0.80, 0.90) = 0.15
+    assert result.top1_regret == pytest.approx(0.15)
+    flat = score_agreement({m: 10 * a for m, a in ACC.items()}, dict.fromkeys(ACC, 0.5), direction="higher")
+    assert (
+        flat.undefined == "tie: every model has the same ground-truth accuracy" and flat.kendall_tau is None
+    )
+    alone = score_agreement({"a": 1.0}, ACC, direction="higher", resamples=0)
+    assert alone.undefined == "1 model: nothing to rank"
+    defined = score_agreement({"a": 1.0, "b": 1.0, "c": 3.0, "d": 3.0, "e": 2.0}, ACC, direction="higher")
+    assert defined.undefined is None and defined.top1_model is None and defined.top1_tied == ["c", "d"]
+
+
+def test_best_is_named_only_when_its_tau_is_positive() -> None:
+    values = {
+        "backwards": {m: -acc for m, acc in ACC.items()},  # τ = -1 by construction
+        "mostly_backwards": {"a": 5.0, "b": 4.0, "c": 2.0, "d": 3.0, "e": 1.0},  # 1 of 10 pairs right
+        "flat": dict.fromkeys(ACC, 1.0),
+    }
+    directions = dict.fromkeys(values, "higher")
+    out = best_within_noise(values, directions, ACC, statistic="kendall_tau", resamples=50)
+    assert out["best"] is None and out["tied"] == []
+    assert out["value"] == pytest.approx((1 - 9) / 10)  # (concordant - discordant) / pairs
+    assert (
+        out["note"]
+        == "no score agreed with the ground truth: the highest kendall_tau is -0.80 (mostly_backwards)"
+    )
+    assert out["undefined"] == ["flat"]
+    values["forwards"] = {m: acc for m, acc in ACC.items()}
+    out = best_within_noise(
+        values, dict.fromkeys(values, "higher"), ACC, statistic="kendall_tau", resamples=50
+    )
+    assert out["best"] == "forwards" and out["value"] == pytest.approx(1.0) and out["note"] is None
+
+
+def test_few_models_warning_lists_the_taus_that_so_few_models_allow() -> None:
+    from itertools import permutations
+
+    from zoorank.validate.agreement import MIN_MODELS, few_models_warning
+
+    for n in (2, 3):
+        possible = {stats.kendalltau(np.arange(n), p).statistic for p in permutations(range(n))}
+        message = few_models_warning(n)
+        assert message is not None and message.startswith(f"only {n} models have a ground truth")
+        listed = message.split("can only be ")[1].split(")")[0].split(", ")
+        assert sorted(float(t) for t in listed) == pytest.approx(sorted(possible), abs=0.005)
+    assert few_models_warning(1) is not None and few_models_warning(0) is not None
+    assert few_models_warning(MIN_MODELS) is None and few_models_warning(12) is None

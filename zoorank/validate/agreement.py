@@ -15,6 +15,14 @@ flipped. Then, over the models both know:
 Intervals are percentile bootstraps over *models* (resampling models with replacement), so
 they say how much a τ depends on which models happen to be in the pool. Two scores are called
 different only when the paired bootstrap interval of their τ difference excludes 0.
+
+Undefined, not zero: when a score gives every model the same value (or the ground truth ties
+on every model) no ranking exists to compare, and ``scipy.stats.weightedtau`` / ``kendalltau``
+return NaN; the statistics are then ``None`` and :attr:`Agreement.undefined` says why. A
+"best" score is named only when its τ is positive: a score that ranks the models backwards
+(τ = −1) agreed with nothing. Over fewer than :data:`MIN_MODELS` models a rank correlation
+takes a handful of values (3 models: Kendall τ is ±1 or ±1/3) and means little:
+:func:`few_models_warning` says so.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -32,6 +40,31 @@ from zoorank.errors import InvalidInputError
 Statistic = Callable[[np.ndarray, np.ndarray], float]
 
 STATISTICS = ("weighted_tau", "kendall_tau", "pearson_r")
+
+MIN_MODELS = 4  # below this, a rank correlation over the pool means little
+
+
+def few_models_warning(n_models: int) -> str | None:
+    """A warning when ``n_models`` are too few for rank agreement to mean much, else ``None``.
+
+    >>> "Kendall τ can only be -1, -0.33, +0.33, +1" in few_models_warning(3)
+    True
+    >>> few_models_warning(4) is None
+    True
+    """
+    if n_models >= MIN_MODELS:
+        return None
+    advice = f"validate at least {MIN_MODELS} models, better 8 or more"
+    if n_models < 2:
+        return (
+            f"{n_models} model{'' if n_models == 1 else 's'} with a ground truth: nothing to rank; {advice}"
+        )
+    pairs = n_models * (n_models - 1) // 2
+    taus = ", ".join(f"{(pairs - 2 * k) / pairs:+.2g}" for k in range(pairs, -1, -1))
+    return (
+        f"only {n_models} models have a ground truth: rank agreement over so few models means "
+        f"little (without ties Kendall τ can only be {taus}); {advice}"
+    )
 
 
 def orient(values: Sequence[float] | np.ndarray, direction: str) -> np.ndarray:
@@ -58,7 +91,19 @@ def _check_pair(score: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _degenerate(score: np.ndarray, accuracy: np.ndarray) -> bool:
-    return score.size < 2 or np.ptp(score) == 0 or np.ptp(accuracy) == 0
+    return undefined_reason(score, accuracy) is not None
+
+
+def undefined_reason(score: np.ndarray, accuracy: np.ndarray) -> str | None:
+    """Why no rank correlation of ``score`` with ``accuracy`` exists, or ``None`` when one does:
+    fewer than 2 models, the score ties on every model, or the accuracy does."""
+    if score.size < 2:
+        return f"{score.size} model{'' if score.size == 1 else 's'}: nothing to rank"
+    if np.ptp(score) == 0:
+        return "tie: the score gives every model the same value"
+    if np.ptp(accuracy) == 0:
+        return "tie: every model has the same ground-truth accuracy"
+    return None
 
 
 def weighted_tau(score: np.ndarray, accuracy: np.ndarray) -> float:
@@ -178,7 +223,10 @@ class Agreement:
     """One score against ground truth over ``models`` (those with both a value and an accuracy).
 
     ``*_ci`` are bootstrap intervals over models (``None`` when undefined); statistics are
-    ``None`` when undefined (a constant score, fewer than 2 models).
+    ``None`` when undefined, and ``undefined`` then says why (a score or a ground truth that
+    ties on every model, fewer than 2 models). ``top1_model`` is the model the score ranks
+    first, ``None`` when several tie for first (they are in ``top1_tied``; the regret is then
+    that of a random pick among them).
     """
 
     score: str
@@ -193,6 +241,8 @@ class Agreement:
     kendall_tau_ci: tuple[float, float] | None = None
     pearson_r_ci: tuple[float, float] | None = None
     missing: list[str] | None = None
+    undefined: str | None = None
+    top1_tied: list[str] = field(default_factory=list)
 
     @property
     def n_models(self) -> int:
@@ -235,10 +285,12 @@ def score_agreement(
     s = orient([float(values[m]) for m in models], direction)  # type: ignore[arg-type]
     a = np.asarray([float(accuracy[m]) for m in models])
     first = None
+    tied: list[str] = []
     regret = math.nan
     if models:
-        best = int(np.argmax(s))
-        first = models[best]
+        tied = [m for m, value in zip(models, s, strict=True) if value == s.max()]
+        first = tied[0] if len(tied) == 1 else None
+        tied = tied if len(tied) > 1 else []
         regret = top1_regret(s, a)
     cis = {
         name: bootstrap_interval(fn, s, a, resamples=resamples, level=level, seed=seed)
@@ -257,6 +309,8 @@ def score_agreement(
         kendall_tau_ci=cis["kendall_tau"],
         pearson_r_ci=cis["pearson_r"],
         missing=missing,
+        undefined=undefined_reason(s, a),
+        top1_tied=tied,
     )
 
 
@@ -278,16 +332,19 @@ def best_within_noise(
         min_coverage: only scores with a value on at least this share of the models compete
             (a static prior known for a few models must not win on those few).
 
-    Returns ``{"statistic", "best", "tied": [scores whose paired bootstrap interval of
-    (best − score) contains 0, best included], "differences": {score: [low, high]},
-    "excluded": [scores below min_coverage]}``. Each comparison uses the models both scores
-    have values for.
+    Returns ``{"statistic", "best", "value": best's statistic, "tied": [scores whose paired
+    bootstrap interval of (best − score) contains 0, best included], "differences": {score:
+    [low, high]}, "excluded": [scores below min_coverage], "undefined": [scores whose
+    statistic does not exist, e.g. a tie on every model], "note"}``. Each comparison uses the
+    models both scores have values for. ``best`` is ``None`` (and ``note`` says why) unless the
+    highest statistic is positive: a score that ranks the models backwards agreed with nothing.
     """
     if statistic not in _FUNCTIONS:
         raise InvalidInputError(f"statistic must be one of {', '.join(STATISTICS)}")
     fn = _FUNCTIONS[statistic]
     point: dict[str, float] = {}
     excluded = []
+    undefined = []
     for name, by_model in values.items():
         models, _ = _common(by_model, accuracy)
         if len(models) < min_coverage * len(accuracy):
@@ -297,9 +354,29 @@ def best_within_noise(
         value = fn(s, np.asarray([accuracy[m] for m in models], dtype=float)) if models else math.nan
         if math.isfinite(value):
             point[name] = value
+        else:
+            undefined.append(name)
+    nobody: dict[str, object] = {
+        "statistic": statistic,
+        "best": None,
+        "value": None,
+        "tied": [],
+        "differences": {},
+        "excluded": excluded,
+        "undefined": undefined,
+    }
     if not point:
-        return {"statistic": statistic, "best": None, "tied": [], "differences": {}, "excluded": excluded}
+        return {**nobody, "note": f"no score has a defined {statistic}"}
     best = max(sorted(point), key=lambda name: point[name])
+    if point[best] <= 0.0:
+        return {
+            **nobody,
+            "value": point[best],
+            "note": (
+                f"no score agreed with the ground truth: the highest {statistic} is "
+                f"{point[best]:+.2f} ({best})"
+            ),
+        }
     tied = [best]
     differences: dict[str, list[float] | None] = {}
     for name in sorted(point):
@@ -316,9 +393,12 @@ def best_within_noise(
     return {
         "statistic": statistic,
         "best": best,
+        "value": point[best],
         "tied": tied,
         "differences": differences,
         "excluded": excluded,
+        "undefined": undefined,
+        "note": None,
     }
 
 
