@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
+from tests.skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def small_options():
