@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -80,10 +81,50 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(
-            exc.status_code, "Error"
-        )
+        title = _TITLES.get(exc.status_code, "Error")
         response = problem(exc.status_code, title, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+
+class Problem(BaseModel):
+    """The body of every error answer (RFC 9457), as ``application/problem+json``."""
+
+    model_config = ConfigDict(extra="allow")  # extension members are allowed
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+}
+_MEANINGS = {
+    400: "The body could not be read (not UTF-8, or a malformed multipart form)",
+    401: "A write without a valid API key (when ZOORANK_API_KEYS is set)",
+    404: "No such job",
+    409: "Conflict with the current state (a name taken, a job that already ended)",
+    413: "The upload is larger than allowed",
+    422: "Invalid input; `field` names it",
+    503: "The database is unreachable; retry after `Retry-After` seconds",
+}
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problem documents a route can answer with, so that the
+    schema says what clients (and schemathesis) receive: ``application/problem+json``."""
+    return {
+        status: {"description": _MEANINGS[status], "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
+        for status in statuses
+    }

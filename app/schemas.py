@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes (written in UTC): answer with the offset, as RFC 3339
+    (the schema's ``date-time``) requires."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready", "not ready"])
+    checks: dict[str, str] = Field(description="database and broker: ok, or what is wrong")
 
 
 class JobCreate(BaseModel):
@@ -67,9 +81,9 @@ class JobPublic(BaseModel):
     models: list[str]
     scores: list[str]
     options: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     error: str | None
     progress: list[ModelProgress] = []
     results: list[ScoreValue] = []
@@ -148,7 +162,7 @@ class LeaderboardRow(BaseModel):
     dataset: str
     value: float
     job_id: str
-    computed_at: datetime
+    computed_at: UtcDatetime
     p_top1: float | None = None
     rank_interval: list[int] | None = None
     ground_truth: float | None = None

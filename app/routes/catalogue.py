@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app import services
 from app.db import crud
 from app.deps import get_session, get_settings_dep, require_writer
-from app.problems import ProblemError
+from app.problems import ProblemError, problem_responses
 from app.schemas import (
     DatasetPublic,
     DatasetsPublic,
@@ -40,7 +40,7 @@ def scores() -> ScoresPublic:
     )
 
 
-@router.get("/models", response_model=ModelsPublic, tags=["models"])
+@router.get("/models", response_model=ModelsPublic, tags=["models"], responses=problem_responses(503))
 def models(session: Session = Depends(get_session)) -> ModelsPublic:
     data = [_public(get_model_spec(n), builtin=True) for n in list_models()]
     data += [
@@ -62,6 +62,7 @@ def models(session: Session = Depends(get_session)) -> ModelsPublic:
     status_code=201,
     response_model=ModelPublic,
     tags=["models"],
+    responses=problem_responses(400, 401, 409, 422, 503),
     dependencies=[Depends(require_writer)],
 )
 def register_model(
@@ -106,7 +107,7 @@ def _public(spec: ModelSpec, *, builtin: bool, description: str | None = None) -
     )
 
 
-@router.get("/datasets", response_model=DatasetsPublic, tags=["datasets"])
+@router.get("/datasets", response_model=DatasetsPublic, tags=["datasets"], responses=problem_responses(503))
 def datasets(session: Session = Depends(get_session)) -> DatasetsPublic:
     data = [DatasetPublic(**row) for row in list_builtin_datasets()]  # type: ignore[arg-type]
     data += [
@@ -127,6 +128,7 @@ def datasets(session: Session = Depends(get_session)) -> DatasetsPublic:
     status_code=201,
     response_model=DatasetPublic,
     tags=["datasets"],
+    responses=problem_responses(400, 401, 413, 422, 503),
     dependencies=[Depends(require_writer)],
 )
 def upload_dataset(
@@ -146,7 +148,12 @@ def upload_dataset(
     return JSONResponse(public.model_dump(), status_code=201)
 
 
-@router.get("/leaderboard", response_model=LeaderboardPublic, tags=["leaderboard"])
+@router.get(
+    "/leaderboard",
+    response_model=LeaderboardPublic,
+    tags=["leaderboard"],
+    responses=problem_responses(422, 503),
+)
 def leaderboard(
     dataset: str = Query(
         ..., description="dataset reference; values of different datasets are never ranked together"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.db.session import current_revision, get_engine
 from app.deps import get_settings_dep
+from app.schemas import Readiness
 from app.settings import Settings
 
 router = APIRouter(tags=["health"])
@@ -19,7 +20,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database or the broker is not ready"}},
+)
 def readyz(request: Request, settings: Settings = Depends(get_settings_dep)) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
@@ -41,7 +46,9 @@ def readyz(request: Request, settings: Settings = Depends(get_settings_dep)) -> 
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics", response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format"}}
+)
 def metrics(request: Request, settings: Settings = Depends(get_settings_dep)) -> Response:
     """Prometheus text: HTTP traffic of this process, and the work's state (jobs by status,
     task failures, seconds by model and score, queue depth) from the database and broker."""

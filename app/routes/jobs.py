@@ -11,11 +11,11 @@ from app.db import crud
 from app.db.models import Job
 from app.db.session import session_scope
 from app.deps import get_session, get_settings_dep, require_writer
-from app.problems import ProblemError
+from app.problems import ProblemError, problem_responses
 from app.schemas import JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
 from app.settings import Settings
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(422, 503))
 
 
 def job_public(session: Session, job: Job, *, full: bool = True) -> JobPublic:
@@ -39,7 +39,13 @@ def get_job_or_404(session: Session, job_id: str) -> Job:
     return job
 
 
-@router.post("", status_code=202, response_model=JobPublic, dependencies=[Depends(require_writer)])
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses=problem_responses(400, 401),
+    dependencies=[Depends(require_writer)],
+)
 def create_job(
     body: JobCreate, request: Request, settings: Settings = Depends(get_settings_dep)
 ) -> JSONResponse:
@@ -65,7 +71,9 @@ def accepted(settings: Settings, job_id: str, location: str) -> JSONResponse:
 @router.get("", response_model=JobsPublic)
 def list_jobs(
     session: Session = Depends(get_session),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(
+        0, ge=0, le=2**62, description="jobs to skip (at most 2^62: the database's integers end there)"
+    ),
     limit: int = Query(20, ge=1, le=200),
     status: str | None = Query(None),
 ) -> JobsPublic:
@@ -78,12 +86,17 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
 def get_job(job_id: str, session: Session = Depends(get_session)) -> JobPublic:
     return job_public(session, get_job_or_404(session, job_id))
 
 
-@router.delete("/{job_id}", response_model=JobPublic, dependencies=[Depends(require_writer)])
+@router.delete(
+    "/{job_id}",
+    response_model=JobPublic,
+    responses=problem_responses(401, 404, 409),
+    dependencies=[Depends(require_writer)],
+)
 def cancel_job(job_id: str, request: Request, session: Session = Depends(get_session)) -> JobPublic:
     job = get_job_or_404(session, job_id)
     if not crud.cancel_job(session, job):

@@ -8,15 +8,21 @@ from sqlalchemy.orm import Session
 
 from app import services
 from app.deps import get_session, get_settings_dep, require_writer
-from app.problems import ProblemError
+from app.problems import ProblemError, problem_responses
 from app.routes.jobs import accepted, get_job_or_404, job_public
 from app.schemas import JobPublic, ValidationCreate
 from app.settings import Settings
 
-router = APIRouter(prefix="/v1/validations", tags=["validations"])
+router = APIRouter(prefix="/v1/validations", tags=["validations"], responses=problem_responses(422, 503))
 
 
-@router.post("", status_code=202, response_model=JobPublic, dependencies=[Depends(require_writer)])
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses=problem_responses(400, 401),
+    dependencies=[Depends(require_writer)],
+)
 def create_validation(
     body: ValidationCreate, request: Request, settings: Settings = Depends(get_settings_dep)
 ) -> JSONResponse:
@@ -35,7 +41,7 @@ def create_validation(
     return accepted(settings, job_id, f"/v1/validations/{job_id}")
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
 def get_validation(job_id: str, session: Session = Depends(get_session)) -> JobPublic:
     job = get_job_or_404(session, job_id)
     if job.kind != "validation":

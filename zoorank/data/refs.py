@@ -63,6 +63,8 @@ def resolve_under_roots(
             "no data roots are configured; set ZOORANK_DATA_ROOTS to the folders datasets may be read from",
             field=field,
         )
+    if "\x00" in path:
+        raise InvalidInputError(f"{what} {path!r} has a NUL character", field=field)
     resolved = Path(path).expanduser().resolve()
     for root in roots:
         root_resolved = Path(root).expanduser().resolve()

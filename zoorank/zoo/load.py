@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import pickle
+import re
 from functools import cache
 from pathlib import Path
 
@@ -68,15 +70,35 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or ``.pth``/``.pt`` (``weights_only=True``)."""
     if not path.is_file():
         raise InvalidInputError(f"weight file {path} does not exist", field="models")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
-        return load_file(str(path))
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # torch names the global it refused
+        if found is None:
+            raise InvalidInputError(
+                f"{path.name} is not a readable weight file (torch.load(weights_only=True) refused it)",
+                field="models",
+            ) from None
+        raise InvalidInputError(
+            f"{path.name} carries pickled objects other than tensors ({found.group(1)}): refused "
+            "(weights are read with torch.load(weights_only=True); unpickling anything else could "
+            "run code). Save a plain state dict of tensors, best as .safetensors",
+            field="models",
+        ) from None
+    except (SafetensorError, RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInputError(
+            f"{path.name} is not a readable weight file ({reason})", field="models"
+        ) from None
     if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict):
-        raise InvalidInputError(f"{path.name} does not hold a state dict", field="models")
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise InvalidInputError(f"{path.name} does not hold a state dict (names to tensors)", field="models")
     return loaded
 
 

@@ -111,6 +111,8 @@ def parse_model_ref(ref: str) -> ModelSpec:
     if not isinstance(ref, str) or ref.count("@") != 1:
         raise InvalidInputError(f"model reference {ref!r} must be ARCH@SOURCE", field="models")
     arch, source = ref.split("@")
+    if "\x00" in source:
+        raise InvalidInputError(f"weight source {source!r} has a NUL character", field="models")
     if not _ARCH.match(arch):
         raise InvalidInputError(f"architecture {arch!r} is not a timm model name", field="models")
     _check_architecture(arch)
@@ -125,7 +127,10 @@ def parse_model_ref(ref: str) -> ModelSpec:
             )
         top1 = _TOP1.get(arch)
     elif source == "timm" or source.startswith("timm:"):
-        pass
+        if source == "timm:":
+            raise InvalidInputError(
+                "timm:HUB_ID needs a hub id, e.g. timm:timm/resnet18.a1_in1k", field="models"
+            )
     elif source.startswith("file:"):
         if not source[5:].endswith((".safetensors", ".pth", ".pt")):
             raise InvalidInputError("weight files must be .safetensors, .pth or .pt", field="models")
