@@ -457,7 +457,7 @@ def submit_validation(
             session,
             dataset=dataset,
             fingerprint=prepared.dataset.fingerprint,
-            models=[s.name for s in specs],
+            models=list(dict.fromkeys(s.name for s in specs)),  # a model named twice runs once
             scores=score_names,
             options=options,
             images_per_model=0,

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -305,7 +306,10 @@ def informed_requests(known: Known) -> dict[str, Any]:
         mix(scores, st.text(max_size=8)), st.dictionaries(st.text(max_size=8), junk, max_size=2), max_size=1
     )
     datasets = mix(known.datasets, st.text(max_size=40))
-    jobs = mix(known.jobs + known.validations, st.text(min_size=1, max_size=40))
+    # as a client sends a path segment: percent-encoded ('?', '#', '/' included)
+    jobs = mix(
+        known.jobs + known.validations, st.text(min_size=1, max_size=40).map(lambda s: quote(s, safe=""))
+    )
     job_body = st.fixed_dictionaries(
         {"dataset": datasets},
         optional={

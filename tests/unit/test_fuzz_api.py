@@ -24,3 +24,28 @@ def test_every_operation_answers_as_its_schema_says(tmp_path):
         f"{f.operation} ({f.mode}) answered {f.status}: {f.title}\n{f.message}\n{f.curl}"
         for f in report.findings
     )
+
+
+def test_what_the_fuzzer_found_stays_fixed(tmp_path):
+    """Each was a 500 or a schema mismatch; the request schemathesis found, answered right."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(fuzz_app(tmp_path / "var"))
+    # OverflowError from SQLite: a 500
+    response = client.get("/v1/jobs", params={"offset": 2**80})
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    # a model named twice in a validation: the job's model rows collided, a 500
+    twice = {"dataset": "builtin:digits", "models": ["mobilenetv2_100@random"] * 2, "mode": "finetune"}
+    created = client.post("/v1/validations", json=twice)
+    assert created.status_code == 202, created.text
+    assert created.json()["models"] == ["mobilenetv2_100@random"]
+    # naive datetimes from SQLite: not an RFC 3339 date-time
+    assert created.json()["created_at"].endswith("Z")
+    assert client.get(f"/v1/validations/{created.json()['id']}").json()["created_at"].endswith("Z")
+    # undocumented answers: problem+json for every 4xx, the 503 of /readyz, /metrics as text
+    schema = client.get("/openapi.json").json()
+    jobs = schema["paths"]["/v1/jobs/{job_id}"]
+    assert set(jobs["delete"]["responses"]) == {"200", "401", "404", "409", "422", "503"}
+    assert list(jobs["get"]["responses"]["404"]["content"]) == ["application/problem+json"]
+    assert "503" in schema["paths"]["/readyz"]["get"]["responses"]
+    assert list(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
