@@ -105,7 +105,7 @@ async def submit_job_form(request: Request, session: Session = Depends(get_sessi
             scores=chosen_scores,
             options=options,
             dispatch=request.app.state.dispatch,
-        )
+        ).id
     except ZoorankError as exc:
         return _new_job_form(request, session, entered, error=str(exc), status=422)
     metrics.JOBS_SUBMITTED.inc()

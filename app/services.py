@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,11 +22,11 @@ import numpy as np
 
 from app import archives
 from app.db import crud
-from app.db.models import Dataset
+from app.db.models import Dataset, Job, JobModel
 from app.db.session import session_scope
 from app.logs import log_context
 from app.settings import Settings
-from zoorank.data import load_dataset
+from zoorank.data import DatasetIdentity, load_dataset
 from zoorank.data.refs import resolve_under_roots
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import Cancelled, InvalidInputError, TooLargeError
@@ -50,6 +51,18 @@ MAX_ATTEMPTS = 3
 Dispatch = Callable[[str, list[str]], list[str]]
 
 
+@dataclass(frozen=True)
+class Created:
+    """A job as it was accepted: its row and its models' rows, as committed and queued."""
+
+    job: Job
+    models: list[JobModel]
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+
 def submit_ranking(
     settings: Settings,
     *,
@@ -58,36 +71,39 @@ def submit_ranking(
     scores: Sequence[str] | None,
     options: dict[str, Any] | None,
     dispatch: Dispatch,
-) -> str:
-    """Validate everything, create the job, queue one task per model; returns the job id.
+) -> Created:
+    """Check the request, create the job, queue one task per model.
 
-    Every check that can fail on user input runs before anything is queued.
+    Every check that can fail on user input runs before anything is queued, and each is
+    cheap: names, options, and the dataset's class counts from its cached index
+    (:mod:`zoorank.data.identity`; no image is read). What only reading the images can find (an
+    image that does not decode) fails the model in its task, with the reason, and the job
+    ends ``failed`` or ``partial``. Two transactions: the job and its models, then the task ids.
     """
     parsed_options = RankOptions.from_dict(options)
     score_names = resolve_scores(scores)
-    specs = job_models(settings, models)
-    prepared = prepare_dataset(
-        dataset, parsed_options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
-    )
-    model_names = list(dict.fromkeys(spec.name for spec in specs))
     with session_scope(settings.database_url) as session:
-        job = crud.create_job(
+        specs = job_models(settings, session, models)
+        prepared = prepare_dataset(
+            dataset, parsed_options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
+        )
+        job, rows = crud.create_job(
             session,
             dataset=dataset,
             fingerprint=prepared.dataset.fingerprint,
-            models=model_names,
+            version=prepared.dataset.identity.version,
+            models=list(dict.fromkeys(spec.name for spec in specs)),
             scores=score_names,
             options=parsed_options.to_dict(),
             images_per_model=len(prepared.rows),
         )
-        job_id = job.id
-    task_ids = dispatch(job_id, model_names)
+    task_ids = dispatch(job.id, list(job.models))
     with session_scope(settings.database_url) as session:
-        crud.set_task_ids(session, job_id, task_ids)
-    return job_id
+        crud.set_task_ids(session, job.id, task_ids)
+    return Created(job, rows)
 
 
-def job_models(settings: Settings, models: Sequence[str] | None) -> list[ModelSpec]:
+def job_models(settings: Settings, session: Any, models: Sequence[str] | None) -> list[ModelSpec]:
     """The specs a job will run: registered models, the zoo, or ``ARCH@SOURCE``; ``None`` is the
     whole built-in zoo, an empty list an error. Ad-hoc ``file:`` weights must lie under the
     data roots, like datasets (registered models were checked when registered)."""
@@ -95,11 +111,11 @@ def job_models(settings: Settings, models: Sequence[str] | None) -> list[ModelSp
 
     if models is not None and len(models) == 0:
         raise InvalidInputError("the model list is empty; name at least one model", field="models")
-    with session_scope(settings.database_url) as session:
-        specs = crud.resolve_models(session, models or default_models())
-        registered = {row.name for row in crud.registered_models(session)}
-    for spec in specs:
-        if spec.weights.startswith("file:") and spec.name not in registered:
+    specs = crud.resolve_models(session, models or default_models())
+    files = [spec for spec in specs if spec.weights.startswith("file:")]
+    registered = {row.name for row in crud.registered_models(session)} if files else set()
+    for spec in files:
+        if spec.name not in registered:
             resolve_under_roots(spec.weights[5:], settings.data_roots, field="models", what="weight file")
     return specs
 
@@ -122,6 +138,12 @@ def run_model(settings: Settings, job_id: str, model: str, task_id: str | None =
         if job.status == "cancelled":
             return {"model": model, "status": "cancelled"}
         dataset, scores, options = job.dataset, list(job.scores), RankOptions.from_dict(job.options)
+        # The identity computed when the job was submitted: the task does not hash the data again.
+        expect = (
+            DatasetIdentity(job.dataset_version or "", job.dataset_fingerprint)
+            if job.dataset_fingerprint
+            else None
+        )
         if options.device == "auto":
             options.device = settings.device  # ZOORANK_DEVICE: the worker's device unless the job says
         spec = crud.resolve_model(session, model)
@@ -148,7 +170,7 @@ def run_model(settings: Settings, job_id: str, model: str, task_id: str | None =
     try:
         with log_context(job_id=job_id, model=model):
             log.info("model started (attempt %d)", claim)
-            outcome = _run_claimed(settings, job_id, model, dataset, scores, options, spec, deadline)
+            outcome = _run_claimed(settings, job_id, model, dataset, expect, scores, options, spec, deadline)
             log.info("model %s", outcome.get("status"))
             return outcome
     finally:
@@ -160,6 +182,7 @@ def _run_claimed(
     job_id: str,
     model: str,
     dataset: str,
+    expect: DatasetIdentity | None,
     scores: list[str],
     options: RankOptions,
     spec: ModelSpec,
@@ -171,13 +194,13 @@ def _run_claimed(
     )
     try:
         prepared = prepare_dataset(
-            dataset, options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
+            dataset, options, data_roots=settings.data_roots, upload_dir=settings.upload_dir, expect=expect
         )
     except Exception as exc:
         return _fail(settings, job_id, model, f"dataset: {exc}")
     sample_ids = [int(i) for i in prepared.rows]
     with session_scope(settings.database_url) as session:
-        crud.record_samples(session, job_id, model, sample_ids, prepared.dataset.fingerprint)
+        crud.record_samples(session, job_id, model, sample_ids)
 
     done = 0
     last_write = 0.0
@@ -436,38 +459,44 @@ def submit_validation(
     seeds: Sequence[int],
     train_settings: dict[str, Any] | None,
     dispatch: Callable[[str], list[str]],
-) -> str:
+) -> Created:
     """Validate a ground-truth request, create a ``validation`` job, queue its task."""
     from zoorank.validate.groundtruth import TrainSettings, check_request
 
     seeds = check_request(mode, loss, alpha, seeds)
     parsed = TrainSettings.from_dict(train_settings)
     score_names = resolve_scores(scores) if scores != [] else []
-    specs = job_models(settings, models)
-    prepared = prepare_dataset(
-        dataset,
-        RankOptions(samples_per_class=0),
-        data_roots=settings.data_roots,
-        upload_dir=settings.upload_dir,
-    )
-    parsed.split(prepared.dataset.labels)
-    options = {"mode": mode, "loss": loss, "alpha": alpha, "seeds": list(seeds), "settings": parsed.to_dict()}
     with session_scope(settings.database_url) as session:
-        job = crud.create_job(
+        specs = job_models(settings, session, models)
+        prepared = prepare_dataset(
+            dataset,
+            RankOptions(samples_per_class=0),
+            data_roots=settings.data_roots,
+            upload_dir=settings.upload_dir,
+        )
+        parsed.split(prepared.dataset.labels)
+        options = {
+            "mode": mode,
+            "loss": loss,
+            "alpha": alpha,
+            "seeds": list(seeds),
+            "settings": parsed.to_dict(),
+        }
+        job, rows = crud.create_job(
             session,
             dataset=dataset,
             fingerprint=prepared.dataset.fingerprint,
+            version=prepared.dataset.identity.version,
             models=list(dict.fromkeys(s.name for s in specs)),  # a model named twice runs once
             scores=score_names,
             options=options,
             images_per_model=0,
             kind="validation",
         )
-        job_id = job.id
-    task_ids = dispatch(job_id)
+    task_ids = dispatch(job.id)
     with session_scope(settings.database_url) as session:
-        crud.set_task_ids(session, job_id, task_ids)
-    return job_id
+        crud.set_task_ids(session, job.id, task_ids)
+    return Created(job, rows)
 
 
 def run_validation(settings: Settings, job_id: str) -> str:

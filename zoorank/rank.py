@@ -28,6 +28,7 @@ import numpy as np
 
 from zoorank import __version__
 from zoorank.data import ImageDataset, class_balanced_rows, load_dataset, stratified_subsample
+from zoorank.data.identity import DatasetIdentity
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import Cancelled, InvalidInputError, ZoorankError
 from zoorank.features.cache import FeatureCache, feature_key
@@ -210,9 +211,11 @@ def prepare_dataset(
     *,
     data_roots: Sequence[str | Path] = (),
     upload_dir: str | Path | None = None,
+    expect: DatasetIdentity | None = None,
 ) -> PreparedData:
-    """Load ``dataset_ref`` and choose the rows; refuses unusable data before any work."""
-    dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir)
+    """Load ``dataset_ref`` and choose the rows; refuses unusable data before any work.
+    Reads no image; ``expect`` is the identity a job stored (see :func:`load_dataset`)."""
+    dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir, expect=expect)
     check_class_counts(dataset.labels, min_per_class=options.min_samples_per_class)
     rows = stratified_subsample(dataset.labels, options.samples_per_class, seed=options.seed)
     tap_rows = class_balanced_rows(dataset.labels[rows], options.tap_images_per_class)

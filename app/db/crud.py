@@ -38,28 +38,31 @@ def create_job(
     *,
     dataset: str,
     fingerprint: str,
+    version: str | None,
     models: list[str],
     scores: list[str],
     options: dict[str, Any],
     images_per_model: int,
     kind: str = "ranking",
-) -> Job:
+) -> tuple[Job, list[JobModel]]:
+    """A queued job and its models' rows, flushed (ids and defaults filled in)."""
     job = Job(
         id=new_id(),
         kind=kind,
         status="queued",
         dataset=dataset,
         dataset_fingerprint=fingerprint,
+        dataset_version=version,
         models=models,
         scores=scores,
         options=options,
     )
     session.add(job)
     session.flush()
-    for model in models:
-        session.add(JobModel(job_id=job.id, model=model, images_total=images_per_model))
+    rows = [JobModel(job_id=job.id, model=model, images_total=images_per_model) for model in models]
+    session.add_all(rows)
     session.flush()
-    return job
+    return job, rows
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
@@ -173,15 +176,11 @@ def mark_resent(session: Session, row_id: int, before: datetime) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-def record_samples(
-    session: Session, job_id: str, model: str, sample_ids: list[int], fingerprint: str
-) -> None:
-    """The rows the model's task scores (and, on the job's first task, the job's sample ids and
-    dataset fingerprint)."""
+def record_samples(session: Session, job_id: str, model: str, sample_ids: list[int]) -> None:
+    """The rows the model's task scores (and, on the job's first task, the job's sample ids)."""
     job = session.get(Job, job_id)
     if job is not None and job.sample_ids is None:
         job.sample_ids = sample_ids
-        job.dataset_fingerprint = fingerprint
     session.execute(
         update(JobModel)
         .where(JobModel.job_id == job_id, JobModel.model == model)

@@ -26,6 +26,9 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     dataset: Mapped[str] = mapped_column(String(1024))
     dataset_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The dataset's version at submission (zoorank.data.identity): a worker that finds the
+    # same version takes dataset_fingerprint as it is instead of hashing the data again.
+    dataset_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     models: Mapped[list[Any]] = mapped_column(JSON)
     scores: Mapped[list[Any]] = mapped_column(JSON)
     options: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from app import metrics, services
@@ -49,7 +49,7 @@ def get_job_or_404(session: Session, job_id: str) -> Job:
 def create_job(
     body: JobCreate, request: Request, settings: Settings = Depends(get_settings_dep)
 ) -> JSONResponse:
-    job_id = services.submit_ranking(
+    created = services.submit_ranking(
         settings,
         dataset=body.dataset,
         models=body.models,
@@ -58,13 +58,14 @@ def create_job(
         dispatch=request.app.state.dispatch,
     )
     metrics.JOBS_SUBMITTED.inc()
-    return accepted(settings, job_id, f"/v1/jobs/{job_id}")
+    return accepted(created, f"/v1/jobs/{created.id}")
 
 
-def accepted(settings: Settings, job_id: str, location: str) -> JSONResponse:
-    """202 with the new job's representation and its ``Location``."""
-    with session_scope(settings.database_url) as session:
-        public = job_public(session, get_job_or_404(session, job_id))
+def accepted(created: services.Created, location: str) -> JSONResponse:
+    """202 with the new job's representation as it was accepted (queued, no results yet: built
+    from the rows just written, not read back) and its ``Location``."""
+    public = JobPublic.model_validate(created.job, from_attributes=True)
+    public.progress = [ModelProgress.model_validate(m, from_attributes=True) for m in created.models]
     return JSONResponse(public.model_dump(mode="json"), status_code=202, headers={"Location": location})
 
 
@@ -87,8 +88,14 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
-def get_job(job_id: str, session: Session = Depends(get_session)) -> JobPublic:
-    return job_public(session, get_job_or_404(session, job_id))
+def get_job(job_id: str, request: Request) -> Response:
+    """The request clients repeat while a job runs: its session is opened here, not by the
+    dependencies (each sync dependency is another hop through the thread pool), and the body
+    is serialised once (a returned model would be validated again against ``response_model``)."""
+    settings: Settings = request.app.state.settings
+    with session_scope(settings.database_url) as session:
+        public = job_public(session, get_job_or_404(session, job_id))
+    return Response(public.model_dump_json(), media_type="application/json")
 
 
 @router.delete(

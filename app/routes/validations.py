@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/validations", tags=["validations"], responses=pro
 def create_validation(
     body: ValidationCreate, request: Request, settings: Settings = Depends(get_settings_dep)
 ) -> JSONResponse:
-    job_id = services.submit_validation(
+    created = services.submit_validation(
         settings,
         dataset=body.dataset,
         models=body.models,
@@ -38,7 +38,7 @@ def create_validation(
         train_settings=body.settings,
         dispatch=request.app.state.dispatch_validation,
     )
-    return accepted(settings, job_id, f"/v1/validations/{job_id}")
+    return accepted(created, f"/v1/validations/{created.id}")
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))

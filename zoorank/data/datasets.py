@@ -1,28 +1,41 @@
 """Load a dataset reference as labelled uint8 RGB images with a content fingerprint.
 
-Images are ``(h, w, 3)`` uint8. Builtin sets are held in memory; folder and upload sets read
-only the files asked for (after subsampling), each resized to a square canonical size so a
-batch stacks. The fingerprint is a sha256 over the sorted manifest (relative path or index,
-label, content hash), so results and caches are keyed by content, not by path.
+Images are ``(h, w, 3)`` uint8. Builtin sets are held in memory; folder, upload and npz sets
+read their images only when asked (folders only the files asked for, after subsampling), each
+folder image resized to a square canonical size so a batch stacks. The identity (fingerprint
+and version) and the index (labels, class names) come from :mod:`zoorank.data.identity`,
+computed once per process and checked against a job's stored identity.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
 
+from zoorank.data.identity import (
+    IMAGE_SUFFIXES,
+    DatasetIdentity,
+    DatasetIndex,
+    FolderListing,
+    array_fingerprint,
+    cached_index,
+    check_expected,
+    file_version,
+    folder_fingerprint,
+    list_folder,
+)
 from zoorank.data.refs import DatasetRef, parse_dataset_ref, resolve_under_roots
 from zoorank.errors import InvalidInputError, UnknownNameError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+__all__ = ["IMAGE_SUFFIXES", "ImageDataset", "encode_png", "list_builtin_datasets", "load_dataset"]
 CANONICAL_SIZE = 224  # folder images are resized to this square on load
 MAX_IMAGE_PIXELS = 50_000_000  # per image (width x height), the documented limit; checked in _load_image
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
@@ -35,6 +48,7 @@ class ImageDataset:
     """Labels and class names of a dataset, a content fingerprint and an image reader.
 
     ``read(rows) -> (m, h, w, 3) uint8`` returns the images of the given row indices.
+    ``version`` changes when the content may have (see :mod:`zoorank.data.identity`).
     """
 
     ref: str
@@ -42,6 +56,12 @@ class ImageDataset:
     class_names: list[str]
     fingerprint: str
     read: Callable[[np.ndarray], np.ndarray]
+    version: str = ""
+
+    @property
+    def identity(self) -> DatasetIdentity:
+        """What a job stores to hand its workers (``load_dataset(..., expect=...)``)."""
+        return DatasetIdentity(self.version or self.fingerprint, self.fingerprint)
 
     @property
     def num_classes(self) -> int:
@@ -56,21 +76,14 @@ def _gray_to_rgb_uint8(images: np.ndarray, max_value: float) -> np.ndarray:
     return np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=-1)
 
 
-def _array_fingerprint(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(str(array.shape).encode() + str(array.dtype).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def _in_memory(ref: str, images: np.ndarray, labels: np.ndarray, names: list[str]) -> ImageDataset:
+def _from_index(ref: str, index: DatasetIndex, read: Callable[[np.ndarray], np.ndarray]) -> ImageDataset:
     return ImageDataset(
         ref=ref,
-        labels=labels.astype(np.int64),
-        class_names=names,
-        fingerprint=_array_fingerprint(images, labels),
-        read=lambda rows: images[np.asarray(rows)],
+        labels=index.labels,
+        class_names=index.class_names,
+        fingerprint=index.fingerprint,
+        read=read,
+        version=index.identity.version,
     )
 
 
@@ -139,6 +152,15 @@ _BUILTINS: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], list[str
 }
 
 
+@cache
+def _builtin_index(name: str) -> DatasetIndex:
+    """Fingerprint and labels of a builtin set, once per process (its arrays never change)."""
+    loader, names, _ = _BUILTINS[name]
+    images, labels = loader()
+    fingerprint = array_fingerprint(images, labels)
+    return DatasetIndex(DatasetIdentity(fingerprint, fingerprint), labels.astype(np.int64), list(names))
+
+
 def list_builtin_datasets() -> list[dict[str, object]]:
     """Catalogue of builtin datasets with whether each is installed here."""
     return [
@@ -187,43 +209,42 @@ def _shown(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def _folder(ref: str, root: Path) -> ImageDataset:
-    if not root.is_dir():
-        raise InvalidInputError(f"dataset folder {root} does not exist", field="dataset")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files: list[Path] = []
-    labels: list[int] = []
-    digest = hashlib.sha256()
-    for label, name in enumerate(classes):
-        for path in sorted((root / name).iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.is_symlink():
-                files.append(path)
-                labels.append(label)
-                digest.update(f"{name}/{path.name}\0".encode())
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
-    if not files:
-        raise InvalidInputError(
-            f"dataset folder {root} holds no images in class subfolders (expected ROOT/CLASS/IMAGE)",
-            field="dataset",
-        )
-    return ImageDataset(
-        ref=ref,
-        labels=np.asarray(labels, dtype=np.int64),
-        class_names=classes,
-        fingerprint=digest.hexdigest(),
-        read=lambda rows: np.stack([_load_image(files[int(i)]) for i in np.asarray(rows)]),
+def _folder(
+    ref: str, root: Path, expect: DatasetIdentity | None, *, upload_id: str | None = None
+) -> ImageDataset:
+    """A ``ROOT/CLASS/IMAGE`` folder. Its version is its listing; an upload's is its id (the
+    service wrote it once, named by the archive's hash), so a cached upload is not listed again."""
+    listing = None if upload_id is not None else list_folder(root)
+
+    def build(known: str | None) -> DatasetIndex:
+        found = listing or list_folder(root)
+        fingerprint = known or folder_fingerprint(found)
+        identity = DatasetIdentity(upload_id or found.version, fingerprint)
+        return DatasetIndex(identity, found.labels, found.class_names, found.files)
+
+    version = upload_id if upload_id is not None else cast(FolderListing, listing).version
+    index = cached_index(f"folder:{root}", version, build, expect)
+    files = index.files
+    return _from_index(
+        ref, index, lambda rows: np.stack([_load_image(files[int(i)]) for i in np.asarray(rows)])
     )
 
 
-def _npz(ref: str, path: Path) -> ImageDataset:
+def _npz_arrays(path: Path, *, labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
+    """``(x, labels, class names)`` of an ``.npz``: x as (n, h, w, 3) uint8 (``None`` with
+    ``labels_only``), labels as indices into the sorted distinct values of ``y``."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            x, y = archive["x"], archive["y"]
+            y = archive["y"]
+            x = None if labels_only else archive["x"]
     except (OSError, KeyError, ValueError) as exc:
         raise InvalidInputError(
             f"{path.name} must be an .npz with arrays 'x' (n,h,w[,c]) and 'y' (n,): {exc}",
             field="dataset",
         ) from None
+    names, labels = np.unique(y, return_inverse=True)
+    if x is None:
+        return None, labels, [str(n) for n in names]
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3) or y.shape != (x.shape[0],):
@@ -238,8 +259,26 @@ def _npz(ref: str, path: Path) -> ImageDataset:
         x = np.clip(np.rint(x * (255.0 / (high if high > 1.0 else 1.0))), 0, 255).astype(np.uint8)
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
-    names, labels = np.unique(y, return_inverse=True)
-    return _in_memory(ref, x, labels, [str(n) for n in names])
+    return x, labels, [str(n) for n in names]
+
+
+def _npz(ref: str, path: Path, expect: DatasetIdentity | None) -> ImageDataset:
+    version = file_version(path)
+
+    def build(known: str | None) -> DatasetIndex:
+        # The fingerprint covers the images: known (from the job) only the labels are read.
+        x, labels, names = _npz_arrays(path, labels_only=known is not None)
+        fingerprint = known or array_fingerprint(cast(np.ndarray, x), labels)
+        return DatasetIndex(DatasetIdentity(version, fingerprint), labels.astype(np.int64), names)
+
+    index = cached_index(f"npz:{path}", version, build, expect)
+
+    @cache
+    def images() -> np.ndarray:  # read on first use, once per dataset object
+        x, _, _ = _npz_arrays(path)
+        return cast(np.ndarray, x)
+
+    return _from_index(ref, index, lambda rows: images()[np.asarray(rows)])
 
 
 def load_dataset(
@@ -247,8 +286,14 @@ def load_dataset(
     *,
     data_roots: Sequence[str | Path] = (),
     upload_dir: str | Path | None = None,
+    expect: DatasetIdentity | None = None,
 ) -> ImageDataset:
-    """Resolve and load a dataset reference (see :mod:`zoorank.data.refs`)."""
+    """Resolve and load a dataset reference (see :mod:`zoorank.data.refs`).
+
+    Reads no image: the identity and labels come from this process's cache, from ``expect``
+    (the identity a job stored, when the data's version is the same) or from one pass over the
+    bytes. Raises :class:`InvalidInputError` when the content is not what ``expect`` says.
+    """
     parsed = ref if isinstance(ref, DatasetRef) else parse_dataset_ref(ref)
     text = str(parsed)
     if parsed.kind == "builtin":
@@ -258,20 +303,21 @@ def load_dataset(
                 + ", ".join(f"builtin:{n}" for n in _BUILTINS),
                 field="dataset",
             )
-        loader, names, _ = _BUILTINS[parsed.value]
-        images, labels = loader()
-        return _in_memory(text, images, labels, list(names))
+        index = _builtin_index(parsed.value)
+        check_expected(index, expect)
+        images, _ = _BUILTINS[parsed.value][0]()
+        return _from_index(text, index, lambda rows: images[np.asarray(rows)])
     if parsed.kind == "upload":
         if upload_dir is None:
             raise InvalidInputError("uploads are not enabled here", field="dataset")
         folder = Path(upload_dir) / parsed.value
         if not folder.is_dir():
             raise UnknownNameError(f"no uploaded dataset with id {parsed.value}", field="dataset")
-        return _folder(text, folder)
+        return _folder(text, folder, expect, upload_id=parsed.value)
     path = resolve_under_roots(parsed.value, data_roots)
     if parsed.kind == "folder":
-        return _folder(text, path)
-    return _npz(text, path)
+        return _folder(text, path, expect)
+    return _npz(text, path, expect)
 
 
 def encode_png(image_hw3: np.ndarray) -> bytes:

@@ -1,0 +1,213 @@
+"""Work done once (issue 15): a job reads its dataset's bytes for the identity once, in the
+request, and each model's task reads only the images it scores. Counted with a spy on file
+opens (not timed), with the API and the "worker" in one process and the identity cache emptied
+between them, as if the worker were another process."""
+
+from __future__ import annotations
+
+import builtins
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app import services
+from app.main import create_app
+from app.settings import Settings
+from zoorank.data import identity
+from zoorank.data.datasets import encode_png
+
+MODELS = ["mobilenetv2_100@random", "tf_efficientnet_lite0@random", "resnet10t@random"]
+PER_CLASS = 4  # images each model scores per class
+OPTIONS = {
+    "samples_per_class": PER_CLASS,
+    "input_size": 32,
+    "tap_images_per_class": 0,
+    "min_samples_per_class": 2,
+}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
+
+
+def _folder(root: Path, classes: int = 2, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            (root / f"class{c}" / f"{i}.png").write_bytes(encode_png(image))
+    return root
+
+
+class OpenSpy:
+    """Counts opens of files under ``root`` through ``open``/``io.open`` (Path.read_bytes and
+    PIL both go through one of them)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+        self.root = str(root)
+        self.opens: Counter[str] = Counter()
+        real = builtins.open
+
+        def spy(file, *args, **kwargs):
+            if isinstance(file, str | Path) and str(file).startswith(self.root):
+                self.opens[str(file)] += 1
+            return real(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", spy)
+        monkeypatch.setattr(io, "open", spy)
+
+    def total(self) -> int:
+        return sum(self.opens.values())
+
+    def reset(self) -> None:
+        self.opens.clear()
+
+
+def _run_like_a_worker(settings: Settings, job_id: str, models: list[str]) -> None:
+    for model in models:
+        outcome = services.run_model(settings, job_id, model)
+        assert outcome["status"] == "succeeded", outcome
+    assert services.finalise_job(settings, job_id) == "succeeded"
+
+
+def test_a_job_reads_its_folder_dataset_once_for_identity_and_each_model_only_its_images(
+    settings, monkeypatch
+):
+    root = _folder(settings.data_roots[0] / "set")
+    files = 12
+    scored = 2 * PER_CLASS  # images one model reads for its forward pass
+    identity.cache_clear()
+    client = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    spy = OpenSpy(monkeypatch, root)
+    body = {"dataset": f"folder:{root}", "models": MODELS, "scores": ["logme"], "options": OPTIONS}
+
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    assert spy.total() == files and set(spy.opens.values()) == {1}  # the request hashes each file once
+
+    identity.cache_clear()  # the worker is another process: nothing cached from the request
+    spy.reset()
+    _run_like_a_worker(settings, response.json()["id"], MODELS)
+    # Each model's task opens only the images it scores: the job's stored fingerprint stands
+    # for the dataset (before: every task hashed all 12 files again, 12 + 8 opens per model).
+    assert spy.total() == len(MODELS) * scored, dict(spy.opens)
+
+    spy.reset()
+    again = client.post("/v1/jobs", json=body)  # a second job on the same, unchanged folder
+    assert again.status_code == 202 and spy.total() == 0  # the identity is cached: no file read
+
+
+def test_a_folder_changed_after_submission_fails_the_model_with_the_reason(settings):
+    root = _folder(settings.data_roots[0] / "set")
+    client = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    body = {"dataset": f"folder:{root}", "models": MODELS[:1], "scores": ["logme"], "options": OPTIONS}
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    image = np.full((8, 8, 3), 7, dtype=np.uint8)
+    (root / "class0" / "0.png").write_bytes(encode_png(image))  # other bytes, other size
+    identity.cache_clear()
+    outcome = services.run_model(settings, job_id, MODELS[0])
+    assert outcome["status"] == "failed" and "changed after the job was submitted" in outcome["error"]
+    assert services.finalise_job(settings, job_id) == "failed"
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and "changed after the job was submitted" in job["error"]
+
+
+def test_a_corrupt_image_found_by_the_worker_ends_the_job_failed_with_its_name(settings):
+    """The request reads no image; a bad one is found by the task, which fails the model with
+    the image's name, and the job ends (not stuck)."""
+    root = _folder(settings.data_roots[0] / "set")
+    (root / "class1" / "0.png").write_bytes(b"not a png at all")
+    client = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    options = {**OPTIONS, "samples_per_class": 0}  # every image, the bad one included
+    body = {"dataset": f"folder:{root}", "models": MODELS[:1], "scores": ["logme"], "options": options}
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    outcome = services.run_model(settings, job_id, MODELS[0])
+    assert outcome["status"] == "failed" and "class1/0.png" in outcome["error"]
+    assert services.finalise_job(settings, job_id) == "failed"
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and "class1/0.png is not a readable image" in job["error"]
+
+
+def test_the_folder_fingerprint_is_the_manifest_hash_as_before(tmp_path):
+    """The identity is computed once now, not differently: sha256 over CLASS/FILE and each
+    file's sha256, classes and files by name (results stored before stay comparable)."""
+    import hashlib
+
+    from zoorank.data import load_dataset
+
+    root = _folder(tmp_path / "set")
+    (root / ".hidden").mkdir()
+    (root / "class0" / "notes.txt").write_text("not an image")
+    expected = hashlib.sha256()
+    for path in sorted(root.glob("class*/*.png")):
+        expected.update(f"{path.parent.name}/{path.name}\0".encode())
+        expected.update(hashlib.sha256(path.read_bytes()).digest())
+    identity.cache_clear()
+    dataset = load_dataset(f"folder:{root}", data_roots=[tmp_path])
+    assert dataset.fingerprint == expected.hexdigest()
+    assert dataset.class_names == ["class0", "class1"] and dataset.labels.tolist() == [0] * 6 + [1] * 6
+
+
+def test_an_edited_file_alone_is_hashed_again(tmp_path, monkeypatch):
+    from zoorank.data import load_dataset
+
+    root = _folder(tmp_path / "set")
+    identity.cache_clear()
+    first = load_dataset(f"folder:{root}", data_roots=[tmp_path])
+    (root / "class1" / "3.png").write_bytes(encode_png(np.zeros((9, 9, 3), dtype=np.uint8)))
+    spy = OpenSpy(monkeypatch, root)
+    second = load_dataset(f"folder:{root}", data_roots=[tmp_path])
+    assert dict(spy.opens) == {str(root / "class1" / "3.png"): 1}
+    assert second.fingerprint != first.fingerprint and second.identity.version != first.identity.version
+
+
+def test_an_npz_rewritten_after_submission_fails_the_model(settings):
+    root = settings.data_roots[0]
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 6)
+    np.savez(root / "set.npz", x=rng.integers(0, 255, (12, 8, 8), dtype=np.uint8), y=labels)
+    client = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    body = {
+        "dataset": f"npz:{root / 'set.npz'}",
+        "models": MODELS[:1],
+        "scores": ["logme"],
+        "options": OPTIONS,
+    }
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    np.savez(root / "set.npz", x=rng.integers(0, 255, (12, 8, 8), dtype=np.uint8), y=labels)
+    identity.cache_clear()
+    outcome = services.run_model(settings, job_id, MODELS[0])
+    assert outcome["status"] == "failed" and "changed after the job was submitted" in outcome["error"]
+
+
+def test_a_cached_upload_is_not_listed_again(tmp_path, monkeypatch):
+    """An upload is named by its archive's hash and written once: its id is its version, so
+    the request does not walk its (up to 100 000) files once its index is cached."""
+    import os
+
+    from zoorank.data import load_dataset
+
+    upload_id = "ab" * 16
+    _folder(tmp_path / "uploads" / upload_id)
+    identity.cache_clear()
+    first = load_dataset(f"upload:{upload_id}", upload_dir=tmp_path / "uploads")
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path):
+        listed.append(str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    again = load_dataset(f"upload:{upload_id}", upload_dir=tmp_path / "uploads")
+    assert listed == [] and again.fingerprint == first.fingerprint
+    assert again.identity.version == upload_id
