@@ -4,11 +4,14 @@ operation, no 5xx, every answer as the schema says. The full-size run (and its r
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.fuzz_api import fuzz, fuzz_app, seed_state
 
 EXAMPLES = 12  # per operation and mode: about 300 cases
 
 
+@pytest.mark.slow  # ~10 s on 2 cores
 def test_every_operation_answers_as_its_schema_says(tmp_path):
     app = fuzz_app(tmp_path / "var")
     report = fuzz(app, examples=EXAMPLES, seed=0, known=seed_state(app))

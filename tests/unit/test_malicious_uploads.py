@@ -270,6 +270,7 @@ def test_a_one_gigabyte_decompression_bomb_is_refused_with_bounded_memory_and_di
     assert not [p for p in settings.upload_dir.rglob("*") if p.is_file()]  # nothing kept
 
 
+@pytest.mark.slow  # ~4 s on 2 cores: 10^5 entries made, sent and walked
 def test_a_hundred_thousand_tiny_files_are_refused_before_they_are_listed(settings):
     client = _queued(settings)
     assert settings.max_archive_files == 100_000
