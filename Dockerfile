@@ -5,7 +5,7 @@
 FROM python:3.11-slim AS base
 ARG DEVICE=cpu
 ARG TORCH_INDEX_URL=""
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     ZOORANK_VAR_DIR=/var/lib/zoorank ZOORANK_DEVICE=${DEVICE}
 WORKDIR /srv/zoorank
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*

@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export HF_HUB_OFFLINE := 1
+export ZOORANK_OFFLINE := 1  # tests and the demo never touch the network
 
 STAMP := $(VENV)/.installed
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from celery import chord, group
+from celery import chain, chord, group
+from celery.canvas import Signature
 
+from app.celery_client import QUEUES
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -16,27 +18,35 @@ class CeleryDispatcher:
     """Sends ranking chords to the broker of ``settings``."""
 
     def __init__(self, settings: Settings) -> None:
-        from workers.celery_app import make_celery
+        from app.celery_client import make_celery
 
         self.settings = settings
         self.celery = make_celery(settings)
 
-    def dispatch(self, job_id: str, models: list[str]) -> list[str]:
-        """A chord: one ``zoorank.rank_model`` per model, then ``zoorank.finalise_job``."""
-        members = group(
-            self.celery.signature("zoorank.rank_model", args=(job_id, m), immutable=True) for m in models
+    def _model_work(self, job_id: str, model: str) -> Signature:
+        """One model's work: its forward pass on the ``gpu`` queue, then its scores on the
+        cached arrays on the ``cpu`` queue (routes in :mod:`app.celery_client`)."""
+        return chain(
+            self.celery.signature("zoorank.extract_model", args=(job_id, model), immutable=True),
+            self.celery.signature("zoorank.rank_model", args=(job_id, model), immutable=True),
         )
+
+    def dispatch(self, job_id: str, models: list[str]) -> list[str]:
+        """A chord: each model's work, then ``zoorank.finalise_job``; returns every task id."""
+        members = group(self._model_work(job_id, m) for m in models)
         callback = self.celery.signature("zoorank.finalise_job", args=(job_id,))
         result = chord(members, app=self.celery)(callback)
-        ids = [child.id for child in (result.parent.results if result.parent is not None else [])]
+        ids = []
+        for tail in result.parent.results if result.parent is not None else []:
+            ids += [tail.id, *([tail.parent.id] if tail.parent is not None else [])]
         return [*ids, result.id]
 
     def send_model(self, job_id: str, model: str) -> None:
-        """One model's task again, outside any chord (the sweeper closes the job)."""
-        self.celery.send_task("zoorank.rank_model", args=(job_id, model))
+        """One model's work again, outside any chord (the sweeper closes the job)."""
+        self._model_work(job_id, model).apply_async()
 
     def queue_depth(self) -> int | None:
-        """Messages waiting in the broker's queue; None where the transport cannot tell."""
+        """Messages waiting in the broker's queues; None where the transport cannot tell."""
         url = self.settings.broker_url
         if url.startswith("filesystem://"):
             return None  # messages are files: nothing is lost with a restart
@@ -44,8 +54,10 @@ class CeleryDispatcher:
             with self.celery.connection_for_write() as connection:
                 # Redis deletes an empty list, so a passive declare would fail there.
                 passive = not url.startswith(("redis://", "rediss://"))
-                declared = connection.default_channel.queue_declare(queue="zoorank", passive=passive)
-                return int(declared.message_count)
+                channel = connection.default_channel
+                return sum(
+                    int(channel.queue_declare(queue=queue, passive=passive).message_count) for queue in QUEUES
+                )
         except Exception as exc:
             log.warning("queue depth unknown: %s", exc)
             return None

@@ -28,6 +28,7 @@ def create_app(
 ) -> FastAPI:
     """Build the API. ``dispatch``/``revoke`` default to the Celery ones (by task name)."""
     settings = settings or get_settings()
+    settings.apply_network_policy()  # registering a timm-hub model loads it in this process
     settings.ensure_dirs()
     if settings.auto_migrate:
         from app.db.session import upgrade
@@ -55,6 +56,10 @@ def create_app(
         title="zoorank",
         version="0.1.0",
         description="Which pretrained model should you fine-tune? Transferability ranking of a model zoo.",
+        # `/v1/jobs/%2F` must be a 404, not a redirect to the job list
+        redirect_slashes=False,
+        # what app.access may answer on any route: a key required, a body too large, too many requests
+        responses=problems.problem_responses(401, 413, 429),
     )
     api.state.settings = settings
     api.state.dispatch = dispatch or dispatcher.dispatch

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, select
 
-from app.db.models import Job, JobModel, ScoreResult
+from app.db import crud
 from app.db.session import session_scope
 
 JOBS_SUBMITTED = Counter("zoorank_jobs_submitted_total", "Ranking jobs accepted")
@@ -27,25 +26,17 @@ QUEUE_DEPTH = Gauge("zoorank_queue_depth", "Messages waiting in the broker's que
 def refresh(database_url: str, queue_depth: Callable[[], int | None]) -> None:
     """Set the gauges from the database and the broker."""
     with session_scope(database_url) as session:
-        JOBS.clear()
-        for kind, status, count in session.execute(
-            select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
-        ):
-            JOBS.labels(kind, status).set(count)
-        MODELS.clear()
-        for status, count in session.execute(select(JobModel.status, func.count()).group_by(JobModel.status)):
-            MODELS.labels(status).set(count)
-        FEATURE_SECONDS.clear()
-        for model, seconds in session.execute(
-            select(JobModel.model, func.sum(JobModel.feature_seconds)).group_by(JobModel.model)
-        ):
-            FEATURE_SECONDS.labels(model).set(seconds or 0.0)
-        SCORE_SECONDS.clear()
-        SCORE_COUNT.clear()
-        for score, seconds, count in session.execute(
-            select(ScoreResult.score, func.sum(ScoreResult.seconds), func.count()).group_by(ScoreResult.score)
-        ):
-            SCORE_SECONDS.labels(score).set(seconds or 0.0)
-            SCORE_COUNT.labels(score).set(count)
+        totals = crud.work_totals(session)
+    for gauge in (JOBS, MODELS, FEATURE_SECONDS, SCORE_SECONDS, SCORE_COUNT):
+        gauge.clear()
+    for (kind, status), count in totals.jobs.items():
+        JOBS.labels(kind, status).set(count)
+    for status, count in totals.models.items():
+        MODELS.labels(status).set(count)
+    for model, seconds in totals.feature_seconds.items():
+        FEATURE_SECONDS.labels(model).set(seconds)
+    for score, (seconds, count) in totals.scores.items():
+        SCORE_SECONDS.labels(score).set(seconds)
+        SCORE_COUNT.labels(score).set(count)
     depth = queue_depth()
     QUEUE_DEPTH.set(-1 if depth is None else depth)

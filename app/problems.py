@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from zoorank.errors import InvalidInputError, TooLargeError, UnknownNameError
+from zoorank.errors import ConflictError, InvalidInputError, TooLargeError, UnknownNameError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -29,6 +29,17 @@ class ProblemError(Exception):
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
 
 
+def _located(error: Any) -> dict[str, Any]:
+    """A validation error as ``{field, message}``; a body that is not JSON at all is the
+    body's fault, at a character offset (which FastAPI puts where a field name goes)."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        at = loc[1] if len(loc) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error", error.get("msg"))
+        return {"field": "body", "message": f"not valid JSON at character {at}: {reason}"}
+    return {"field": ".".join(str(p) for p in loc if p != "body"), "message": error.get("msg")}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -37,6 +48,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UnknownNameError)
     async def _unknown(_: Request, exc: UnknownNameError) -> JSONResponse:
         return problem(422, "Unknown name", str(exc), field=exc.field)
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return problem(409, "Conflict", str(exc), field=exc.field)
 
     @app.exception_handler(TooLargeError)
     async def _too_large(_: Request, exc: TooLargeError) -> JSONResponse:
@@ -48,13 +63,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                "message": e.get("msg"),
-            }
-            for e in exc.errors()
-        ]
+        errors = [_located(e) for e in exc.errors()]
         first = errors[0] if errors else {"field": None, "message": "invalid request"}
         detail = f"{first['field'] or 'body'}: {first['message']}"
         return problem(422, "Invalid request", detail, field=first["field"] or None, errors=errors)
@@ -111,11 +120,12 @@ _TITLES = {
 }
 _MEANINGS = {
     400: "The body could not be read (not UTF-8, or a malformed multipart form)",
-    401: "A write without a valid API key (when ZOORANK_API_KEYS is set)",
+    401: "No valid API key: writes need one when keys are configured, reads too with PROTECT_READS",
     404: "No such job",
     409: "Conflict with the current state (a name taken, a job that already ended)",
-    413: "The upload is larger than allowed",
+    413: "The upload or request body is larger than allowed (MAX_UPLOAD_MB, MAX_REQUEST_KB)",
     422: "Invalid input; `field` names it",
+    429: "Too many requests for this key or address (RATE_LIMIT); retry after `Retry-After` seconds",
     503: "The database is unreachable; retry after `Retry-After` seconds",
 }
 _PROBLEM_SCHEMA = Problem.model_json_schema()

@@ -18,7 +18,7 @@ import httpx
 def _start_worker(argv: list[str]) -> subprocess.Popen[bytes]:
     # Celery warns at length when run as root (as in containers and CI); the demo need not.
     quiet = "ignore:You're running the worker with superuser privileges"
-    return subprocess.Popen(argv, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": quiet})
+    return subprocess.Popen(argv, env={**os.environ, "PYTHONWARNINGS": quiet})
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

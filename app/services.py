@@ -29,13 +29,14 @@ from app.settings import Settings
 from zoorank.data import DatasetIdentity, load_dataset
 from zoorank.data.refs import resolve_under_roots
 from zoorank.data.subsample import check_class_counts
-from zoorank.errors import Cancelled, InvalidInputError, TooLargeError
+from zoorank.errors import Cancelled, ConflictError, InvalidInputError, TooLargeError
 from zoorank.features.cache import FeatureCache
 from zoorank.rank import (
     VALUE_OPTIONS,
     ModelResult,
     RankOptions,
     ScoreRecord,
+    Stage,
     comparability_key,
     prepare_dataset,
     resolve_scores,
@@ -120,9 +121,15 @@ def job_models(settings: Settings, session: Any, models: Sequence[str] | None) -
     return specs
 
 
-def run_model(settings: Settings, job_id: str, model: str, task_id: str | None = None) -> dict[str, Any]:
+def run_model(
+    settings: Settings, job_id: str, model: str, task_id: str | None = None, stage: Stage = "all"
+) -> dict[str, Any]:
     """Compute every score of one (job, model) and upsert the results. Never raises for a
     model's own failure: it records it, so the chord's callback always runs.
+
+    ``stage`` (:func:`zoorank.rank.score_model`): the service runs ``"device"`` on the ``gpu``
+    queue (forward passes into the shared cache, the model-needing scores; then the model is
+    handed over) and ``"arrays"`` on the ``cpu`` queue (the other scores; then it is closed).
 
     ``task_id`` is the Celery task running it: a second task for the same model (a re-send by
     :mod:`app.sweeper`, or a late duplicate) does nothing while this one's heartbeat is fresh.
@@ -149,7 +156,14 @@ def run_model(settings: Settings, job_id: str, model: str, task_id: str | None =
         spec = crud.resolve_model(session, model)
         # Counted before any work, so that a task killed while it loads the dataset (or the
         # model) is an attempt too and cannot come back forever.
-        claim = crud.start_model(session, job_id, model, runner=task_id, stale_after=settings.stale_after)
+        claim = crud.start_model(
+            session,
+            job_id,
+            model,
+            runner=task_id,
+            stale_after=settings.stale_after,
+            takeover=stage == "arrays",
+        )
     if claim == "cancelled":
         return {"model": model, "status": "cancelled"}
     if isinstance(claim, str):
@@ -169,8 +183,10 @@ def run_model(settings: Settings, job_id: str, model: str, task_id: str | None =
     threading.Thread(target=beat, name=f"heartbeat-{model}", daemon=True).start()
     try:
         with log_context(job_id=job_id, model=model):
-            log.info("model started (attempt %d)", claim)
-            outcome = _run_claimed(settings, job_id, model, dataset, expect, scores, options, spec, deadline)
+            log.info("model started (%s stage, attempt %d)", stage, claim)
+            outcome = _run_claimed(
+                settings, job_id, model, dataset, expect, scores, options, spec, deadline, stage
+            )
             log.info("model %s", outcome.get("status"))
             return outcome
     finally:
@@ -187,6 +203,7 @@ def _run_claimed(
     options: RankOptions,
     spec: ModelSpec,
     deadline: float,
+    stage: Stage,
 ) -> dict[str, Any]:
     time_limit_reason = (
         f"stopped after the task time limit of {settings.task_soft_time_limit} s "
@@ -230,9 +247,10 @@ def _run_claimed(
             spec,
             scores,
             options,
-            cache=FeatureCache(settings.cache_dir),
+            cache=FeatureCache.from_settings(settings),
             progress=progress,
             should_stop=should_stop,
+            stage=stage,
         )
     except Cancelled:
         if time.monotonic() > deadline:
@@ -260,16 +278,28 @@ def _run_claimed(
                     sample_ids,
                 ),
             )
-        failed = [r.score for r in result.scores.values() if r.error]
+        if stage == "device":
+            crud.hand_over(
+                session,
+                job_id,
+                model,
+                feature_seconds=result.feature_seconds,
+                images_per_second=result.images_per_second,
+                from_cache=result.from_cache,
+            )
+            return {"model": model, "status": "extracted", "from_cache": result.from_cache}
+        session.flush()
+        failed = crud.failed_scores(session, job_id, model)
+        forward = stage == "all"  # else the forward-pass stage recorded its own figures
         crud.finish_model(
             session,
             job_id,
             model,
             status="succeeded",
             error=f"scores failed: {', '.join(failed)}" if failed else None,
-            feature_seconds=result.feature_seconds,
-            images_per_second=result.images_per_second,
-            from_cache=result.from_cache,
+            feature_seconds=result.feature_seconds if forward else None,
+            images_per_second=result.images_per_second if forward else None,
+            from_cache=result.from_cache if forward else None,
         )
     return {"model": model, "status": "succeeded", "from_cache": result.from_cache}
 
@@ -524,7 +554,7 @@ def run_validation(settings: Settings, job_id: str) -> str:
             seeds=options["seeds"],
             scores=scores,
             settings=options["settings"],
-            cache_dir=settings.cache_dir,
+            cache=FeatureCache.from_settings(settings),
             data_roots=settings.data_roots,
             upload_dir=settings.upload_dir,
             on_model=on_model,
@@ -617,7 +647,7 @@ def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str)
             shutil.move(str(staging), target)
     try:
         dataset = load_dataset(f"upload:{dataset_id}", upload_dir=settings.upload_dir)
-        check_class_counts(dataset.labels, min_per_class=2)
+        check_class_counts(dataset.labels, min_per_class=2, class_names=dataset.class_names)
         for start in range(0, len(dataset), 32):  # every image must decode (and not be a bomb)
             dataset.read(np.arange(start, min(start + 32, len(dataset))))  # 32 x 224 x 224 x 3: 5 MB
     except InvalidInputError:
@@ -637,3 +667,39 @@ def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str)
             ),
         )
     return row
+
+
+def register_model(
+    settings: Settings,
+    session: Any,
+    *,
+    name: str,
+    architecture: str,
+    weights: str,
+    imagenet_top1: float | None,
+    description: str,
+) -> ModelSpec:
+    """A model in the service's own registry (the database), beside the built-in zoo that the
+    library and the CLI know. A ``file:`` weight is loaded and checked now, not in a worker."""
+    from zoorank.zoo import list_models, parse_model_ref
+
+    if name in list_models():
+        raise ConflictError(f"model {name!r} exists in the built-in zoo", field="name")
+    if any(r.name == name for r in crud.registered_models(session)):
+        raise ConflictError(f"model {name!r} is already registered", field="name")
+    if weights == "offline":
+        raise InvalidInputError("offline weights are already in the built-in zoo", field="weights")
+    parsed = parse_model_ref(f"{architecture}@{weights}")
+    if parsed.weights.startswith("file:"):
+        path = resolve_under_roots(
+            parsed.weights[5:], settings.data_roots, field="weights", what="weight file"
+        )
+        from zoorank.zoo.load import create_model
+
+        spec = ModelSpec(name, parsed.architecture, f"file:{path}", imagenet_top1)
+        create_model(spec)
+    else:
+        top1 = imagenet_top1 if imagenet_top1 is not None else parsed.imagenet_top1
+        spec = ModelSpec(name, parsed.architecture, parsed.weights, top1)
+    crud.add_model(session, spec, description)
+    return spec

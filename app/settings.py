@@ -14,28 +14,28 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from app.keys import parse_hashes
+from zoorank.settings import CoreSettings, split_list
+
+QueueName = Literal["gpu", "cpu"]  # app.celery_client.QUEUES
 
 
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
-    return value
+def _both_queues() -> list[QueueName]:
+    return ["gpu", "cpu"]
 
 
-class Settings(BaseSettings):
+class Settings(CoreSettings):
+    """:class:`zoorank.settings.CoreSettings` (paths, device, offline) and the service's own."""
+
     # A refused value is not echoed: it may be a key (or a URL with a password).
-    model_config = SettingsConfigDict(env_prefix="ZOORANK_", extra="ignore", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
 
-    var_dir: Path = Path("var")
     database_url: str = ""
     broker_url: str = "filesystem://localhost//"
     result_backend: str = ""
-    cache_dir: Path = Path()  # empty: VAR_DIR/cache
     upload_dir: Path = Path()  # empty: VAR_DIR/uploads
-    data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     # Access (app.keys, app.access). Keys are stored hashed, here ([NAME:]sha256:<hex>) and/or
     # in API_KEYS_FILE (NAME:sha256:<hex> a line, re-read when it changes); either set: writes
     # need a key, and PROTECT_READS makes every read need one too (not /healthz, /readyz).
@@ -48,10 +48,12 @@ class Settings(BaseSettings):
     rate_limit: int = Field(default=600, ge=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: no CORS
     max_request_kb: int = Field(default=256, gt=0)  # request bodies other than uploads
-    device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = 200
     max_archive_files: int = 100_000
     worker_concurrency: int = 1
+    # The queues a worker consumes (app.celery_client): `gpu` (forward passes), `cpu` (scores
+    # on cached arrays); both by default, so one worker does everything.
+    worker_queues: Annotated[list[QueueName], NoDecode] = Field(default_factory=_both_queues, min_length=1)
     auto_migrate: bool = True
     # One model's task: past the soft limit it stops at its next batch or score and the model
     # is marked failed with the reason; the hard limit (soft + 120 s) kills a task stuck inside
@@ -76,10 +78,10 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         return self.task_time_limit + 300
 
-    @field_validator("data_roots", "api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "worker_queues", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        return _split(value)
+    def _comma_separated_keys(cls, value: object) -> object:
+        return split_list(value)
 
     @field_validator("api_keys")
     @classmethod
@@ -108,21 +110,15 @@ class Settings(BaseSettings):
             raise ValueError("ZOORANK_PROTECT_READS needs ZOORANK_API_KEYS or ZOORANK_API_KEYS_FILE")
         return self
 
-    @model_validator(mode="after")
-    def _derive_paths(self) -> Settings:
-        self.var_dir = self.var_dir.expanduser().resolve()
+    def derive(self) -> None:
+        super().derive()
         self.database_url = self.database_url or f"sqlite:///{self.var_dir}/zoorank.db"
-        if self.cache_dir == Path():
-            self.cache_dir = self.var_dir / "cache"
         if self.upload_dir == Path():
             self.upload_dir = self.var_dir / "uploads"
-        self.cache_dir = self.cache_dir.expanduser().resolve()
         self.upload_dir = self.upload_dir.expanduser().resolve()
         if self.api_keys_file is not None:
             self.api_keys_file = self.api_keys_file.expanduser().resolve()
-        self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [self.var_dir / "data"]
         self.result_backend = self.result_backend or self._default_result_backend()
-        return self
 
     def _default_result_backend(self) -> str:
         """Redis beside a Redis broker, else a SQLite file under ``var_dir``."""

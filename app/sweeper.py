@@ -7,9 +7,11 @@ left behind:
   its worker (killed -9 with its pool, host down): its task is sent again (a redelivery by the
   broker would only come after the visibility timeout). The attempt counter still bounds how
   often a model is tried;
-* a model ``queued`` for more than ``resend_after`` seconds while the broker's queue is empty
+* a model ``queued`` for more than ``resend_after`` seconds while the broker's queues are empty
   lost its message (a broker restarted without its data): its task is sent again. A duplicate
-  is harmless: the second task finds the model running or done and does nothing;
+  is harmless: the second task finds the model running or done and does nothing. A model
+  handed over by its forward-pass stage to its arrays stage (``crud.HANDED_OVER``) waits in a
+  queue like a queued one, and is treated so;
 * a job whose models have all ended is closed (its chord callback may have been lost with
   the broker's state).
 
@@ -64,16 +66,21 @@ def sweep(
             else:
                 closing = False
                 for row in rows:
-                    if row.status == "running":
+                    handed_over = row.status == "running" and row.runner == crud.HANDED_OVER
+                    if handed_over or row.status == "queued":
+                        waiting_since = (
+                            (row.heartbeat_at or created) if handed_over else (row.resent_at or created)
+                        )
+                        if crud.as_utc(waiting_since) < resend_before:
+                            if depth == -1:
+                                depth = queue_depth()
+                            if depth == 0 and crud.mark_resent(session, row.id, resend_before):
+                                report.resent_lost.append((job_id, row.model))
+                    elif row.status == "running":
                         beat = row.heartbeat_at or row.started_at
                         stale = beat is not None and crud.as_utc(beat) < stale_before
                         if stale and crud.mark_resent(session, row.id, stale_before):
                             report.resent_stale.append((job_id, row.model))
-                    elif row.status == "queued" and crud.as_utc(row.resent_at or created) < resend_before:
-                        if depth == -1:
-                            depth = queue_depth()
-                        if depth == 0 and crud.mark_resent(session, row.id, resend_before):
-                            report.resent_lost.append((job_id, row.model))
         if closing:
             report.closed.append((job_id, services.finalise_job(settings, job_id)))
     for job_id, model in [*report.resent_stale, *report.resent_lost]:

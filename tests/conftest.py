@@ -1,14 +1,16 @@
-"""Shared fixtures. Everything runs offline: timm must not wait on the hub."""
+"""Shared fixtures. Everything runs offline (ZOORANK_OFFLINE): timm must not wait on the hub."""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import pytest
 
 from tests.skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
+from zoorank.settings import CoreSettings
+
+os.environ.setdefault("ZOORANK_OFFLINE", "1")
+CoreSettings().apply_network_policy()  # the tests' entry point, before anything imports timm
 
 
 @pytest.fixture(scope="session")

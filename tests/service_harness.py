@@ -4,14 +4,16 @@ process, and polling."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from app.celery_client import QUEUES
+from app.cli import worker_argv
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +35,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ZOORANK_BROKER_URL": settings.broker_url,
         "ZOORANK_RESULT_BACKEND": settings.result_backend,
         "ZOORANK_CACHE_DIR": str(settings.cache_dir),
+        "ZOORANK_CACHE_MAX_MB": str(settings.cache_max_mb),
         "ZOORANK_DATA_ROOTS": ",".join(str(p) for p in settings.data_roots),
         "ZOORANK_DEVICE": "cpu",
         "ZOORANK_STALE_AFTER": str(settings.stale_after),
@@ -42,33 +45,37 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def celery_worker(settings: Settings, *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real worker process (prefork pool, one child), stopped with a warm shutdown."""
+def celery_worker(
+    settings: Settings,
+    *,
+    log: Path,
+    name: str | None = None,
+    env: dict[str, str] | None = None,
+    wrap: Callable[[list[str]], list[str]] = lambda argv: argv,
+    queues: Sequence[str] = QUEUES,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process (prefork pool, one child), stopped with a warm shutdown.
+
+    ``env`` overrides the settings' variables (e.g. the addresses another host sees); ``wrap``
+    changes the command line (e.g. to run it in a network namespace)."""
     env = {
         **os.environ,
         **settings_env(settings),
-        "HF_HUB_OFFLINE": "1",
+        "ZOORANK_OFFLINE": "1",
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        **(env or {}),
     }
+    # The command `zoorank worker` runs, at INFO (the tests read the log), with an own name.
     argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.celery_app:celery_app",
-        "worker",
+        *worker_argv(1, queues),
         "--loglevel=INFO",
-        "--concurrency=1",
-        "-Q",
-        "zoorank",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
         "-n",
-        f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        f"{name or 'test'}-{os.getpid()}-{time.monotonic_ns()}@%h",
     ]
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=env, cwd=settings.var_dir, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            wrap(argv), env=env, cwd=settings.var_dir, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             yield process
         finally:
@@ -122,3 +129,73 @@ def serve_in_thread(application: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_running(client: Any, job_id: str, timeout: float = 180) -> dict[str, Any]:
+    """Until a model of the job has passed images through its network; returns the job."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if any(p["images_done"] > 0 for p in job["progress"]):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never started: {job}")
+
+
+def one_row_per_result(job: dict[str, Any]) -> None:
+    """Every (model, score) of the job has exactly one stored result."""
+    keys = [(r["model"], r["score"]) for r in job["results"]]
+    assert len(keys) == len(set(keys)) == len(job["models"]) * len(job["scores"]), keys
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def redis_server(port: int, folder: Path, bind: tuple[str, ...] = ("127.0.0.1",)) -> subprocess.Popen[bytes]:
+    """An own redis-server (the machine's shared one is never restarted by tests), keeping
+    nothing on disk."""
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", *bind, "--save", "", "--appendonly", "no"]
+        # Beyond loopback (the test hosts' links) Redis refuses clients without a password
+        # unless told otherwise; these addresses exist only on this machine.
+        + (["--protected-mode", "no"] if set(bind) - {"127.0.0.1"} else []),
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("redis-server did not start")
+
+
+def postgres_url() -> str:
+    return os.environ.get("ZOORANK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A database URL whose tables go to an own, fresh schema (dropped afterwards), so that
+    parallel runs on the machine's PostgreSQL never collide."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url())
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{postgres_url()}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -1,62 +1,39 @@
-"""The Celery application, configured from :class:`app.settings.Settings`.
+"""The worker's Celery application: ``celery -A workers.celery_app:celery_app worker``.
 
-Embedded default: kombu's filesystem transport under ``./var/broker`` (no server) and a SQLite
-result backend; production: Redis. Tasks are acknowledged late and rejected (re-queued) when
-their worker process is lost, so a killed worker does not lose a job.
+Built on first use (not at import) from the settings of the process, with the task modules
+added; tasks are ``shared_task``s, so importing them builds nothing either. The process-wide
+signal handlers below give each pool process its torch threads and each task its log context.
 """
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
-from app.settings import Settings, get_settings
+from app.celery_client import make_celery
+from app.settings import get_settings
+
+TASK_MODULES = ("workers.tasks",)
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
-    settings.ensure_dirs()
-    celery = Celery(
-        "zoorank",
-        broker=settings.broker_url,
-        backend=settings.result_backend,
-        include=["workers.tasks"],
-    )
-    transport_options: dict[str, object] = {}
-    if settings.broker_url.startswith("filesystem://"):
-        folder = str(settings.broker_folder)
-        transport_options = {
-            "data_folder_in": f"{folder}/in",
-            "data_folder_out": f"{folder}/in",
-            "processed_folder": f"{folder}/processed",
-            "control_folder": f"{folder}/control",
-            "store_processed": False,
-        }
-    elif settings.broker_url.startswith(("redis://", "rediss://")):
-        # Longer than any task can run (its hard time limit): an unacked task is redelivered
-        # only after this, so never while it still runs elsewhere.
-        transport_options = {"visibility_timeout": settings.visibility_timeout}
-    celery.conf.update(
-        broker_transport_options=transport_options,
-        broker_connection_retry_on_startup=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_track_started=True,
-        worker_prefetch_multiplier=1,
-        task_soft_time_limit=settings.task_soft_time_limit,
-        task_time_limit=settings.task_time_limit,
-        worker_concurrency=settings.worker_concurrency,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_extended=False,
-        result_expires=24 * 3600,
-        task_default_queue="zoorank",
-        worker_hijack_root_logger=False,
-    )
+@lru_cache
+def worker_app() -> Celery:
+    settings = get_settings()
+    settings.apply_network_policy()
+    celery = make_celery(settings, include=TASK_MODULES)
+    celery.set_current()
+    celery.set_default()
     return celery
+
+
+def __getattr__(name: str) -> object:
+    # `celery -A workers.celery_app:celery_app` resolves this attribute: the app is built then.
+    if name == "celery_app":
+        return worker_app()
+    raise AttributeError(name)
 
 
 @worker_process_init.connect
@@ -96,6 +73,3 @@ def _task_context_end(task_id: str | None = None, **_: object) -> None:
     manager = _TASK_CONTEXT.pop(str(task_id), None)
     if manager is not None:
         manager.__exit__(None, None, None)  # type: ignore[attr-defined]
-
-
-celery_app = make_celery()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from app import services
 from app.settings import get_settings
-from workers.celery_app import celery_app
+from zoorank.rank import Stage
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,30 @@ def _pause(task: Task) -> int:
     return int(min(60, 2 ** (task.request.retries + 1)))
 
 
-@celery_app.task(
+def _model_stage(task: Task, job_id: str, model: str, stage: Stage) -> dict[str, Any]:
+    try:
+        return services.run_model(get_settings(), job_id, model, task_id=task.request.id, stage=stage)
+    except DATABASE_DOWN as exc:
+        if task.request.retries < DATABASE_RETRIES:
+            log.warning("job %s model %s: database unreachable (%s); retrying", job_id, model, exc)
+            raise task.retry(exc=exc, countdown=_pause(task)) from exc
+        log.error("job %s model %s: database unreachable after %d retries", job_id, model, DATABASE_RETRIES)
+        return {"model": model, "status": "failed", "error": f"database unreachable: {exc}"}
+
+
+@shared_task(
+    bind=True,
+    name="zoorank.extract_model",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=DATABASE_RETRIES,
+)
+def extract_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
+    """The forward passes (into the shared feature cache) and the scores that need the model."""
+    return _model_stage(self, job_id, model, "device")
+
+
+@shared_task(
     bind=True,
     name="zoorank.rank_model",
     acks_late=True,
@@ -36,17 +59,11 @@ def _pause(task: Task) -> int:
     max_retries=DATABASE_RETRIES,
 )
 def rank_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
-    try:
-        return services.run_model(get_settings(), job_id, model, task_id=self.request.id)
-    except DATABASE_DOWN as exc:
-        if self.request.retries < DATABASE_RETRIES:
-            log.warning("job %s model %s: database unreachable (%s); retrying", job_id, model, exc)
-            raise self.retry(exc=exc, countdown=_pause(self)) from exc
-        log.error("job %s model %s: database unreachable after %d retries", job_id, model, DATABASE_RETRIES)
-        return {"model": model, "status": "failed", "error": f"database unreachable: {exc}"}
+    """The other scores, from the cached arrays; closes the model."""
+    return _model_stage(self, job_id, model, "arrays")
 
 
-@celery_app.task(
+@shared_task(
     bind=True,
     name="zoorank.finalise_job",
     acks_late=True,
@@ -60,6 +77,6 @@ def finalise_job(self: Task, member_results: list[dict[str, Any]], job_id: str) 
         raise self.retry(exc=exc, countdown=_pause(self)) from exc
 
 
-@celery_app.task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)
 def validate_job(job_id: str) -> str:
     return services.run_validation(get_settings(), job_id)

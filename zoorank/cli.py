@@ -11,13 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from zoorank.settings import CoreSettings
 from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must never wait on the network here
+if TYPE_CHECKING:
+    from zoorank.features.cache import FeatureCache
 
 app = typer.Typer(
     add_completion=False,
@@ -27,11 +29,13 @@ app = typer.Typer(
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
 scores_app = typer.Typer(no_args_is_help=True, help="The score catalogue.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Known datasets.")
-db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(scores_app, name="scores")
 app.add_typer(datasets_app, name="datasets")
-app.add_typer(db_app, name="db")
+cache_app = typer.Typer(
+    no_args_is_help=True, help="The feature cache (ZOORANK_CACHE_DIR, ZOORANK_CACHE_MAX_MB)."
+)
+app.add_typer(cache_app, name="cache")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -39,7 +43,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _split(value: str | None) -> list[str] | None:
+def split_option(value: str | None) -> list[str] | None:
     """A comma-separated option: None when not given; an empty string gives [] (which the
     library refuses with a clear message, as the API does)."""
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
@@ -59,6 +63,21 @@ def _print_json(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, default=float))
 
 
+DATA_ROOT_HELP = "Also read folder:/npz: datasets and weight files under this folder (repeatable)."
+
+
+def _feature_cache(given: Path | None) -> FeatureCache:
+    """ZOORANK_CACHE_DIR (or ``--cache-dir``), bounded by ZOORANK_CACHE_MAX_MB."""
+    from zoorank.features.cache import FeatureCache
+
+    return FeatureCache.from_settings(CoreSettings(), root=given)
+
+
+def _data_roots(extra: list[Path]) -> list[Path]:
+    """ZOORANK_DATA_ROOTS (default VAR_DIR/data, as for the server) and any ``--data-root``."""
+    return [*CoreSettings().data_roots, *(p.expanduser().resolve() for p in extra)]
+
+
 # -- catalogues ---------------------------------------------------------------------------
 
 
@@ -66,7 +85,9 @@ def _print_json(payload: Any) -> None:
 def zoo_list(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """The built-in zoo (offline ImageNet weights and random-init twins)."""
+    """The built-in zoo (offline ImageNet weights and random-init twins): the models this
+    command line knows. Models registered with POST /v1/models are the service's (its database):
+    see GET /v1/models, and rank them with `zoorank submit`."""
     from zoorank.zoo import get_model_spec, list_models
 
     rows = [get_model_spec(n).to_dict() for n in list_models()]
@@ -110,6 +131,62 @@ def datasets_list(as_json: bool = typer.Option(False, "--json")) -> None:
     _table(["ref", "classes", "available", "description"], rows)
 
 
+CACHE_DIR_HELP = "Feature cache folder [default: ZOORANK_CACHE_DIR]."
+
+
+@cache_app.command("stats")
+def cache_stats(
+    cache_dir: Path | None = typer.Option(None, help=CACHE_DIR_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Entries, size, bound and the oldest and newest use of the feature cache."""
+    stats = _feature_cache(cache_dir).stats()
+    if as_json:
+        _print_json(stats)
+        return
+    limit = f"{stats['limit_mb']:g} MB" if stats["limit_bytes"] else "none"
+    typer.echo(f"cache       {stats['root']}")
+    typer.echo(f"entries     {stats['entries']} ({stats['mb']:.1f} MB; bound {limit})")
+    typer.echo(f"oldest use  {stats['oldest_use'] or '-'}")
+    typer.echo(f"newest use  {stats['newest_use'] or '-'}")
+    if stats["temp_files"]:
+        temp_mb = stats["temp_bytes"] / 2**20
+        typer.echo(f"temp files  {stats['temp_files']} ({temp_mb:.1f} MB: writes under way or killed)")
+
+
+@cache_app.command("prune")
+def cache_prune(
+    max_mb: int | None = typer.Option(
+        None, min=0, help="Keep at most this many MB [default: ZOORANK_CACHE_MAX_MB]."
+    ),
+    older_than_days: float | None = typer.Option(
+        None, min=0, help="Remove entries unused for this many days."
+    ),
+    everything: bool = typer.Option(False, "--all", help="Remove every entry."),
+    cache_dir: Path | None = typer.Option(None, help=CACHE_DIR_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Remove least recently used entries down to a size, entries unused for some days, or all;
+    prints what it freed. With no option: down to the bound, ZOORANK_CACHE_MAX_MB."""
+    cache = _feature_cache(cache_dir)
+    max_bytes = None if max_mb is None else max_mb * 2**20
+    if max_bytes is None and older_than_days is None and not everything and cache.max_bytes:
+        max_bytes = cache.max_bytes
+    report = cache.prune(
+        max_bytes=max_bytes,
+        older_than_seconds=None if older_than_days is None else older_than_days * 86400,
+        everything=everything,
+    )
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    typer.echo(
+        f"freed {report.freed_bytes / 2**20:.1f} MB: {report.removed_entries} entries removed"
+        f"{f', {report.removed_temp_files} stale temp files' if report.removed_temp_files else ''}; "
+        f"{report.remaining_entries} left ({report.remaining_bytes / 2**20:.1f} MB)"
+    )
+
+
 def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -143,7 +220,8 @@ def rank(
     samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
     input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
     seed: int = typer.Option(0),
-    cache_dir: Path = typer.Option(Path("var/cache"), help="Feature cache folder."),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder [default: ZOORANK_CACHE_DIR]."),
+    data_root: list[Path] = typer.Option([], help=DATA_ROOT_HELP),
     param: list[str] = typer.Option([], help="Score parameter SCORE.k=v (repeatable)."),
     bootstrap_resamples: int | None = typer.Option(
         None, help="Resamples behind P(top-1) and rank intervals (0 = none; default: the job default)."
@@ -183,11 +261,11 @@ def rank(
     try:
         result = run_rank(
             dataset,
-            _split(models),
-            _split(scores),
+            split_option(models),
+            split_option(scores),
             options,
-            cache_dir=cache_dir,
-            data_roots=_data_roots(),
+            cache=_feature_cache(cache_dir),
+            data_roots=_data_roots(data_root),
             on_model=on_model,
             progress=progress,
         )
@@ -268,11 +346,6 @@ def print_ranking(
         typer.secho(f"failed: {', '.join(failed)}", fg=typer.colors.YELLOW)
 
 
-def _data_roots() -> list[str]:
-    roots = os.environ.get("ZOORANK_DATA_ROOTS", "")
-    return [r for r in roots.replace(";", ",").split(",") if r] or ["."]
-
-
 # -- one score on arrays ------------------------------------------------------------------
 
 
@@ -296,6 +369,10 @@ def score(
         if path is None:
             return None
         try:
+            with open(path, "rb") as handle:
+                magic = handle.read(6)
+            if magic != b"\x93NUMPY":
+                _fail(f"{path} is not a .npy file (the format np.save writes); save the array with np.save")
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             _fail(f"cannot read {path}: {exc}")
@@ -311,7 +388,7 @@ def score(
             features=load(features),
             logits=load(logits),
             taps=tap_arrays,
-            tap_rows=np.arange(len(y)) if tap_arrays is not None else None,
+            tap_rows=None,  # the taps hold one row per label, in order
             seed=seed,
         )
         spec = get_score(name)
@@ -338,7 +415,8 @@ def explain(
     samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
     input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
     seed: int = typer.Option(0),
-    cache_dir: Path = typer.Option(Path("var/cache"), help="Feature cache folder."),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder [default: ZOORANK_CACHE_DIR]."),
+    data_root: list[Path] = typer.Option([], help=DATA_ROOT_HELP),
     param: list[str] = typer.Option([], help="layer_tree_fidelity parameter k=v (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole explanation as JSON."),
 ) -> None:
@@ -355,7 +433,9 @@ def explain(
         score_params={EXPLAIN_SCORE: _params(param)} if param else {},
     )
     try:
-        found = explain_model(dataset, model, options, cache_dir=cache_dir, data_roots=_data_roots())
+        found = explain_model(
+            dataset, model, options, cache=_feature_cache(cache_dir), data_roots=_data_roots(data_root)
+        )
     except ZoorankError as exc:
         _fail(str(exc), code=1)
         return
@@ -478,7 +558,11 @@ def submit(
         for k, v in {"samples_per_class": samples_per_class, "input_size": input_size}.items()
         if v is not None
     }
-    body: dict[str, Any] = {"dataset": dataset, "models": _split(models), "scores": _split(scores)}
+    body: dict[str, Any] = {
+        "dataset": dataset,
+        "models": split_option(models),
+        "scores": split_option(scores),
+    }
     if options:
         body["options"] = options
     with _http(server) as client:
@@ -558,104 +642,6 @@ def jobs_cancel(
     typer.echo(f"job {job['id']} {job['status']}")
 
 
-# -- service ------------------------------------------------------------------------------
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
-    """Apply the Alembic migrations to ZOORANK_DATABASE_URL."""
-    from app.db.session import current_revision, upgrade
-    from app.settings import get_settings
-
-    settings = get_settings()
-    settings.ensure_dirs()
-    upgrade(settings.database_url, revision)
-    typer.echo(f"database at revision {current_revision(settings.database_url)}")
-
-
-@app.command()
-def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """The API alone (production: run `zoorank worker` beside it)."""
-    import uvicorn
-
-    from app.logs import configure
-    from app.main import create_app
-    from app.settings import get_settings
-
-    configure(get_settings().log_format)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", log_config=None)
-
-
-@app.command()
-def worker(
-    concurrency: int | None = typer.Option(
-        None, help="Worker processes (default ZOORANK_WORKER_CONCURRENCY); each gets cores / N torch threads."
-    ),
-) -> None:
-    """A Celery worker alone."""
-    from app.db.session import upgrade
-    from app.settings import get_settings
-
-    settings = get_settings()
-    settings.ensure_dirs()
-    if settings.auto_migrate:
-        upgrade(settings.database_url)
-    processes = concurrency or settings.worker_concurrency
-    # One number for both: Celery's pool size and the torch threads each pool process takes
-    # (workers.celery_app divides the cores by the setting).
-    os.environ["ZOORANK_WORKER_CONCURRENCY"] = str(processes)
-    os.execvp(sys.executable, _worker_argv(processes))
-
-
-def _worker_argv(concurrency: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.celery_app:celery_app",
-        "--quiet",
-        "worker",
-        "--loglevel=WARNING",
-        f"--concurrency={concurrency}",
-        "-Q",
-        "zoorank",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-
-
-@app.command()
-def run(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
-    """API + one worker on the embedded defaults (SQLite, filesystem broker), foreground."""
-    from app.service_runner import run_embedded
-
-    run_embedded(host, port, _worker_argv(1))
-
-
-@app.command()
-def demo(
-    port: int = typer.Option(8765),
-    samples_per_class: int = typer.Option(50),
-    input_size: int = typer.Option(64),
-    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
-) -> None:
-    """Start API + worker, submit a ranking of the offline zoo on builtin:digits, print it, stop."""
-    from app.service_runner import demo as run_demo
-
-    raise typer.Exit(
-        run_demo(
-            port=port,
-            samples_per_class=samples_per_class,
-            input_size=input_size,
-            scores=_split(scores),
-            worker_argv=_worker_argv(1),
-            printer=print_ranking,
-        )
-    )
-
-
 # -- ground truth and benchmarks (issue 7: zoorank.validate, benchmarks/) ----------------
 
 
@@ -674,19 +660,21 @@ def validate_command(
         [], help="Training setting k=v (repeatable), e.g. epochs=3, input_size=32."
     ),
     resamples: int = typer.Option(1000, help="Bootstrap resamples over models (0: none)."),
-    cache_dir: Path = typer.Option(Path("var/cache"), help="Feature cache folder."),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder [default: ZOORANK_CACHE_DIR]."),
+    data_root: list[Path] = typer.Option([], help=DATA_ROOT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
 ) -> None:
     """Ground truth (fine-tune or linear probe) and each score's agreement with it."""
     from zoorank.errors import ZoorankError
     from zoorank.validate import validate
+    from zoorank.validate.agreement import few_models_warning
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         _fail(f"--seeds takes comma-separated integers, got {seeds!r}")
         return
-    score_list = [] if scores is not None and not scores.strip() else _split(scores)
+    score_list = [] if scores is not None and not scores.strip() else split_option(scores)
 
     def on_model(stage: str, name: str, index: int, total: int) -> None:
         if not as_json:
@@ -696,7 +684,7 @@ def validate_command(
     try:
         result = validate(
             dataset,
-            _split(models),
+            split_option(models),
             mode=mode,
             loss=loss,
             alpha=alpha,
@@ -704,63 +692,88 @@ def validate_command(
             scores=score_list,
             settings=_params(setting),
             resamples=resamples,
-            cache_dir=cache_dir,
-            data_roots=_data_roots(),
+            cache=_feature_cache(cache_dir),
+            data_roots=_data_roots(data_root),
             on_model=on_model,
         )
     except ZoorankError as exc:
         _fail(str(exc))
         return
     payload = result.to_dict()
+    few = few_models_warning(len(result.accuracy()))
+    payload["warnings"] = [few] if few else []
     if as_json:
         _print_json(payload)
         return
     title = f"{dataset}: {mode} ({loss}), seeds {seed_list}, {result.seconds:.0f} s"
     _table(["model", "accuracy", "accuracy_std", "error"], payload["ground_truth"], title=title)
+    statistics = ["weighted_tau", "kendall_tau", "pearson_r"]
     if payload["agreement"]:
-        columns = [
-            "score",
-            "direction",
-            "n_models",
-            "weighted_tau",
-            "kendall_tau",
-            "pearson_r",
-            "top1_regret",
-            "top1_model",
-        ]
-        _table(columns, payload["agreement"], title="scores vs ground truth")
+        # An undefined statistic is marked, never blank; a tie for first names no model.
+        rows = []
+        for row in payload["agreement"]:
+            mark = "tie (undefined)" if (row["undefined"] or "").startswith("tie") else "undefined"
+            cells = {**row, **{s: mark for s in statistics if row[s] is None}}
+            if row["top1_tied"]:
+                cells["top1_model"] = f"tie of {len(row['top1_tied'])}"
+            rows.append(cells)
+        columns = ["score", "direction", "n_models", *statistics, "top1_regret", "top1_model"]
+        _table(columns, rows, title="scores vs ground truth")
+        reasons: dict[str, list[str]] = {}
+        for row in payload["agreement"]:
+            if row["undefined"]:
+                reasons.setdefault(row["undefined"], []).append(row["score"])
+        for reason, names in reasons.items():
+            mark, _, why = reason.partition(": ") if reason.startswith("tie") else ("undefined", "", reason)
+            typer.echo(
+                f"{'tie (undefined)' if mark == 'tie' else mark} ({', '.join(names)}): {why}; with no "
+                "ranking to correlate there is no τ or r (scipy's weightedtau and kendalltau give NaN)"
+            )
+    for statistic, best in payload["best"].items():
+        name = statistic.replace("_", " ").replace("tau", "τ")
+        if best["best"] is None:
+            typer.echo(f"best by {name}: none. {best['note']}")
+            continue
+        others = ", ".join(s for s in best["tied"] if s != best["best"]) or "none"
+        typer.echo(
+            f"best by {name}: {best['best']} ({best['value']:+.2f}); not distinguishable from it: {others}"
+        )
+    for warning in payload["warnings"]:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW)
 
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (run from the repository root).")
-app.add_typer(bench_app, name="bench")
+COMMANDS_GROUP = "zoorank.commands"
+_loaded: list[str] = []
 
 
-def _bench(module: str, args: list[str]) -> None:
-    import importlib
+def load_commands() -> typer.Typer:
+    """The whole ``zoorank`` command: these core commands and those other packages register
+    through the ``zoorank.commands`` entry point group (the service's ``serve``, ``worker``,
+    ``run``, ``demo``, ``db``, ``keys`` from ``app.cli``; ``bench`` from the source tree's
+    ``benchmarks``). The core never imports them; a package that is not installed simply adds
+    nothing."""
+    from importlib.metadata import entry_points
 
-    try:
-        bench_main = importlib.import_module(f"benchmarks.{module}.__main__").main
-    except ImportError:
-        _fail("the benchmarks package is in the source tree; run this from the repository root")
-        return
-    raise typer.Exit(bench_main(args))
+    for entry in entry_points(group=COMMANDS_GROUP):
+        if entry.name in _loaded:
+            continue
+        try:
+            register = entry.load()
+        except ImportError:
+            continue  # e.g. `bench` outside the repository root, where benchmarks/ is absent
+        register(app)
+        _loaded.append(entry.name)
+    return app
 
 
-@bench_app.command("ranking", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_ranking(ctx: typer.Context) -> None:
-    """Ranking quality + PowerGrad study = `python -m benchmarks.ranking` (see its --help)."""
-    _bench("ranking", list(ctx.args))
-
-
-@bench_app.command("heldout", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_heldout(ctx: typer.Context) -> None:
-    """The held-out benchmark that chose the default ranking = `python -m benchmarks.heldout`
-    (`run [--workers N]`, then `analyse`)."""
-    _bench("heldout", list(ctx.args))
+@app.callback()
+def _entry(ctx: typer.Context) -> None:
+    # The network policy is set here, at the entry point, before any command imports timm.
+    CoreSettings().apply_network_policy()
 
 
 def main() -> None:
-    app()
+    load_commands()()
 
 
 if __name__ == "__main__":

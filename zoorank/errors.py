@@ -26,6 +26,10 @@ class UnknownNameError(InvalidInputError, KeyError):
         return str(self.args[0])
 
 
+class ConflictError(InvalidInputError):
+    """A name that is already taken (a model registered twice)."""
+
+
 class Cancelled(ZoorankError):
     """The caller asked the work to stop (a cancelled job): raised between batches and
     between scores, never recorded as the model's failure."""

@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -216,7 +216,9 @@ def prepare_dataset(
     """Load ``dataset_ref`` and choose the rows; refuses unusable data before any work.
     Reads no image; ``expect`` is the identity a job stored (see :func:`load_dataset`)."""
     dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir, expect=expect)
-    check_class_counts(dataset.labels, min_per_class=options.min_samples_per_class)
+    check_class_counts(
+        dataset.labels, min_per_class=options.min_samples_per_class, class_names=dataset.class_names
+    )
     rows = stratified_subsample(dataset.labels, options.samples_per_class, seed=options.seed)
     tap_rows = class_balanced_rows(dataset.labels[rows], options.tap_images_per_class)
     return PreparedData(dataset=dataset, rows=rows, tap_rows=tap_rows)
@@ -315,9 +317,15 @@ def score_model(
     progress: Callable[[int], None] | None = None,
     bootstrap_scores: Sequence[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    stage: Stage = "all",
 ) -> ModelResult:
     """Features (cached) -> every requested score for one model. A failing score records its
     error and the others go on; a failing forward pass marks the whole model failed.
+
+    ``stage`` splits the work by resource (the service's ``gpu`` and ``cpu`` queues):
+    ``"device"`` makes every forward pass the scores need (into ``cache``) and computes the
+    scores that need the images or the model; ``"arrays"`` computes the others from the cached
+    arrays, and their bootstrap. ``"all"`` does both in one go.
 
     The scores of the job's ranking policy (or ``bootstrap_scores``) that read arrays only and
     whose resamples fit the budget (:func:`zoorank.uncertainty.budgeted`) are also recomputed on
@@ -346,6 +354,13 @@ def score_model(
             model=spec.name, scores={}, error=f"{type(exc).__name__}: {exc}", versions=versions
         )
 
+    if stage == "device":
+        _cache_tap_passes(prepared, spec, [n for n in score_names if not needs_device(n)], options, cache)
+        score_names = [n for n in score_names if needs_device(n)]
+    elif stage == "arrays":
+        score_names = [n for n in score_names if not needs_device(n)]
+        if not features.from_cache:
+            log.warning("%s: features were not in the cache: computed again on this worker", spec.name)
     labels = prepared.labels
     needs = {need for name in score_names for need in get_score(name).needs}
     images = model_fn = None
@@ -371,6 +386,8 @@ def score_model(
         records.update(_score_at_input_size(prepared, spec, names, options, size, cache))
     check()
     wanted = job_policy(score_names).scores if bootstrap_scores is None else bootstrap_scores
+    if stage == "device":
+        wanted = []  # the bootstrap reads arrays only: the arrays stage does it
     ok = {n: r.seconds for n, r in records.items() if r.value is not None}
     boot = bootstrap_values(
         inputs,
@@ -394,6 +411,35 @@ def score_model(
         from_cache=features.from_cache,
         versions=versions,
     )
+
+
+Stage = Literal["all", "device", "arrays"]
+
+
+def needs_device(score_name: str) -> bool:
+    """Whether a score needs the images or the model (the forward-pass stage computes it)."""
+    return bool(set(get_score(score_name).needs) & {"images", "model"})
+
+
+def _cache_tap_passes(
+    prepared: PreparedData,
+    spec: ModelSpec,
+    score_names: Sequence[str],
+    options: RankOptions,
+    cache: FeatureCache | None,
+) -> None:
+    """The extra forward passes (taps at another input size) that ``score_names`` will read,
+    made now and cached, so that the arrays stage makes none. A failure is left for the arrays
+    stage to record against its scores."""
+    sizes = {
+        tap_input_size(get_score(n).resolve_params(options.score_params.get(n, {})), options.input_size)
+        for n in score_names
+    }
+    for size in sizes - {options.input_size}:
+        try:
+            get_features(prepared.tap_images_only(), spec, replace(options, input_size=size), cache)
+        except Exception as exc:
+            log.warning("taps at %s px failed for %s: %s", size or "native", spec.name, exc)
 
 
 def tap_input_size(params: Mapping[str, Any], job_size: int | None) -> int | None:
@@ -619,19 +665,22 @@ def rank(
     options: RankOptions | None = None,
     *,
     cache_dir: str | Path | None = None,
+    cache: FeatureCache | None = None,
     data_roots: Sequence[str | Path] = (),
     upload_dir: str | Path | None = None,
     on_model: Callable[[str, int, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Ranking:
-    """The whole ranking in-process (``zoorank rank``)."""
+    """The whole ranking in-process (``zoorank rank``). Features are cached in ``cache``
+    (``FeatureCache.from_settings``: bounded by the setting), or without bound in ``cache_dir``."""
     options = options or RankOptions()
     options.validate()
     specs = resolve_models(models)
     score_names = resolve_scores(scores)
     start = time.perf_counter()
     prepared = prepare_dataset(dataset_ref, options, data_roots=data_roots, upload_dir=upload_dir)
-    cache = FeatureCache(cache_dir) if cache_dir is not None else None
+    if cache is None and cache_dir is not None:
+        cache = FeatureCache(cache_dir)
     results = []
     for i, spec in enumerate(specs):
         if on_model is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, GroundTruth, Job, JobModel, RegisteredModel, ScoreResult, utcnow
-from zoorank.zoo import ModelSpec, get_model_spec
+from zoorank.errors import UnknownNameError
+from zoorank.zoo import ModelSpec, get_model_spec, list_models
 
 TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
 
@@ -108,8 +110,19 @@ def cancel_job(session: Session, job: Job) -> bool:
     return True
 
 
+# The runner of a model whose forward-pass stage is done and whose arrays stage is queued
+# (app.celery_client's two queues): that stage takes the claim over without a new attempt.
+HANDED_OVER = "handed-over"
+
+
 def start_model(
-    session: Session, job_id: str, model: str, *, runner: str | None = None, stale_after: float = 60.0
+    session: Session,
+    job_id: str,
+    model: str,
+    *,
+    runner: str | None = None,
+    stale_after: float = 60.0,
+    takeover: bool = False,
 ) -> int | str:
     """Claim a (job, model) for the task ``runner`` and count the attempt.
 
@@ -117,7 +130,9 @@ def start_model(
     ``"cancelled"`` (the job was cancelled), ``"done"`` (the model already finished: a late
     duplicate), ``"running"`` (another task runs it and its heartbeat is fresh). The same task
     delivered again after its worker died (same ``runner``) takes over at once; another task
-    only once the heartbeat is older than ``stale_after`` seconds.
+    only once the heartbeat is older than ``stale_after`` seconds. With ``takeover`` (the
+    arrays stage) a model :data:`HANDED_OVER` by its forward-pass stage is claimed at once and
+    the attempt is not counted again.
     """
     if job_cancelled(session, job_id):
         return "cancelled"
@@ -126,6 +141,10 @@ def start_model(
     ).one()
     if row.status in TERMINAL:
         return "done"
+    if takeover and row.status == "running" and row.runner == HANDED_OVER:
+        row.runner = runner
+        row.heartbeat_at = utcnow()
+        return row.attempts
     if row.status == "running" and runner is not None and row.runner not in (None, runner):
         beat = row.heartbeat_at or row.started_at
         if beat is not None and (utcnow() - as_utc(beat)).total_seconds() < stale_after:
@@ -145,6 +164,38 @@ def start_model(
 def as_utc(moment: datetime) -> datetime:
     """SQLite gives naive datetimes back; they were written in UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def hand_over(
+    session: Session,
+    job_id: str,
+    model: str,
+    *,
+    feature_seconds: float,
+    images_per_second: float,
+    from_cache: bool,
+) -> None:
+    """The forward-pass stage is done: the model waits for its arrays stage (still running
+    for the user; :mod:`app.sweeper` treats it as queued)."""
+    session.execute(
+        update(JobModel)
+        .where(JobModel.job_id == job_id, JobModel.model == model, JobModel.status == "running")
+        .values(
+            runner=HANDED_OVER,
+            heartbeat_at=utcnow(),
+            feature_seconds=feature_seconds,
+            images_per_second=images_per_second,
+            from_cache=from_cache,
+        )
+    )
+
+
+def failed_scores(session: Session, job_id: str, model: str) -> list[str]:
+    """The model's stored scores that failed (in either stage)."""
+    query = select(ScoreResult.score).where(
+        ScoreResult.job_id == job_id, ScoreResult.model == model, ScoreResult.error.is_not(None)
+    )
+    return sorted(session.scalars(query))
 
 
 def heartbeat(session: Session, job_id: str, model: str) -> None:
@@ -334,7 +385,15 @@ def resolve_model(session: Session, name: str) -> ModelSpec:
     row = session.get(RegisteredModel, name)
     if row is not None:
         return ModelSpec(row.name, row.architecture, row.weights, row.imagenet_top1, row.description)
-    return get_model_spec(name)
+    if name in list_models() or "@" in name:
+        return get_model_spec(name)
+    registered = ", ".join(r.name for r in registered_models(session)) or "none"
+    raise UnknownNameError(
+        f"unknown model {name!r}; the built-in zoo: {', '.join(list_models())}; registered with "
+        f"this service (POST /v1/models): {registered}; or write ARCH@SOURCE "
+        "(SOURCE: offline, random, timm, timm:HUB_ID, file:PATH)",
+        field="models",
+    )
 
 
 def resolve_models(session: Session, names: Iterable[str]) -> list[ModelSpec]:
@@ -349,3 +408,28 @@ def add_dataset(session: Session, row: Dataset) -> Dataset:
 
 def list_uploaded(session: Session) -> list[Dataset]:
     return list(session.scalars(select(Dataset).order_by(Dataset.created_at.desc())))
+
+
+@dataclass
+class WorkTotals:
+    """What ``/metrics`` reports of the work, read in one session."""
+
+    jobs: dict[tuple[str, str], int]  # (kind, status) -> jobs
+    models: dict[str, int]  # status -> (job, model) rows
+    feature_seconds: dict[str, float]  # model -> seconds of forward passes
+    scores: dict[str, tuple[float, int]]  # score -> (seconds, results stored)
+
+
+def work_totals(session: Session) -> WorkTotals:
+    jobs = select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+    models = select(JobModel.status, func.count()).group_by(JobModel.status)
+    seconds = select(JobModel.model, func.sum(JobModel.feature_seconds)).group_by(JobModel.model)
+    scores = select(ScoreResult.score, func.sum(ScoreResult.seconds), func.count()).group_by(
+        ScoreResult.score
+    )
+    return WorkTotals(
+        jobs={(kind, status): count for kind, status, count in session.execute(jobs)},
+        models={status: count for status, count in session.execute(models)},
+        feature_seconds={model: float(s or 0.0) for model, s in session.execute(seconds)},
+        scores={score: (float(s or 0.0), count) for score, s, count in session.execute(scores)},
+    )

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app import services
 from app.db import crud
 from app.deps import get_session, get_settings_dep, require_writer
-from app.problems import ProblemError, problem_responses
+from app.problems import problem_responses
 from app.schemas import (
     DatasetPublic,
     DatasetsPublic,
@@ -23,11 +23,9 @@ from app.schemas import (
 )
 from app.settings import Settings
 from zoorank.data import list_builtin_datasets
-from zoorank.data.refs import resolve_under_roots
-from zoorank.errors import InvalidInputError
 from zoorank.policy import DEFAULT_RANKING, describe, score_catalogue
 from zoorank.scores import get_score
-from zoorank.zoo import ModelSpec, get_model_spec, list_models, parse_model_ref
+from zoorank.zoo import ModelSpec, get_model_spec, list_models
 
 router = APIRouter(prefix="/v1")
 
@@ -70,29 +68,15 @@ def register_model(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelPublic:
-    if body.name in list_models():
-        raise ProblemError(409, "Conflict", f"model {body.name!r} exists in the built-in zoo", field="name")
-    if any(r.name == body.name for r in crud.registered_models(session)):
-        raise ProblemError(409, "Conflict", f"model {body.name!r} is already registered", field="name")
-    if body.weights == "offline":
-        raise InvalidInputError("offline weights are already in the built-in zoo", field="weights")
-    parsed = parse_model_ref(f"{body.architecture}@{body.weights}")
-    if parsed.weights.startswith("file:"):
-        path = resolve_under_roots(
-            parsed.weights[5:], settings.data_roots, field="weights", what="weight file"
-        )
-        from zoorank.zoo.load import create_model
-
-        spec = ModelSpec(body.name, parsed.architecture, f"file:{path}", body.imagenet_top1)
-        create_model(spec)  # loads and checks every tensor shape now, not in a worker later
-    else:
-        spec = ModelSpec(
-            body.name,
-            parsed.architecture,
-            parsed.weights,
-            body.imagenet_top1 if body.imagenet_top1 is not None else parsed.imagenet_top1,
-        )
-    crud.add_model(session, spec, body.description)
+    spec = services.register_model(
+        settings,
+        session,
+        name=body.name,
+        architecture=body.architecture,
+        weights=body.weights,
+        imagenet_top1=body.imagenet_top1,
+        description=body.description,
+    )
     return _public(spec, builtin=False, description=body.description)
 
 

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from app.celery_client import QUEUES
 from app.settings import Settings
 
 
@@ -72,8 +73,9 @@ def rabbitmq_settings(tmp_path):
     def purge() -> None:  # the queue is shared by every run on this broker
         with Connection(broker) as connection:
             channel = connection.default_channel
-            channel.queue_declare(queue="zoorank", durable=True, auto_delete=False)
-            channel.queue_purge("zoorank")
+            for queue in QUEUES:
+                channel.queue_declare(queue=queue, durable=True, auto_delete=False)
+                channel.queue_purge(queue)
 
     purge()
     yield Settings(

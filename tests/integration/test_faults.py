@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +18,15 @@ from app import sweeper
 from app.dispatch import CeleryDispatcher
 from app.main import create_app
 from app.settings import Settings
-from tests.service_harness import LONG_JOB, celery_worker, wait_for_job
+from tests.service_harness import (
+    LONG_JOB,
+    celery_worker,
+    free_port,
+    one_row_per_result,
+    redis_server,
+    wait_for_job,
+    wait_running,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +35,6 @@ OPTIONS = {"samples_per_class": 10, "input_size": 32, "tap_images_per_class": 0}
 
 def _with(settings: Settings, **changes: object) -> Settings:
     return Settings(**{**settings.model_dump(), **changes})
-
-
-def _wait_running(client: TestClient, job_id: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if any(p["images_done"] > 0 for p in job["progress"]):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never started: {job}")
 
 
 def _kill_whole_worker(pid: int) -> None:
@@ -52,18 +48,13 @@ def _kill_whole_worker(pid: int) -> None:
         os.kill(victim, signal.SIGKILL)
 
 
-def _one_row_per_result(job: dict) -> None:
-    keys = [(r["model"], r["score"]) for r in job["results"]]
-    assert len(keys) == len(set(keys)) == len(job["models"]) * len(job["scores"]), keys
-
-
 def test_whole_worker_killed_then_another_worker_finishes_the_job(settings, tmp_path):
     fast = _with(settings, stale_after=6.0)
     client = TestClient(create_app(fast))
     dispatcher = CeleryDispatcher(fast)
     with celery_worker(fast, log=tmp_path / "first.log") as worker:
         job_id = client.post("/v1/jobs", json=LONG_JOB).json()["id"]
-        _wait_running(client, job_id)
+        wait_running(client, job_id)
         _kill_whole_worker(worker.pid)
         worker.wait()
     killed_at = time.monotonic()
@@ -77,41 +68,16 @@ def test_whole_worker_killed_then_another_worker_finishes_the_job(settings, tmp_
     log = (tmp_path / "second.log").read_text()[-3000:]
     assert job["status"] == "succeeded", (job, log)
     assert job["progress"][0]["attempts"] == 2
-    _one_row_per_result(job)
+    one_row_per_result(job)
     # Bound: stale_after + a sweep + the model's own pass, not the broker's visibility timeout.
     assert elapsed < fast.stale_after + 2 + 240, elapsed
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    """An own redis-server (the machine's shared one is never restarted by tests)."""
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("redis-server did not start")
 
 
 def test_redis_restarted_mid_job_the_job_still_completes(tmp_path):
     if subprocess.run(["which", "redis-server"], capture_output=True).returncode != 0:
         pytest.skip("redis-server is not installed")
-    port = _free_port()
-    redis = _redis(port, tmp_path)
+    port = free_port()
+    redis = redis_server(port, tmp_path)
     settings = Settings(
         var_dir=tmp_path / "var",
         data_roots=[tmp_path / "data"],
@@ -133,11 +99,11 @@ def test_redis_restarted_mid_job_the_job_still_completes(tmp_path):
     try:
         with celery_worker(settings, log=tmp_path / "worker.log"):
             job_id = client.post("/v1/jobs", json=body).json()["id"]
-            _wait_running(client, job_id)
+            wait_running(client, job_id)
             # Redis keeps nothing on disk: the queued messages and the chord's state are gone.
             redis.kill()
             redis.wait()
-            redis = _redis(port, tmp_path)
+            redis = redis_server(port, tmp_path)
             restarted_at = time.monotonic()
             stop = sweeper.start(settings, dispatcher.send_model, dispatcher.queue_depth)
             job = wait_for_job(client, job_id, timeout=300)
@@ -149,7 +115,7 @@ def test_redis_restarted_mid_job_the_job_still_completes(tmp_path):
         redis.wait()
     log = (tmp_path / "worker.log").read_text()[-3000:]
     assert job["status"] == "succeeded", (job, log)
-    _one_row_per_result(job)
+    one_row_per_result(job)
     assert elapsed < 180, elapsed
 
 
@@ -166,7 +132,7 @@ def test_rabbitmq_broker_end_to_end(rabbitmq_settings, tmp_path):
         ).json()["id"]
         job = wait_for_job(client, job_id, timeout=240)
     assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text()[-3000:])
-    _one_row_per_result(job)
+    one_row_per_result(job)
     assert CeleryDispatcher(settings).queue_depth() == 0
     # structured logs: one JSON object per line, the model task's records carry its ids
     records = [

@@ -635,7 +635,7 @@ def test_a_model_past_the_task_time_limit_is_failed_with_the_reason(tmp_path, mo
 
 
 def test_task_time_limits_and_redis_visibility_timeout_follow_one_setting(tmp_path):
-    from workers.celery_app import make_celery
+    from app.celery_client import make_celery
 
     settings = Settings(
         var_dir=tmp_path / "var", broker_url="redis://127.0.0.1:6379/0", task_soft_time_limit=100
@@ -855,7 +855,9 @@ def test_one_validation_rule_for_library_cli_and_http(client, request_, field, m
     """The same bad ground-truth request gets the same field and message from all three."""
     from typer.testing import CliRunner
 
-    from zoorank.cli import app as cli
+    from zoorank.cli import load_commands
+
+    cli = load_commands()
     from zoorank.errors import InvalidInputError
     from zoorank.validate import validate
 

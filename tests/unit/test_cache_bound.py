@@ -1,19 +1,26 @@
 """The feature cache's bound (issue 13 §4): least recently used entries evicted first, reads
-count as use, concurrent evictors."""
+count as use, concurrent evictors, ``zoorank cache stats|prune``, the setting in the workers."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import os
+import re
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+from typer.testing import CliRunner
 
+from zoorank.cli import load_commands
 from zoorank.features import cache as cache_module
-from zoorank.features.cache import FeatureCache
+from zoorank.features.cache import MB, FeatureCache
 from zoorank.features.extract import FeatureSet
+
+runner = CliRunner()
 
 
 def _features(seed: int, rows: int = 20, width: int = 8) -> FeatureSet:
@@ -185,3 +192,128 @@ def test_stale_temp_files_are_removed_and_fresh_ones_kept(tmp_path):
     report = cache.prune(everything=True)
     assert report.removed_entries == 1 and report.removed_temp_files == 1
     assert not stale.exists() and fresh.exists() and foreign.exists()  # never a file not ours
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def _mb_entries(root: Path, names: str, days_ago: list[float]) -> FeatureCache:
+    """Entries of about 0.58 MB each, last used ``days_ago`` days before now."""
+    cache = FeatureCache(root)
+    now = time.time()
+    for name, age in zip(names, days_ago, strict=True):
+        cache.put(_key(name), _features(ord(name), rows=150, width=1000))
+        os.utime(cache.path(_key(name)), (now - age * 86400, now - age * 86400))
+    return cache
+
+
+def test_cache_stats_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOORANK_CACHE_MAX_MB", "7")
+    cache = _mb_entries(tmp_path, "abc", [3, 2, 1])
+    app = load_commands()
+    result = runner.invoke(app, ["cache", "stats", "--cache-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["entries"] == 3 and stats["bytes"] == sum(e.size for e in cache.entries())
+    assert stats["limit_bytes"] == 7 * MB
+    oldest = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 3 * 86400))
+    assert stats["oldest_use"].startswith(oldest) and stats["oldest_use"] < stats["newest_use"]
+    text = runner.invoke(app, ["cache", "stats", "--cache-dir", str(tmp_path)])
+    assert text.exit_code == 0 and re.search(r"entries\s+3 \(1\.\d MB; bound 7 MB\)", text.stdout)
+
+
+def test_cache_prune_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOORANK_CACHE_MAX_MB", "1")
+    cache = _mb_entries(tmp_path, "abcdef", [30, 20, 10, 3, 2, 1])
+    app = load_commands()
+
+    def prune(*options: str) -> dict:
+        result = runner.invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path), "--json", *options])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    older = prune("--older-than-days", "15")
+    assert older["removed"] == [_key("a"), _key("b")] and older["remaining_entries"] == 4
+    assert _cached(cache) == {_key(n) for n in "cdef"}
+    sized = prune("--max-mb", "2")  # 4 x 0.58 MB: the 3 most recently used fit in 2 MB
+    assert sized["removed"] == [_key("c")] and sized["remaining_bytes"] <= 2 * MB
+    bound = prune()  # no option: down to ZOORANK_CACHE_MAX_MB (1 MB)
+    assert bound["removed"] == [_key("d"), _key("e")] and bound["remaining_bytes"] <= MB
+    assert _cached(cache) == {_key("f")}
+    text = runner.invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path), "--all"])
+    assert text.exit_code == 0 and re.search(r"freed 0\.\d MB: 1 entries removed; 0 left", text.stdout)
+    assert cache.entries() == []
+
+
+# -- the setting reaches every writer -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "function"),
+    [
+        (["rank"], "zoorank.rank", "rank"),
+        (["explain", "--model", "mobilenetv2_100"], "zoorank.explain.model", "explain_model"),
+        (["validate"], "zoorank.validate", "validate"),
+    ],
+)
+def test_the_setting_bounds_the_cache_of_every_cli_command(tmp_path, monkeypatch, command, module, function):
+    import importlib
+
+    from zoorank.errors import ZoorankError
+
+    monkeypatch.setenv("ZOORANK_CACHE_MAX_MB", "9")
+    seen: list[FeatureCache] = []
+
+    def capture(*args, cache, **kwargs):
+        seen.append(cache)
+        raise ZoorankError("stop here")
+
+    monkeypatch.setattr(importlib.import_module(module), function, capture)
+    arguments = [*command, "--dataset", "builtin:digits", "--cache-dir", str(tmp_path)]
+    result = runner.invoke(load_commands(), arguments)
+    assert "stop here" in result.output
+    assert len(seen) == 1 and seen[0].max_bytes == 9 * MB and seen[0].root == tmp_path
+
+
+def test_the_setting_bounds_the_cache_of_the_workers(tmp_path, monkeypatch):
+    """ZOORANK_CACHE_MAX_MB -> the service's Settings -> the FeatureCache a model task scores
+    with (run_model, what the Celery task calls)."""
+    from fastapi.testclient import TestClient
+
+    from app import services
+    from app.main import create_app
+    from app.settings import Settings
+
+    monkeypatch.setenv("ZOORANK_CACHE_MAX_MB", "3")
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
+    queued = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    body = {
+        "dataset": "builtin:digits",
+        "models": ["mobilenetv2_100@random"],
+        "scores": ["logme"],
+        "options": {"samples_per_class": 5, "input_size": 32, "tap_images_per_class": 0},
+    }
+    response = queued.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    seen: list[FeatureCache] = []
+
+    def score_model(prepared, spec, scores, options, *, cache, **kwargs):
+        seen.append(cache)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(services, "score_model", score_model)
+    services.run_model(settings, response.json()["id"], "mobilenetv2_100@random")
+    assert len(seen) == 1
+    assert seen[0].max_bytes == 3 * MB and seen[0].root == settings.cache_dir
+
+
+def test_the_service_builds_its_caches_only_from_the_settings():
+    """Every FeatureCache of app/ and workers/ comes from FeatureCache.from_settings, so none
+    escapes the bound."""
+    repository = Path(__file__).resolve().parents[2]
+    built = []
+    for folder in ("app", "workers"):
+        for source in (repository / folder).rglob("*.py"):
+            text = source.read_text()
+            built += [f"{source.name}: {m}" for m in re.findall(r"FeatureCache(?:\.\w+)?\(", text)]
+    assert built and all("FeatureCache.from_settings(" in b for b in built), built

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from zoorank.cli import app
+from zoorank.cli import load_commands
+
+app = load_commands()
 
 runner = CliRunner()
 
@@ -217,3 +219,79 @@ def test_worker_concurrency_is_one_number_for_celery_and_torch(tmp_path, monkeyp
         os.environ.pop("ZOORANK_WORKER_CONCURRENCY", None)
         get_settings.cache_clear()
         torch.set_num_threads(threads)
+
+
+def test_the_cli_reads_the_same_settings_as_the_service(tmp_path, monkeypatch):
+    # One settings object: the cache goes under ZOORANK_VAR_DIR (not ./var/cache wherever the
+    # command runs) and the data roots default to VAR_DIR/data, as for the server.
+    var, cwd, mine = tmp_path / "var", tmp_path / "cwd", tmp_path / "mine"
+    cwd.mkdir()
+    mine.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(mine / "set.npz", x=rng.integers(0, 255, (24, 12, 12), dtype=np.uint8), y=np.repeat([0, 1], 12))
+    monkeypatch.setenv("ZOORANK_VAR_DIR", str(var))
+    monkeypatch.delenv("ZOORANK_DATA_ROOTS", raising=False)
+    monkeypatch.delenv("ZOORANK_CACHE_DIR", raising=False)
+    monkeypatch.chdir(cwd)
+    args = ["rank", "--dataset", f"npz:{mine / 'set.npz'}", "--models", "mobilenetv2_100@random"]
+    args += ["--scores", "logme", "--samples-per-class", "6", "--input-size", "32", "--json"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2
+    assert str(var / "data") in refused.output and "--data-root" in refused.output
+    granted = runner.invoke(app, [*args, "--data-root", str(mine)])
+    assert granted.exit_code == 0, granted.output
+    assert any((var / "cache").rglob("*")) and not (cwd / "var").exists()
+
+
+OFFLINE_PROBE = """
+import os, sys
+import zoorank.rank, zoorank.zoo.load
+assert "HF_HUB_OFFLINE" not in os.environ  # importing the library sets nothing
+from zoorank.cli import main
+sys.argv = ["zoorank", "zoo", "list", "--json"]
+try:
+    main()
+except SystemExit:
+    pass
+print(os.environ.get("HF_HUB_OFFLINE"))
+"""
+
+
+def test_offline_is_a_setting_applied_at_the_entry_point():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "ZOORANK_OFFLINE")}
+    for offline, expected in (("0", "None"), ("1", "1")):
+        run = subprocess.run(
+            [sys.executable, "-c", OFFLINE_PROBE],
+            env={**env, "ZOORANK_OFFLINE": offline},
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip().splitlines()[-1] == expected
+
+
+def test_worker_queues_by_resource_and_a_refused_setting_is_a_message(tmp_path, monkeypatch):
+    import os
+
+    from app.settings import get_settings
+
+    seen: list[list[str]] = []
+    monkeypatch.setenv("ZOORANK_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setattr(os, "execvp", lambda file, argv: seen.append(argv))
+    get_settings.cache_clear()
+    try:
+        default = runner.invoke(app, ["worker"])
+        gpu = runner.invoke(app, ["worker", "--queues", "gpu"])
+        bad = runner.invoke(app, ["worker", "--queues", "gpu,tpu"])
+    finally:
+        os.environ.pop("ZOORANK_WORKER_QUEUES", None)
+        os.environ.pop("ZOORANK_WORKER_CONCURRENCY", None)
+        get_settings.cache_clear()
+    assert default.exit_code == gpu.exit_code == 0, (default.output, gpu.output)
+    queues = [argv[argv.index("-Q") + 1] for argv in seen]
+    assert queues == ["gpu,cpu", "gpu"]  # one worker does everything unless told
+    assert bad.exit_code == 2 and "ZOORANK_WORKER_QUEUES" in bad.output and "Traceback" not in bad.output

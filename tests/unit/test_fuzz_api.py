@@ -48,7 +48,10 @@ def test_what_the_fuzzer_found_stays_fixed(tmp_path):
     # undocumented answers: problem+json for every 4xx, the 503 of /readyz, /metrics as text
     schema = client.get("/openapi.json").json()
     jobs = schema["paths"]["/v1/jobs/{job_id}"]
-    assert set(jobs["delete"]["responses"]) == {"200", "401", "404", "409", "422", "503"}
+    # every route: what app.access may answer (a key required, a body too large, too many)
+    assert set(jobs["delete"]["responses"]) == {"200", "401", "404", "409", "413", "422", "429", "503"}
+    # a job id that is a slash is no job, not a redirect to the job list
+    assert client.get("/v1/jobs/%2F", follow_redirects=False).status_code == 404
     assert list(jobs["get"]["responses"]["404"]["content"]) == ["application/problem+json"]
     assert "503" in schema["paths"]["/readyz"]["get"]["responses"]
     assert list(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]

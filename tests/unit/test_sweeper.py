@@ -131,3 +131,29 @@ def test_the_heartbeat_is_written_while_a_model_runs(settings, queued_job, monke
     before = utcnow()
     services.run_model(fast, job_id, MODELS[0], task_id="task-a")
     assert crud.as_utc(beats[0]) > before + timedelta(seconds=0.3)
+
+
+def test_a_model_handed_over_between_stages_waits_like_a_queued_one(settings, queued_job):
+    # The forward-pass stage (gpu queue) hands the model over to its arrays stage (cpu queue):
+    # the claim passes without a new attempt; a busy cpu queue is not a lost worker.
+    _, job_id = queued_job
+    sent: list[tuple[str, str]] = []
+    with session_scope(settings.database_url) as session:
+        assert crud.start_model(session, job_id, MODELS[0], runner="extract-1") == 1
+        crud.hand_over(
+            session, job_id, MODELS[0], feature_seconds=1.0, images_per_second=9.0, from_cache=False
+        )
+    _age(settings, job_id, MODELS[0], heartbeat_at=200, started_at=200)  # stale by STALE_AFTER
+    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 4)
+    assert sent == []  # its message waits in the cpu queue
+    _age(settings, job_id, MODELS[0], heartbeat_at=301)
+    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 4)
+    assert sent == []  # still messages waiting: not lost
+    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 0)
+    assert sent == [(job_id, MODELS[0])]  # in no queue for RESEND_AFTER: lost, sent again
+    with session_scope(settings.database_url) as session:
+        # the arrays stage takes the model over at once, the attempt not counted again ...
+        assert crud.start_model(session, job_id, MODELS[0], runner="rank-1", takeover=True) == 1
+        # ... a duplicate of it waits for its heartbeat; a model still queued is claimed as usual
+        assert crud.start_model(session, job_id, MODELS[0], runner="rank-2", takeover=True) == "running"
+        assert crud.start_model(session, job_id, MODELS[1], runner="rank-3", takeover=True) == 1

@@ -7,6 +7,7 @@ from sqlalchemy.exc import OperationalError
 
 from app import services
 from workers import tasks
+from workers.celery_app import worker_app
 
 
 def _outage() -> OperationalError:
@@ -15,17 +16,18 @@ def _outage() -> OperationalError:
 
 @pytest.fixture
 def eager(monkeypatch):
-    before = tasks.celery_app.conf.task_always_eager
-    tasks.celery_app.conf.task_always_eager = True
+    celery = worker_app()
+    before = celery.conf.task_always_eager
+    celery.conf.task_always_eager = True
     monkeypatch.setattr(tasks, "_pause", lambda task: 0)
     yield
-    tasks.celery_app.conf.task_always_eager = before
+    celery.conf.task_always_eager = before
 
 
 def test_a_model_task_retries_while_the_database_is_down_then_succeeds(eager, monkeypatch):
     calls = []
 
-    def flaky(settings, job_id, model, task_id=None):
+    def flaky(settings, job_id, model, task_id=None, stage="all"):
         calls.append(model)
         if len(calls) <= 2:
             raise _outage()
@@ -39,7 +41,7 @@ def test_a_model_task_retries_while_the_database_is_down_then_succeeds(eager, mo
 def test_a_model_task_gives_up_with_a_result_so_the_chord_still_closes_the_job(eager, monkeypatch):
     calls = []
 
-    def down(settings, job_id, model, task_id=None):
+    def down(settings, job_id, model, task_id=None, stage="all"):
         calls.append(model)
         raise _outage()
 

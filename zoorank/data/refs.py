@@ -65,12 +65,16 @@ def resolve_under_roots(
         )
     if "\x00" in path:
         raise InvalidInputError(f"{what} {path!r} has a NUL character", field=field)
-    resolved = Path(path).expanduser().resolve()
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except RuntimeError as exc:  # "~user" naming no user, or "~" with no home directory
+        raise InvalidInputError(f"{what} {path!r}: {exc}", field=field) from None
     for root in roots:
         root_resolved = Path(root).expanduser().resolve()
         if resolved == root_resolved or root_resolved in resolved.parents:
             return resolved
     raise InvalidInputError(
-        f"{what} {path!r} is outside the allowed data roots ({', '.join(str(r) for r in roots)})",
+        f"{what} {path!r} is outside the allowed data roots ({', '.join(str(r) for r in roots)}): "
+        "move it under one, or add its folder to ZOORANK_DATA_ROOTS (the CLI also takes --data-root)",
         field=field,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from zoorank.errors import InvalidInputError
@@ -31,8 +33,15 @@ def class_balanced_rows(labels_n: np.ndarray, per_class: int) -> np.ndarray:
     return np.sort(np.concatenate(rows))
 
 
-def check_class_counts(labels_n: np.ndarray, *, min_classes: int = 2, min_per_class: int = 5) -> None:
-    """Refuse data a ranking cannot be computed on, before any work is queued."""
+def check_class_counts(
+    labels_n: np.ndarray,
+    *,
+    min_classes: int = 2,
+    min_per_class: int = 5,
+    class_names: Sequence[str] | None = None,
+) -> None:
+    """Refuse data a ranking cannot be computed on, before any work is queued. ``class_names``
+    (label -> name, e.g. the folder names) lets the message name the classes, not numbers."""
     classes, counts = np.unique(np.asarray(labels_n), return_counts=True)
     if classes.size < min_classes:
         raise InvalidInputError(
@@ -40,7 +49,11 @@ def check_class_counts(labels_n: np.ndarray, *, min_classes: int = 2, min_per_cl
             field="dataset",
         )
     if counts.min() < min_per_class:
-        small = [str(c) for c, k in zip(classes, counts, strict=True) if k < min_per_class]
+        small = [
+            f"{class_names[int(c)]!r} ({k})" if class_names is not None else f"{c} ({k})"
+            for c, k in zip(classes, counts, strict=True)
+            if k < min_per_class
+        ]
         raise InvalidInputError(
             f"classes {', '.join(small[:10])} have fewer than {min_per_class} samples "
             f"(smallest: {counts.min()}); add samples or drop those classes",

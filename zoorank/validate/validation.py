@@ -256,7 +256,9 @@ def validate(
     score_names = [] if scores is not None and len(scores) == 0 else resolve_scores(scores)
 
     dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir)
-    check_class_counts(dataset.labels, min_per_class=rank_options.min_samples_per_class)
+    check_class_counts(
+        dataset.labels, min_per_class=rank_options.min_samples_per_class, class_names=dataset.class_names
+    )
     split = settings.split(dataset.labels)
     if cache is None and cache_dir is not None:
         cache = FeatureCache(cache_dir)

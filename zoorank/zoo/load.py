@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import pickle
 import re
 from functools import cache
@@ -139,7 +138,6 @@ def create_model(spec: ModelSpec) -> nn.Module:
     """The timm model of ``spec`` with its weights loaded, in eval mode, on the CPU."""
     import timm
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if spec.weights == "timm" or spec.weights.startswith("timm:"):
         # The only path that needs the network (or a populated hub cache).
         name = spec.weights[5:] if spec.weights.startswith("timm:") else spec.architecture

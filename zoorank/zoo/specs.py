@@ -100,8 +100,10 @@ def get_model_spec(name: str) -> ModelSpec:
     if "@" in name:
         return parse_model_ref(name)
     raise UnknownNameError(
-        f"unknown model {name!r}; registered: {', '.join(_REGISTRY)}; or write ARCH@SOURCE "
-        "(SOURCE: offline, random, timm, timm:HUB_ID, file:PATH)",
+        f"unknown model {name!r}; the built-in zoo: {', '.join(_REGISTRY)}; or write ARCH@SOURCE "
+        "(SOURCE: offline, random, timm, timm:HUB_ID, file:PATH). Models registered with "
+        "POST /v1/models live in the service's database: rank them through the service "
+        "(`zoorank submit`)",
         field="models",
     )
 

@@ -1,0 +1,73 @@
+"""The settings the library and every entry point share (pydantic-settings, prefix ``ZOORANK_``).
+
+One object for the CLI and the service: ``app.settings.Settings`` extends :class:`CoreSettings`
+with what only the service needs (database, broker, uploads), so ``zoorank rank`` on a laptop
+and a worker in production read the same variables with the same defaults (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def split_list(value: object) -> object:
+    """``a,b;c`` -> ``["a", "b", "c"]`` (lists from the environment are comma-separated)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+    return value
+
+
+class CoreSettings(BaseSettings):
+    """Paths, device and network policy: what ``zoorank rank`` needs with no server."""
+
+    model_config = SettingsConfigDict(env_prefix="ZOORANK_", extra="ignore")
+
+    var_dir: Path = Path("var")
+    cache_dir: Path = Path()  # empty: VAR_DIR/cache
+    # Bound of the feature cache, least recently used entries evicted first (0: no bound). An
+    # entry is 30-40 MB for a default job (500 images at 64 px) and ~360 MB for 200 images at
+    # 224 px: 5 GB keeps a whole 8-model zoo at 224 px, or about 18 default jobs.
+    cache_max_mb: int = Field(default=5120, ge=0)
+    # Folders that ``folder:``/``npz:`` references and weight files may come from; empty:
+    # VAR_DIR/data. The CLI's ``--data-root`` adds folders for one command.
+    data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Offline: timm and the Hugging Face hub read only their local cache (on in tests, CI and
+    # the demo; off by default so the documented ``timm``/``timm:HUB_ID`` sources download).
+    offline: bool = False
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return split_list(value)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> CoreSettings:
+        self.derive()
+        return self
+
+    def derive(self) -> None:
+        """Defaults that follow from others; every path made absolute, so that processes
+        started elsewhere (API, workers, CLI) agree."""
+        self.var_dir = self.var_dir.expanduser().resolve()
+        if self.cache_dir == Path():
+            self.cache_dir = self.var_dir / "cache"
+        self.cache_dir = self.cache_dir.expanduser().resolve()
+        self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [self.var_dir / "data"]
+
+    def apply_network_policy(self) -> None:
+        """Call at an entry point, before timm or huggingface_hub are imported (they read the
+        environment once, at import)."""
+        if self.offline:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@lru_cache
+def get_core_settings() -> CoreSettings:
+    return CoreSettings()
