@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export ZOORANK_OFFLINE := 1  # tests and the demo never touch the network
+# Tests and the demo never touch the network (the OFFLINE setting; no comment on the line:
+# make would keep the spaces before it in the value).
+export ZOORANK_OFFLINE := 1
 
 STAMP := $(VENV)/.installed
 

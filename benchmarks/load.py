@@ -22,8 +22,10 @@ What it does, bounded in time and in what it touches:
 
 The pace: the service's own clients poll a job every second (the job page, ``zoorank jobs
 submit --wait``), so 1 s is the default; ``--poll-interval 0.25`` is a stress at four times
-that rate. The rate limit is off (every client is 127.0.0.1). ``--commit REV`` runs the
-service from a commit (``git archive``), so that two commits are compared with one command.
+that rate. The clients' starts are spread over one cycle (independent users); ``--spread 0``
+starts them together, so that every cycle brings ``--clients`` submissions within a second.
+The rate limit is off (every client is 127.0.0.1). ``--commit REV`` runs the service from a
+commit (``git archive``), so that two commits are compared with one command.
 
 The jobs: ``builtin:digits``, one model (``mobilenetv2_100@random``), one score (``logme``),
 5 images per class at 32 px, no resamples. After the warm-up every job's features come from
@@ -79,6 +81,8 @@ TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
 class Tally:
     submit: list[float] = field(default_factory=list)
     poll: list[float] = field(default_factory=list)
+    started: float = 0.0  # perf_counter at the start of the load
+    timeline: list[tuple[float, str, float]] = field(default_factory=list)  # (start, kind, seconds)
     accepted: list[str] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     submissions_left: int = 0
@@ -99,6 +103,20 @@ def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return round(ordered[rank] * 1000, 1)
+
+
+def slowest(timeline: list[tuple[float, str, float]]) -> dict[str, Any]:
+    """When the slowest 1 % of requests started (seconds into the load), by 1 s bucket: a tail
+    that comes in bursts (a periodic task, a checkpoint) shows here."""
+    worst = sorted(timeline, key=lambda t: t[2], reverse=True)[: max(1, len(timeline) // 100)]
+    buckets: dict[int, int] = {}
+    for start, _, _ in worst:
+        buckets[int(start)] = buckets.get(int(start), 0) + 1
+    return {
+        "requests": len(worst),
+        "by_second": dict(sorted(buckets.items())),
+        "kinds": {kind: sum(1 for t in worst if t[1] == kind) for kind in ("submit", "poll")},
+    }
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -261,11 +279,14 @@ class Connection:
 TRANSPORT_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError)
 
 
-async def client(base: str, tally: Tally, polls_per_job: int, interval: float) -> None:
+async def client(base: str, tally: Tally, polls_per_job: int, interval: float, spread: float) -> None:
     host, port = base.removeprefix("http://").split(":")
     connection = Connection(host, int(port))
     body = json.dumps(JOB).encode()
-    await asyncio.sleep(random.uniform(0, interval))  # the clients do not start in lockstep
+    # Independent users: the starts are spread over one cycle (a submission and its polls), or
+    # every client would submit within the same second, cycle after cycle (a burst of
+    # --clients submissions at once; what that costs shows at --spread 0).
+    await asyncio.sleep(random.uniform(0, interval + spread * polls_per_job * interval))
     while (tally.submissions_left > 0 or tally.polls_left > 0) and tally.more():
         job_id = None
         if tally.submissions_left > 0:
@@ -274,6 +295,7 @@ async def client(base: str, tally: Tally, polls_per_job: int, interval: float) -
             try:
                 status, payload = await asyncio.wait_for(connection.request("POST", "/v1/jobs", body), 60)
                 tally.submit.append(time.perf_counter() - began)
+                tally.timeline.append((began - tally.started, "submit", tally.submit[-1]))
                 if status == 202:
                     job_id = json.loads(payload)["id"]
                     tally.accepted.append(job_id)
@@ -293,6 +315,7 @@ async def client(base: str, tally: Tally, polls_per_job: int, interval: float) -
             try:
                 status, payload = await asyncio.wait_for(connection.request("GET", f"/v1/jobs/{job_id}"), 60)
                 tally.poll.append(time.perf_counter() - began)
+                tally.timeline.append((began - tally.started, "poll", tally.poll[-1]))
                 if status != 200:
                     tally.error(f"poll {status}")
             except TRANSPORT_ERRORS as exc:
@@ -304,10 +327,11 @@ async def client(base: str, tally: Tally, polls_per_job: int, interval: float) -
 async def load(base: str, args: argparse.Namespace) -> tuple[Tally, float]:
     tally = Tally(submissions_left=args.submissions, polls_left=args.polls)
     polls_per_job = -(-args.polls // args.submissions)
-    began = time.perf_counter()
+    began = tally.started = time.perf_counter()
     tally.deadline = began + args.max_seconds
+    random.seed(args.seed)
     await asyncio.gather(
-        *(client(base, tally, polls_per_job, args.poll_interval) for _ in range(args.clients))
+        *(client(base, tally, polls_per_job, args.poll_interval, args.spread) for _ in range(args.clients))
     )
     return tally, time.perf_counter() - began
 
@@ -459,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll-interval", type=float, default=1.0, help="seconds a client waits between polls"
     )
+    parser.add_argument(
+        "--spread", type=float, default=1.0, help="client starts spread over this many cycles (0: lockstep)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=8642)
     parser.add_argument("--worker-concurrency", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=600.0, help="no request starts after this long")
@@ -507,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_end_of_load": during,
         "clients": args.clients,
         "poll_interval_s": args.poll_interval,
+        "start_spread_cycles": args.spread,
         "job": JOB,
         "warm_up_s": round(warm, 2),
         "load_seconds": round(seconds, 1),
@@ -515,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         "database_connections_opened_during_load": sessions_after - sessions_before,
         "submit": summary(tally.submit),
         "poll": summary(tally.poll),
+        "slowest_1_percent": slowest(tally.timeline),
         "errors": tally.errors,
         "unfinished": {"submissions": tally.submissions_left, "polls": tally.polls_left},
         "database": checks,
