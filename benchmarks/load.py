@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,16 +324,43 @@ async def client(base: str, tally: Tally, polls_per_job: int, interval: float, s
     connection.close()
 
 
-async def load(base: str, args: argparse.Namespace) -> tuple[Tally, float]:
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+async def sample_cpu(pids: dict[str, int], samples: list[dict[str, float]], stop: asyncio.Event) -> None:
+    """Every second: CPU seconds used in that second by each process tree, and by everything
+    else on the machine (other people's work): what a slow second was spent on."""
+    last, last_busy = cpu_seconds(pids), machine_busy_seconds()
+    while not stop.is_set():
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        now, busy = cpu_seconds(pids), machine_busy_seconds()
+        used = {k: round(now[k] - last[k], 2) for k in now}
+        used["everything else"] = round(busy - last_busy - sum(used.values()), 2)
+        samples.append(used)
+        last, last_busy = now, busy
+
+
+async def load(
+    base: str, args: argparse.Namespace, pids: dict[str, int]
+) -> tuple[Tally, float, list[dict[str, float]]]:
     tally = Tally(submissions_left=args.submissions, polls_left=args.polls)
     polls_per_job = -(-args.polls // args.submissions)
+    samples: list[dict[str, float]] = []
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_cpu(pids, samples, stop))
     began = tally.started = time.perf_counter()
     tally.deadline = began + args.max_seconds
     random.seed(args.seed)
     await asyncio.gather(
         *(client(base, tally, polls_per_job, args.poll_interval, args.spread) for _ in range(args.clients))
     )
-    return tally, time.perf_counter() - began
+    stop.set()
+    await sampler
+    return tally, time.perf_counter() - began, samples
 
 
 def warm_up(base: str, timeout: float = 300.0) -> float:
@@ -518,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         with service(args, var_dir) as (base, pids):
             warm = warm_up(base)
             cpu_before, sessions_before = cpu_seconds(pids), database_sessions()
-            tally, seconds = asyncio.run(load(base, args))
+            tally, seconds, samples = asyncio.run(load(base, args, pids))
             cpu_after, sessions_after = cpu_seconds(pids), database_sessions()
             during = load_average()
             drained, statuses = drain(tally.accepted, args.drain)
@@ -545,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         "submit": summary(tally.submit),
         "poll": summary(tally.poll),
         "slowest_1_percent": slowest(tally.timeline),
+        "cpu_seconds_per_second": samples,
         "errors": tally.errors,
         "unfinished": {"submissions": tally.submissions_left, "polls": tally.polls_left},
         "database": checks,
@@ -564,14 +592,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(out: Path, result: dict[str, Any]) -> None:
-    """Add the run to ``OUT.json`` (replacing an earlier run with the same label) and write
-    ``OUT.md``: a table of every run in it."""
+    """Add the run to ``OUT.json`` (replacing an earlier run with the same label) and put a
+    table of every run in ``OUT.md`` (between its markers: the text around them stays)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.with_suffix(".json")
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
     runs = [run for run in runs if run["label"] != result["label"]] + [result]
     path.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(table(runs))
+    markdown = out.with_suffix(".md")
+    text = markdown.read_text() if markdown.exists() else ""
+    begin, end = "<!-- runs: written by benchmarks/load.py -->\n", "<!-- /runs -->\n"
+    if begin in text and end in text:  # the table is replaced, the text around it kept
+        text = text[: text.index(begin)] + begin + table(runs) + text[text.index(end) :]
+    else:
+        text = begin + table(runs) + end
+    markdown.write_text(text)
 
 
 def table(runs: list[dict[str, Any]]) -> str:
