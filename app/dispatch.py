@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 
 from celery import chain, chord, group
 from celery.canvas import Signature
@@ -22,6 +23,10 @@ class CeleryDispatcher:
 
         self.settings = settings
         self.celery = make_celery(settings)
+        # Sending a chord of chains takes a producer from kombu's pool (10) for the chord and
+        # another for each chain, while holding the first: many requests dispatching at once
+        # took every producer and waited for one forever. One send at a time cannot.
+        self._sending = threading.Lock()
 
     def _model_work(self, job_id: str, model: str) -> Signature:
         """One model's work: its forward pass on the ``gpu`` queue, then its scores on the
@@ -35,7 +40,8 @@ class CeleryDispatcher:
         """A chord: each model's work, then ``zoorank.finalise_job``; returns every task id."""
         members = group(self._model_work(job_id, m) for m in models)
         callback = self.celery.signature("zoorank.finalise_job", args=(job_id,))
-        result = chord(members, app=self.celery)(callback)
+        with self._sending:
+            result = chord(members, app=self.celery)(callback)
         ids = []
         for tail in result.parent.results if result.parent is not None else []:
             ids += [tail.id, *([tail.parent.id] if tail.parent is not None else [])]
@@ -43,7 +49,8 @@ class CeleryDispatcher:
 
     def send_model(self, job_id: str, model: str) -> None:
         """One model's work again, outside any chord (the sweeper closes the job)."""
-        self._model_work(job_id, model).apply_async()
+        with self._sending:
+            self._model_work(job_id, model).apply_async()
 
     def queue_depth(self) -> int | None:
         """Messages waiting in the broker's queues; None where the transport cannot tell."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -145,3 +146,22 @@ def _run(settings: Settings, h1: netns.Host, h2: netns.Host, port: int, tmp_path
     assert cut_model in _started(logs["h2"])
     # Bound: the stale heartbeat (6 s) + a sweep + h2 finishing its own models and this one.
     assert elapsed < 400, elapsed
+
+
+def test_many_requests_dispatching_at_once_all_get_through(settings):
+    # Each job is a chord of chains (one per model); sent from 40 request threads at once they
+    # once took every producer of kombu's pool and the API hung.
+    dispatcher = CeleryDispatcher(settings)
+    done: list[int] = []
+
+    def send(i: int) -> None:
+        dispatcher.dispatch(f"load-{i}", MODELS)
+        done.append(i)
+
+    threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert len(done) == 40
