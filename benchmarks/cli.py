@@ -16,17 +16,24 @@ def register(cli: typer.Typer) -> None:
 
 
 def _bench(module: str, args: list[str]) -> None:
-    raise typer.Exit(importlib.import_module(f"benchmarks.{module}.__main__").main(args))
+    raise typer.Exit(importlib.import_module(f"benchmarks.{module}").main(args))
 
 
 @bench_app.command("ranking", context_settings=PASS_THROUGH)
 def bench_ranking(ctx: typer.Context) -> None:
     """Ranking quality + PowerGrad study = `python -m benchmarks.ranking` (see its --help)."""
-    _bench("ranking", list(ctx.args))
+    _bench("ranking.__main__", list(ctx.args))
 
 
 @bench_app.command("heldout", context_settings=PASS_THROUGH)
 def bench_heldout(ctx: typer.Context) -> None:
     """The held-out benchmark that chose the default ranking = `python -m benchmarks.heldout`
     (`run [--workers N]`, then `analyse`)."""
-    _bench("heldout", list(ctx.args))
+    _bench("heldout.__main__", list(ctx.args))
+
+
+@bench_app.command("load", context_settings=PASS_THROUGH)
+def bench_load(ctx: typer.Context) -> None:
+    """The job API under 50 clients on PostgreSQL + Redis = `python -m benchmarks.load`
+    (see its --help)."""
+    _bench("load", list(ctx.args))

@@ -295,3 +295,25 @@ def test_worker_queues_by_resource_and_a_refused_setting_is_a_message(tmp_path, 
     queues = [argv[argv.index("-Q") + 1] for argv in seen]
     assert queues == ["gpu,cpu", "gpu"]  # one worker does everything unless told
     assert bad.exit_code == 2 and "ZOORANK_WORKER_QUEUES" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_installed_command_has_the_service_and_bench_commands(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = shutil.which("zoorank", path=str(Path(sys.executable).parent))
+    assert script is not None
+    for group, names in (
+        ([], {"serve", "worker", "run", "demo", "db", "keys", "cache"}),
+        (["bench"], {"ranking", "heldout", "load"}),
+    ):
+        shown = subprocess.run([script, *group, "--help"], cwd=tmp_path, capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+        listed = {
+            line.split()[1]
+            for line in shown.stdout.splitlines()
+            if line.startswith("│ ") and len(line.split()) > 1
+        }
+        assert names <= listed, (names - listed, shown.stdout)
