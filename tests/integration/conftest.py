@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 
@@ -10,6 +9,7 @@ import pytest
 
 from app.celery_client import QUEUES
 from app.settings import Settings
+from tests.service_harness import postgres_schema
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -18,10 +18,6 @@ def _reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _postgres_url() -> str:
-    return os.environ.get("ZOORANK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(params=["embedded", "postgres-redis"])
@@ -34,26 +30,17 @@ def settings(request, tmp_path):
             "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not running; "
             "start them as the README says"
         )
-    import sqlalchemy as sa
-
-    schema = f"t{uuid.uuid4().hex[:12]}"  # an own schema per test: parallel runs never collide
-    admin = sa.create_engine(_postgres_url())
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
     redis_db = 1 + int(uuid.uuid4().int % 14)
-    url = f"{_postgres_url()}?options=-csearch_path%3D{schema}"
-    yield Settings(
-        var_dir=tmp_path / "var",
-        data_roots=[tmp_path / "data"],
-        database_url=url,
-        broker_url=f"redis://127.0.0.1:6379/{redis_db}",
-    )
-    import redis
+    with postgres_schema() as database_url:  # an own schema per test: parallel runs never collide
+        yield Settings(
+            var_dir=tmp_path / "var",
+            data_roots=[tmp_path / "data"],
+            database_url=database_url,
+            broker_url=f"redis://127.0.0.1:6379/{redis_db}",
+        )
+        import redis
 
-    redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+        redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
 
 
 @pytest.fixture
@@ -61,13 +48,8 @@ def rabbitmq_settings(tmp_path):
     """PostgreSQL (an own schema) with RabbitMQ, Celery's reference broker, as the broker."""
     if not _reachable("127.0.0.1", 5432) or not _reachable("127.0.0.1", 5672):
         pytest.skip("PostgreSQL (127.0.0.1:5432) or RabbitMQ (127.0.0.1:5672) is not running")
-    import sqlalchemy as sa
     from kombu import Connection
 
-    schema = f"t{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(_postgres_url())
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
     broker = "amqp://guest:guest@127.0.0.1:5672//"
 
     def purge() -> None:  # the queue is shared by every run on this broker
@@ -78,13 +60,11 @@ def rabbitmq_settings(tmp_path):
                 channel.queue_purge(queue)
 
     purge()
-    yield Settings(
-        var_dir=tmp_path / "var",
-        data_roots=[tmp_path / "data"],
-        database_url=f"{_postgres_url()}?options=-csearch_path%3D{schema}",
-        broker_url=broker,
-    )
-    purge()
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema() as database_url:
+        yield Settings(
+            var_dir=tmp_path / "var",
+            data_roots=[tmp_path / "data"],
+            database_url=database_url,
+            broker_url=broker,
+        )
+        purge()
