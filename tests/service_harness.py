@@ -199,3 +199,15 @@ def postgres_schema() -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def zip_archive(entries: dict[str, bytes]) -> bytes:
+    """A zip archive in memory: member name -> bytes (uploads in tests)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()

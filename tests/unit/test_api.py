@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import zipfile
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from app import services
 from app.keys import hash_key
 from app.main import create_app
 from app.settings import Settings
+from tests.service_harness import zip_archive as _zip
 from zoorank.data.datasets import encode_png
 
 KEY = "zrk_unit-test-key-0123456789abcdefghij"  # an API key; the settings hold its hash
@@ -204,14 +204,6 @@ def test_api_keys_guard_writes(settings):
         headers={"Authorization": f"Bearer {KEY}"},
     )
     assert ok.status_code == 202
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _images(n: int, value: int) -> list[bytes]:

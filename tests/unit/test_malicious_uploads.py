@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from app.settings import Settings
+from tests.service_harness import zip_archive as _zip
 from tests.unit.test_api import _queued, assert_problem
 from zoorank.data import load_dataset
 from zoorank.data.datasets import encode_png
@@ -42,14 +43,6 @@ def settings(tmp_path):
 
 def _upload(client, data: bytes, name: str = "x.zip"):
     return client.post("/v1/datasets", files={"file": (name, data)})
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _tar(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
