@@ -426,6 +426,41 @@ def check_database(accepted: list[str], warm_up_jobs: int) -> dict[str, int]:
     }
 
 
+def gc_pauses(base: str) -> dict[str, dict[str, float]]:
+    """The API's garbage-collector passes so far, from its ``/metrics``, by generation:
+    passes, seconds, and passes that took over 50 ms (none: a commit without the metric)."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    pauses: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if not line.startswith("zoorank_gc_pause_seconds"):
+            continue
+        name_labels, value = line.rsplit(" ", 1)
+        labels = dict(part.split("=", 1) for part in name_labels[name_labels.index("{") + 1 : -1].split(","))
+        generation = pauses.setdefault(labels["generation"].strip('"'), {})
+        if name_labels.startswith("zoorank_gc_pause_seconds_count"):
+            generation["passes"] = float(value)
+        elif name_labels.startswith("zoorank_gc_pause_seconds_sum"):
+            generation["seconds"] = float(value)
+        elif labels.get("le") == '"0.05"':
+            generation["within_50ms"] = float(value)
+    return pauses
+
+
+def gc_during(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """What the collector did between two :func:`gc_pauses` readings."""
+    during: dict[str, Any] = {}
+    for generation, now in after.items():
+        then = before.get(generation, {})
+        passes = now["passes"] - then.get("passes", 0.0)
+        over = passes - (now["within_50ms"] - then.get("within_50ms", 0.0))
+        during[generation] = {
+            "passes": int(passes),
+            "seconds": round(now["seconds"] - then.get("seconds", 0.0), 3),
+            "over_50ms": int(over),
+        }
+    return during
+
+
 def _processes() -> dict[int, tuple[int, str, float]]:
     """Every process: pid -> (parent pid, name, CPU seconds used so far)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -545,8 +580,10 @@ def main(argv: list[str] | None = None) -> int:
         with service(args, var_dir) as (base, pids):
             warm = warm_up(base)
             cpu_before, sessions_before = cpu_seconds(pids), database_sessions()
+            gc_before = gc_pauses(base)
             tally, seconds, samples = asyncio.run(load(base, args, pids))
             cpu_after, sessions_after = cpu_seconds(pids), database_sessions()
+            gc_after = gc_pauses(base)
             during = load_average()
             drained, statuses = drain(tally.accepted, args.drain)
             checks = check_database(tally.accepted, warm_up_jobs=1)
@@ -569,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         "requests_per_second": round(requests / seconds, 1),
         "cpu_seconds_during_load": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
         "database_connections_opened_during_load": sessions_after - sessions_before,
+        "api_gc_during_load": gc_during(gc_before, gc_after),
         "submit": summary(tally.submit),
         "poll": summary(tally.poll),
         "slowest_1_percent": slowest(tally.timeline),
@@ -609,11 +647,18 @@ def write(out: Path, result: dict[str, Any]) -> None:
     markdown.write_text(text)
 
 
+def _slow_gc(run: dict[str, Any]) -> str:
+    gc = run.get("api_gc_during_load")
+    if not gc:
+        return "not measured"
+    return str(sum(generation["over_50ms"] for generation in gc.values()))
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     lines = [
         "| run | commit | poll every | req/s | submit p50 / p99 ms | poll p50 / p99 ms | errors | lost "
-        "| duplicated | API CPU s | DB connections opened | load average before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| duplicated | API CPU s | API GC passes > 50 ms | DB connections opened | load average before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         submit, poll, db = run["submit"], run["poll"], run["database"]
@@ -621,7 +666,7 @@ def table(runs: list[dict[str, Any]]) -> str:
             f"| {run['label']} | {run['commit']} | {run['poll_interval_s']} s | {run['requests_per_second']} "
             f"| {submit['p50_ms']} / {submit['p99_ms']} | {poll['p50_ms']} / {poll['p99_ms']} "
             f"| {sum(run['errors'].values())} | {db['lost']} | {db['duplicated']} "
-            f"| {run['cpu_seconds_during_load'].get('api (zoorank serve)')} "
+            f"| {run['cpu_seconds_during_load'].get('api (zoorank serve)')} | {_slow_gc(run)} "
             f"| {run['database_connections_opened_during_load']} | {run['load_average_before'][0]} |"
         )
     commands = "\n".join(f"* {run['label']}: `{run['command']}`" for run in runs)
