@@ -12,6 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import crud
 from app.db.session import session_scope
+from app.settings import Settings
+from zoorank.features.cache import FeatureCache
 
 JOBS_SUBMITTED = Counter("zoorank_jobs_submitted_total", "Ranking jobs accepted")
 REQUESTS = Counter("zoorank_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -29,6 +31,9 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+CACHE_BYTES = Gauge("zoorank_feature_cache_bytes", "Bytes in the feature cache this API process sees")
+CACHE_ENTRIES = Gauge("zoorank_feature_cache_entries", "Feature sets in the feature cache")
+CACHE_LIMIT = Gauge("zoorank_feature_cache_limit_bytes", "ZOORANK_CACHE_MAX_MB in bytes (0: no bound)")
 QUEUE_DEPTH = Gauge("zoorank_queue_depth", "Messages waiting in the broker's queue (-1: unknown)")
 
 
@@ -49,9 +54,10 @@ def watch_gc() -> None:
         gc.callbacks.append(_time_gc)
 
 
-def refresh(database_url: str, queue_depth: Callable[[], int | None]) -> None:
-    """Set the gauges from the database and the broker."""
-    with session_scope(database_url) as session:
+def refresh(settings: Settings, queue_depth: Callable[[], int | None]) -> None:
+    """Set the gauges from the database, the feature cache (the folder the workers share) and
+    the broker."""
+    with session_scope(settings.database_url) as session:
         totals = crud.work_totals(session)
     for gauge in (JOBS, MODELS, FEATURE_SECONDS, SCORE_SECONDS, SCORE_COUNT):
         gauge.clear()
@@ -64,6 +70,10 @@ def refresh(database_url: str, queue_depth: Callable[[], int | None]) -> None:
     for score, (seconds, count) in totals.scores.items():
         SCORE_SECONDS.labels(score).set(seconds)
         SCORE_COUNT.labels(score).set(count)
+    cache = FeatureCache.from_settings(settings).stats()
+    CACHE_BYTES.set(cache["bytes"])
+    CACHE_ENTRIES.set(cache["entries"])
+    CACHE_LIMIT.set(cache["limit_bytes"])
     depth = queue_depth()
     QUEUE_DEPTH.set(-1 if depth is None else depth)
 

@@ -51,8 +51,9 @@ def readyz(request: Request, settings: Settings = Depends(get_settings_dep)) -> 
 )
 def metrics(request: Request, settings: Settings = Depends(get_settings_dep)) -> Response:
     """Prometheus text: HTTP traffic of this process, and the work's state (jobs by status,
-    task failures, seconds by model and score, queue depth) from the database and broker."""
+    task failures, seconds by model and score, queue depth, feature cache size) from the
+    database, the broker and the cache folder."""
     from app import metrics as gauges
 
-    gauges.refresh(settings.database_url, request.app.state.queue_depth)
+    gauges.refresh(settings, request.app.state.queue_depth)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -78,3 +78,25 @@ def test_started_app_freezes_its_start_up_heap_and_times_collections(client):
     gc.collect()
     assert REGISTRY.get_sample_value("zoorank_gc_pause_seconds_count", {"generation": "2"}) == passes + 1
     assert "zoorank_gc_pause_seconds_bucket" in client.get("/metrics").text
+
+
+def test_metrics_report_the_feature_cache_size_the_workers_share(tmp_path):
+    import numpy as np
+
+    from zoorank.features.cache import FeatureCache
+    from zoorank.features.extract import FeatureSet
+
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], cache_max_mb=7)
+    cache = FeatureCache.from_settings(settings)
+    for key in ("ab" + "0" * 62, "cd" + "1" * 62):
+        cache.put(
+            key, FeatureSet(prelogits=np.zeros((10, 4), np.float32), logits=np.zeros((10, 3), np.float32))
+        )
+    on_disk = sum(p.stat().st_size for p in settings.cache_dir.rglob("*.npz"))
+    assert on_disk > 0
+    with TestClient(create_app(settings, dispatch=lambda job_id, models: [])) as client:
+        client.get("/metrics")
+    gauge = REGISTRY.get_sample_value
+    assert gauge("zoorank_feature_cache_bytes") == on_disk
+    assert gauge("zoorank_feature_cache_entries") == 2
+    assert gauge("zoorank_feature_cache_limit_bytes") == 7 * 2**20
