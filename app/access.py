@@ -10,10 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
@@ -22,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.keys import KeyEntry, KeyRing
 from app.problems import problem
+from app.ratelimit import Limiter, make_limiter
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,48 +34,6 @@ UNLIMITED_PATHS = OPEN_PATHS
 # These take archives, limited by MAX_UPLOAD_MB where the upload is read (app.archives); every
 # other request body is limited here by MAX_REQUEST_KB.
 UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets"), ("POST", "/datasets")})
-
-
-class RateLimiter:
-    """A token bucket per client: ``per_minute`` tokens, refilled evenly (one every
-    ``60 / per_minute`` s), a request takes one; a full bucket allows a burst of ``per_minute``.
-
-    The buckets live in this API process. With several API processes (uvicorn workers or
-    replicas behind a load balancer) each counts on its own, so a client spread over N of them
-    may make up to N times the rate; a limit shared between hosts needs a shared store (e.g.
-    Redis). An anonymous client is its socket's peer address: behind a reverse proxy, let
-    uvicorn take it from ``X-Forwarded-For`` (``--forwarded-allow-ips`` naming the proxy), or
-    every anonymous client shares the proxy's bucket. At most ``max_clients`` buckets are kept,
-    the least recently seen dropped first (a dropped client starts again with a full bucket).
-    """
-
-    def __init__(
-        self,
-        per_minute: int,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        max_clients: int = 100_000,
-    ) -> None:
-        if per_minute <= 0:
-            raise ValueError("a rate limit is a positive number of requests a minute")
-        self.per_minute = per_minute
-        self.clock = clock
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, when
-        self._lock = threading.Lock()
-
-    def acquire(self, client: str) -> float:
-        """Take a token for ``client``: 0.0 when it had one, else the seconds until it has."""
-        refill = self.per_minute / 60.0
-        with self._lock:
-            now = self.clock()
-            tokens, then = self._buckets.pop(client, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - then) * refill)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / refill
-            self._buckets[client] = (tokens - 1 if wait == 0.0 else tokens, now)
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
-            return wait
 
 
 def presented_key(headers: Headers) -> str:
@@ -106,7 +61,7 @@ class AccessMiddleware:
         app: ASGIApp,
         *,
         keys: KeyRing,
-        limiter: RateLimiter | None,
+        limiter: Limiter | None,
         protect_reads: bool,
         max_request_bytes: int,
     ) -> None:
@@ -125,7 +80,7 @@ class AccessMiddleware:
 
         if self.limiter is not None and path not in UNLIMITED_PATHS and not path.startswith(STATIC_PREFIX):
             caller = f"key {entry.name}" if entry else f"address {address}"
-            wait = self.limiter.acquire(caller)
+            wait = await self.limiter.take(caller)
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
                 log.info("rate limit: refused %s %s from %s", method, path, caller)
@@ -203,7 +158,7 @@ def install(api: FastAPI, settings: Settings) -> None:
     """Add the access middleware and, when ``CORS_ORIGINS`` is set, CORS for exactly those
     origins (outside it, so refusals carry the CORS headers a browser needs to read them)."""
     keys = KeyRing(settings.api_keys, settings.api_keys_file)
-    limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+    limiter = make_limiter(settings)
     api.state.keys, api.state.rate_limiter = keys, limiter
     api.add_middleware(
         AccessMiddleware,

@@ -46,6 +46,9 @@ class Settings(CoreSettings):
     # 0: off. 600: a job page polls once a second at most (60) and people or scripts that wait
     # between calls never meet it, while a loop that does not wait is held to 10 a second.
     rate_limit: int = Field(default=600, ge=0)
+    # RATE_LIMIT_URL: a Redis URL where every API process counts together (app.ratelimit);
+    # empty: each process counts on its own, so N replicas allow N times RATE_LIMIT.
+    rate_limit_url: str = ""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: no CORS
     max_request_kb: int = Field(default=256, gt=0)  # request bodies other than uploads
     max_upload_mb: int = 200
@@ -102,6 +105,14 @@ class Settings(CoreSettings):
                 raise ValueError(
                     f"CORS origin {origin!r} is not scheme://host[:port] (no path, no trailing /)"
                 )
+        return value
+
+    @field_validator("rate_limit_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            # not echoed: the URL may hold a password
+            raise ValueError("not a Redis URL (redis://, rediss:// or unix://); empty: count in each process")
         return value
 
     @model_validator(mode="after")

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from app.access import AccessMiddleware, RateLimiter
+from app.access import AccessMiddleware
+from app.ratelimit import RateLimiter
 from app.keys import KeyFileError, KeyRing, append_line, hash_key, keys_app, new_key, verify
 from app.main import create_app
 from app.settings import Settings
