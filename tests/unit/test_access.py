@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from app.access import AccessMiddleware
-from app.ratelimit import RateLimiter
 from app.keys import KeyFileError, KeyRing, append_line, hash_key, keys_app, new_key, verify
 from app.main import create_app
+from app.ratelimit import RateLimiter
 from app.settings import Settings
 from tests.unit import test_api
 from tests.unit.test_api import KEY, _images, _keyed, _queued, _zip, assert_problem
