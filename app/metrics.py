@@ -31,6 +31,11 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+RECOMPUTED = Gauge(
+    "zoorank_features_recomputed",
+    "(job, model) tasks whose cpu stage found the features gone from the cache and made the "
+    "forward pass again",
+)
 CACHE_BYTES = Gauge("zoorank_feature_cache_bytes", "Bytes in the feature cache this API process sees")
 CACHE_ENTRIES = Gauge("zoorank_feature_cache_entries", "Feature sets in the feature cache")
 CACHE_LIMIT = Gauge("zoorank_feature_cache_limit_bytes", "ZOORANK_CACHE_MAX_MB in bytes (0: no bound)")
@@ -70,6 +75,7 @@ def refresh(settings: Settings, queue_depth: Callable[[], int | None]) -> None:
     for score, (seconds, count) in totals.scores.items():
         SCORE_SECONDS.labels(score).set(seconds)
         SCORE_COUNT.labels(score).set(count)
+    RECOMPUTED.set(totals.features_recomputed)
     cache = FeatureCache.from_settings(settings).stats()
     CACHE_BYTES.set(cache["bytes"])
     CACHE_ENTRIES.set(cache["entries"])

@@ -300,6 +300,7 @@ def _run_claimed(
             feature_seconds=result.feature_seconds if forward else None,
             images_per_second=result.images_per_second if forward else None,
             from_cache=result.from_cache if forward else None,
+            features_recomputed=not result.from_cache if stage == "arrays" else None,
         )
     return {"model": model, "status": "succeeded", "from_cache": result.from_cache}
 

@@ -281,8 +281,11 @@ def finish_model(
     feature_seconds: float | None = None,
     images_per_second: float | None = None,
     from_cache: bool | None = None,
+    features_recomputed: bool | None = None,
 ) -> None:
     values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow()}
+    if features_recomputed is not None:
+        values["features_recomputed"] = features_recomputed
     if feature_seconds is not None:
         values |= {
             "feature_seconds": feature_seconds,
@@ -418,6 +421,7 @@ class WorkTotals:
     models: dict[str, int]  # status -> (job, model) rows
     feature_seconds: dict[str, float]  # model -> seconds of forward passes
     scores: dict[str, tuple[float, int]]  # score -> (seconds, results stored)
+    features_recomputed: int  # (job, model) rows whose cpu stage made the forward pass again
 
 
 def work_totals(session: Session) -> WorkTotals:
@@ -427,9 +431,11 @@ def work_totals(session: Session) -> WorkTotals:
     scores = select(ScoreResult.score, func.sum(ScoreResult.seconds), func.count()).group_by(
         ScoreResult.score
     )
+    recomputed = select(func.count()).where(JobModel.features_recomputed.is_(True))
     return WorkTotals(
         jobs={(kind, status): count for kind, status, count in session.execute(jobs)},
         models={status: count for status, count in session.execute(models)},
         feature_seconds={model: float(s or 0.0) for model, s in session.execute(seconds)},
         scores={score: (float(s or 0.0), count) for score, s, count in session.execute(scores)},
+        features_recomputed=session.scalar(recomputed) or 0,
     )

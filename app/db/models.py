@@ -58,6 +58,9 @@ class JobModel(Base):
     feature_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     images_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
     from_cache: Mapped[bool | None] = mapped_column(nullable=True)
+    # The cpu stage found the features gone from the shared cache (evicted, or a cache that is
+    # not shared) and made the forward pass again: a cost the split by queue should never have.
+    features_recomputed: Mapped[bool | None] = mapped_column(nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Written every few seconds by the task that runs the model; a running model without a

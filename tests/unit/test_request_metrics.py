@@ -100,3 +100,38 @@ def test_metrics_report_the_feature_cache_size_the_workers_share(tmp_path):
     assert gauge("zoorank_feature_cache_bytes") == on_disk
     assert gauge("zoorank_feature_cache_entries") == 2
     assert gauge("zoorank_feature_cache_limit_bytes") == 7 * 2**20
+
+
+def test_a_cpu_stage_that_found_its_features_evicted_is_counted(tmp_path):
+    """The gpu stage writes the features into the shared cache; a cpu stage that finds them gone
+    makes the forward pass again, which the split by queue exists to avoid: /metrics counts it."""
+    import shutil
+
+    from app import services
+    from app.db import crud
+    from app.db.session import session_scope
+
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
+    api = create_app(settings, dispatch=lambda job_id, names: [])  # migrates the database
+    models = ["mobilenetv2_100@random", "resnet10t@random"]
+    created = services.submit_ranking(
+        settings,
+        dataset="builtin:digits",
+        models=models,
+        scores=["logme"],
+        options={"samples_per_class": 5, "input_size": 32, "tap_images_per_class": 0},
+        dispatch=lambda job_id, names: [],
+    )
+    kept, evicted = models
+    for model in models:
+        assert services.run_model(settings, created.job.id, model, stage="device")["status"] == "extracted"
+    assert services.run_model(settings, created.job.id, kept, stage="arrays")["from_cache"] is True
+    shutil.rmtree(settings.cache_dir)  # evicted, or a cpu host without the shared volume
+    assert services.run_model(settings, created.job.id, evicted, stage="arrays")["from_cache"] is False
+    with session_scope(settings.database_url) as session:
+        rows = {m.model: m for m in crud.job_models(session, created.job.id)}
+        assert (rows[kept].features_recomputed, rows[evicted].features_recomputed) == (False, True)
+        assert rows[evicted].status == "succeeded"
+    with TestClient(api) as client:
+        client.get("/metrics")
+    assert REGISTRY.get_sample_value("zoorank_features_recomputed") == 1
