@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from celery import chain, chord, group
 from celery.canvas import Signature
 
 from app.celery_client import QUEUES
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from zoorank.rank import Stage
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +51,16 @@ class CeleryDispatcher:
             ids += [tail.id, *([tail.parent.id] if tail.parent is not None else [])]
         return [*ids, result.id]
 
-    def send_model(self, job_id: str, model: str) -> None:
-        """One model's work again, outside any chord (the sweeper closes the job)."""
+    def send_model(self, job_id: str, model: str, stage: Stage = "device") -> None:
+        """One model's work again, outside any chord (the sweeper closes the job): all of it, or
+        from its ``"arrays"`` stage on (a model handed over whose cpu message was lost)."""
+        work = (
+            self.celery.signature("zoorank.rank_model", args=(job_id, model), immutable=True)
+            if stage == "arrays"
+            else self._model_work(job_id, model)
+        )
         with self._sending:
-            self._model_work(job_id, model).apply_async()
+            work.apply_async()
 
     def queue_depth(self) -> int | None:
         """Messages waiting in the broker's queues; None where the transport cannot tell."""

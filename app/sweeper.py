@@ -11,7 +11,8 @@ left behind:
   lost its message (a broker restarted without its data): its task is sent again. A duplicate
   is harmless: the second task finds the model running or done and does nothing. A model
   handed over by its forward-pass stage to its arrays stage (``crud.HANDED_OVER``) waits in a
-  queue like a queued one, and is treated so;
+  queue like a queued one, and is treated so, except that only its arrays stage is sent again:
+  its forward pass and model-needing scores are done (the features wait in the cache);
 * a job whose models have all ended is closed (its chord callback may have been lost with
   the broker's state).
 
@@ -26,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from app import metrics, services
 from app.db import crud
@@ -43,15 +45,19 @@ class SweepReport:
     closed: list[tuple[str, str]] = field(default_factory=list)  # (job, status)
 
 
-def sweep(
-    settings: Settings,
-    send: Callable[[str, str], None],
-    queue_depth: Callable[[], int | None],
-) -> SweepReport:
-    """One pass over the open jobs (see the module docstring). ``send(job_id, model)`` queues a
-    model's task; ``queue_depth()`` is the number of messages waiting in the broker's queue, or
-    None when the transport cannot tell (then no queued model is re-sent)."""
+if TYPE_CHECKING:
+    from zoorank.rank import Stage
+
+    Send = Callable[[str, str, Stage], None]
+
+
+def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None]) -> SweepReport:
+    """One pass over the open jobs (see the module docstring). ``send(job_id, model, stage)``
+    queues a model's work from ``stage`` on (``"device"``: all of it; ``"arrays"``: the scores on
+    cached arrays only); ``queue_depth()`` is the number of messages waiting in the broker's
+    queue, or None when the transport cannot tell (then no queued model is re-sent)."""
     report = SweepReport()
+    stages: dict[tuple[str, str], Stage] = {}
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.stale_after)
     resend_before = now - timedelta(seconds=settings.resend_after)
@@ -76,6 +82,7 @@ def sweep(
                                 depth = queue_depth()
                             if depth == 0 and crud.mark_resent(session, row.id, resend_before):
                                 report.resent_lost.append((job_id, row.model))
+                                stages[job_id, row.model] = "arrays" if handed_over else "device"
                     elif row.status == "running":
                         beat = row.heartbeat_at or row.started_at
                         stale = beat is not None and crud.as_utc(beat) < stale_before
@@ -84,7 +91,7 @@ def sweep(
         if closing:
             report.closed.append((job_id, services.finalise_job(settings, job_id)))
     for job_id, model in [*report.resent_stale, *report.resent_lost]:
-        send(job_id, model)
+        send(job_id, model, stages.get((job_id, model), "device"))
     metrics.SWEEPER_RESENT.labels("stale heartbeat").inc(len(report.resent_stale))
     metrics.SWEEPER_RESENT.labels("lost message").inc(len(report.resent_lost))
     metrics.SWEEPER_CLOSED.inc(len(report.closed))
@@ -98,9 +105,7 @@ def sweep(
     return report
 
 
-def start(
-    settings: Settings, send: Callable[[str, str], None], queue_depth: Callable[[], int | None]
-) -> threading.Event:
+def start(settings: Settings, send: Send, queue_depth: Callable[[], int | None]) -> threading.Event:
     """Run :func:`sweep` every ``settings.sweep_interval`` seconds in a daemon thread; set the
     returned event to stop it."""
     stop = threading.Event()

@@ -50,15 +50,15 @@ def _set_status(settings, job_id, model, status):
 
 def test_a_running_model_without_heartbeat_is_sent_again_once_per_period(settings, queued_job):
     _, job_id = queued_job
-    sent: list[tuple[str, str]] = []
+    sent: list[tuple[str, str, str]] = []
     with session_scope(settings.database_url) as session:
         assert crud.start_model(session, job_id, MODELS[0], runner="task-a") == 1
-    report = sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 5)
+    report = sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5)
     assert report.resent_stale == [] and sent == []  # heartbeat fresh: left alone
     _age(settings, job_id, MODELS[0], heartbeat_at=61, started_at=61)
-    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 5)
-    assert sent == [(job_id, MODELS[0])]
-    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 5)
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5)
+    assert sent == [(job_id, MODELS[0], "device")]  # its work again, from the forward pass
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5)
     assert len(sent) == 1  # not again within the period
     # The re-sent task (another id) takes over the stale model; attempts go on counting.
     with session_scope(settings.database_url) as session:
@@ -67,28 +67,28 @@ def test_a_running_model_without_heartbeat_is_sent_again_once_per_period(setting
 
 def test_a_queued_model_is_sent_again_only_when_its_message_is_in_no_queue(settings, queued_job):
     _, job_id = queued_job
-    sent: list[tuple[str, str]] = []
-    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 0)
+    sent: list[tuple[str, str, str]] = []
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 0)
     assert sent == []  # younger than resend_after
     with session_scope(settings.database_url) as session:
         job = crud.get_job(session, job_id)
         job.created_at = utcnow() - timedelta(seconds=301)
     for depth in (3, None):  # messages waiting, or a transport that cannot tell
-        sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda depth=depth: depth)
+        sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda depth=depth: depth)
         assert sent == []
-    report = sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 0)
-    assert sorted(sent) == sorted((job_id, m) for m in MODELS) and len(report.resent_lost) == 2
-    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 0)
+    report = sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 0)
+    assert sorted(sent) == sorted((job_id, m, "device") for m in MODELS) and len(report.resent_lost) == 2
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 0)
     assert len(sent) == 2
 
 
 def test_a_job_whose_models_all_ended_is_closed(settings, queued_job):
     client, job_id = queued_job
     services.run_model(settings, job_id, MODELS[0])
-    report = sweeper.sweep(settings, lambda j, m: None, lambda: 5)
+    report = sweeper.sweep(settings, lambda j, m, stage: None, lambda: 5)
     assert report.closed == []  # the second model is still queued
     _set_status(settings, job_id, MODELS[1], "failed")
-    report = sweeper.sweep(settings, lambda j, m: None, lambda: 5)
+    report = sweeper.sweep(settings, lambda j, m, stage: None, lambda: 5)
     assert report.closed == [(job_id, "partial")]
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "partial" and job["ranking"]["aggregate"][0]["model"] == MODELS[0]
@@ -137,23 +137,48 @@ def test_a_model_handed_over_between_stages_waits_like_a_queued_one(settings, qu
     # The forward-pass stage (gpu queue) hands the model over to its arrays stage (cpu queue):
     # the claim passes without a new attempt; a busy cpu queue is not a lost worker.
     _, job_id = queued_job
-    sent: list[tuple[str, str]] = []
+    sent: list[tuple[str, str, str]] = []
     with session_scope(settings.database_url) as session:
         assert crud.start_model(session, job_id, MODELS[0], runner="extract-1") == 1
         crud.hand_over(
             session, job_id, MODELS[0], feature_seconds=1.0, images_per_second=9.0, from_cache=False
         )
     _age(settings, job_id, MODELS[0], heartbeat_at=200, started_at=200)  # stale by STALE_AFTER
-    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 4)
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 4)
     assert sent == []  # its message waits in the cpu queue
     _age(settings, job_id, MODELS[0], heartbeat_at=301)
-    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 4)
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 4)
     assert sent == []  # still messages waiting: not lost
-    sweeper.sweep(settings, lambda j, m: sent.append((j, m)), lambda: 0)
-    assert sent == [(job_id, MODELS[0])]  # in no queue for RESEND_AFTER: lost, sent again
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 0)
+    # in no queue for RESEND_AFTER: lost, sent again; only its arrays stage (its forward pass
+    # and the model-needing scores are done, the features wait in the cache)
+    assert sent == [(job_id, MODELS[0], "arrays")]
     with session_scope(settings.database_url) as session:
         # the arrays stage takes the model over at once, the attempt not counted again ...
         assert crud.start_model(session, job_id, MODELS[0], runner="rank-1", takeover=True) == 1
         # ... a duplicate of it waits for its heartbeat; a model still queued is claimed as usual
         assert crud.start_model(session, job_id, MODELS[0], runner="rank-2", takeover=True) == "running"
         assert crud.start_model(session, job_id, MODELS[1], runner="rank-3", takeover=True) == 1
+
+
+def test_a_re_sent_model_goes_to_the_queue_of_the_stage_it_resumes(settings):
+    from app.dispatch import CeleryDispatcher
+
+    dispatcher = CeleryDispatcher(settings)  # the embedded filesystem broker under VAR_DIR
+
+    def waiting(queue: str) -> list[str]:
+        with dispatcher.celery.connection_for_read() as connection:
+            simple = connection.SimpleQueue(queue)
+            names = []
+            while True:
+                try:
+                    message = simple.get(timeout=0.2)
+                except simple.Empty:
+                    return names
+                names.append(message.headers["task"])
+                message.ack()
+
+    dispatcher.send_model("job-1", MODELS[0], "arrays")
+    assert (waiting("gpu"), waiting("cpu")) == ([], ["zoorank.rank_model"])
+    dispatcher.send_model("job-1", MODELS[0], "device")  # the chain: its forward pass first
+    assert (waiting("gpu"), waiting("cpu")) == (["zoorank.extract_model"], [])
