@@ -11,8 +11,10 @@ left behind:
   lost its message (a broker restarted without its data): its task is sent again. A duplicate
   is harmless: the second task finds the model running or done and does nothing. A model
   handed over by its forward-pass stage to its arrays stage (``crud.HANDED_OVER``) waits in a
-  queue like a queued one, and is treated so, except that only its arrays stage is sent again:
-  its forward pass and model-needing scores are done (the features wait in the cache);
+  queue like a queued one, and is treated so;
+* a model whose forward-pass stage finished once (handed over, or lost in its arrays stage) is
+  sent again from its arrays stage only (``crud.resume_stage``): its forward pass and its
+  model-needing scores are not redone, the features wait in the cache;
 * a job whose models have all ended is closed (its chord callback may have been lost with
   the broker's state).
 
@@ -82,16 +84,17 @@ def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
                                 depth = queue_depth()
                             if depth == 0 and crud.mark_resent(session, row.id, resend_before):
                                 report.resent_lost.append((job_id, row.model))
-                                stages[job_id, row.model] = "arrays" if handed_over else "device"
+                                stages[job_id, row.model] = crud.resume_stage(row)
                     elif row.status == "running":
                         beat = row.heartbeat_at or row.started_at
                         stale = beat is not None and crud.as_utc(beat) < stale_before
                         if stale and crud.mark_resent(session, row.id, stale_before):
                             report.resent_stale.append((job_id, row.model))
+                            stages[job_id, row.model] = crud.resume_stage(row)
         if closing:
             report.closed.append((job_id, services.finalise_job(settings, job_id)))
     for job_id, model in [*report.resent_stale, *report.resent_lost]:
-        send(job_id, model, stages.get((job_id, model), "device"))
+        send(job_id, model, stages[job_id, model])
     metrics.SWEEPER_RESENT.labels("stale heartbeat").inc(len(report.resent_stale))
     metrics.SWEEPER_RESENT.labels("lost message").inc(len(report.resent_lost))
     metrics.SWEEPER_CLOSED.inc(len(report.closed))

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -188,6 +188,14 @@ def hand_over(
             from_cache=from_cache,
         )
     )
+
+
+def resume_stage(row: JobModel) -> Literal["device", "arrays"]:
+    """Where a model's work starts again when its task is lost: its arrays stage once its
+    forward-pass stage has handed it over (the forward pass's figures are written then, and by
+    nothing else while the model runs; its model-needing scores were written with them), else
+    from the forward pass."""
+    return "arrays" if row.feature_seconds is not None else "device"
 
 
 def failed_scores(session: Session, job_id: str, model: str) -> list[str]:

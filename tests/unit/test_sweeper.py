@@ -182,3 +182,22 @@ def test_a_re_sent_model_goes_to_the_queue_of_the_stage_it_resumes(settings):
     assert (waiting("gpu"), waiting("cpu")) == ([], ["zoorank.rank_model"])
     dispatcher.send_model("job-1", MODELS[0], "device")  # the chain: its forward pass first
     assert (waiting("gpu"), waiting("cpu")) == (["zoorank.extract_model"], [])
+
+
+def test_a_model_lost_in_its_arrays_stage_is_sent_again_from_that_stage(settings, queued_job):
+    _, job_id = queued_job
+    sent: list[tuple[str, str, str]] = []
+    with session_scope(settings.database_url) as session:
+        assert crud.start_model(session, job_id, MODELS[0], runner="extract-1") == 1
+        crud.hand_over(
+            session, job_id, MODELS[0], feature_seconds=1.0, images_per_second=9.0, from_cache=False
+        )
+        assert crud.start_model(session, job_id, MODELS[0], runner="rank-1", takeover=True) == 1
+        # the other model's worker died in its forward pass: nothing of it is done
+        assert crud.start_model(session, job_id, MODELS[1], runner="extract-2") == 1
+    _age(settings, job_id, MODELS[0], heartbeat_at=61)  # the cpu worker died mid-scores
+    _age(settings, job_id, MODELS[1], heartbeat_at=61)
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5)
+    assert sorted(sent) == [(job_id, MODELS[0], "arrays"), (job_id, MODELS[1], "device")]
+    with session_scope(settings.database_url) as session:  # the re-sent stage takes over, a new attempt
+        assert crud.start_model(session, job_id, MODELS[0], runner="rank-2", takeover=True) == 2
