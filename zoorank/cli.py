@@ -667,7 +667,6 @@ def validate_command(
     """Ground truth (fine-tune or linear probe) and each score's agreement with it."""
     from zoorank.errors import ZoorankError
     from zoorank.validate import validate
-    from zoorank.validate.agreement import few_models_warning
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -699,9 +698,7 @@ def validate_command(
     except ZoorankError as exc:
         _fail(str(exc))
         return
-    payload = result.to_dict()
-    few = few_models_warning(len(result.accuracy()))
-    payload["warnings"] = [few] if few else []
+    payload = result.to_dict()  # its "warnings" too
     if as_json:
         _print_json(payload)
         return

@@ -108,3 +108,10 @@ def test_fewer_than_four_models_warn_in_text_and_json(validate_returns) -> None:
     validate_returns(_stored({"good": dict(FIVE)}, FIVE))
     assert "warning" not in runner.invoke(load_commands(), ARGS).stdout
     assert json.loads(runner.invoke(load_commands(), [*ARGS, "--json"]).stdout)["warnings"] == []
+
+
+def test_python_callers_and_stored_summaries_get_the_same_warning() -> None:
+    few = _stored({"good": dict(THREE)}, THREE)
+    assert len(few.warnings) == 1 and few.warnings[0].startswith("only 3 models")
+    assert few.to_dict()["warnings"] == few.warnings  # what the service stores for a validation job
+    assert _stored({"good": dict(FIVE)}, FIVE).warnings == []

@@ -35,6 +35,7 @@ from zoorank.validate.agreement import (
     Agreement,
     best_within_noise,
     count_above_twin,
+    few_models_warning,
     score_agreement,
     seed_agreement,
 )
@@ -74,6 +75,7 @@ class ValidationResult:
     best score and those statistically tied with it. ``above_random``: per score, how many
     pretrained models it puts above their random-init twin (``ARCH@random`` in the pool).
     ``score_seconds``: time spent in each score over all models (features excluded).
+    ``warnings`` (a property, also in ``to_dict()``): e.g. too few models for rank agreement.
     """
 
     dataset: str
@@ -101,9 +103,16 @@ class ValidationResult:
         """model -> mean test accuracy, for the models that trained."""
         return {g.model: g.accuracy for g in self.ground_truth if g.accuracy is not None}
 
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader must know before trusting the agreement (too few models to rank)."""
+        few = few_models_warning(len(self.accuracy()))
+        return [few] if few else []
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _jsonable(asdict(self))
         out["agreement"] = [_jsonable(a.to_dict()) for a in self.agreement]
+        out["warnings"] = self.warnings
         return out
 
 
