@@ -8,9 +8,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.db.session import DATABASE_DOWN
 from zoorank.errors import ConflictError, InvalidInputError, TooLargeError, UnknownNameError
 
 PROBLEM_JSON = "application/problem+json"
@@ -79,7 +80,7 @@ def install(app: FastAPI) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
-    for error in (OperationalError, InterfaceError, DisconnectionError):
+    for error in DATABASE_DOWN:
         app.add_exception_handler(error, _database_down)
 
     @app.exception_handler(DBAPIError)

@@ -23,7 +23,7 @@ import numpy as np
 from app import archives
 from app.db import crud
 from app.db.models import Dataset, Job, JobModel
-from app.db.session import session_scope
+from app.db.session import DATABASE_DOWN, session_scope
 from app.logs import log_context
 from app.settings import Settings
 from zoorank.data import DatasetIdentity, load_dataset
@@ -193,6 +193,16 @@ def run_model(
         stop.set()
 
 
+def _unknown_while_database_down(what: str, job_id: str, model: str, exc: Exception) -> bool:
+    """A progress write or cancel check that could not reach the database: the work goes on
+    (the database is not a part of the model's computation). The results are written only
+    after one more cancel check, and a database still down then makes the task retry."""
+    log.warning(
+        "%s of %s in job %s skipped: database unreachable (%s)", what, model, job_id, type(exc).__name__
+    )
+    return False
+
+
 def _run_claimed(
     settings: Settings,
     job_id: str,
@@ -231,15 +241,22 @@ def _run_claimed(
             raise Cancelled("time limit")
         if time.monotonic() - last_write > 0.5:
             last_write = time.monotonic()
-            with session_scope(settings.database_url) as session:
-                if crud.model_progress(session, job_id, model, done):
-                    raise Cancelled(f"job {job_id} cancelled")
+            try:
+                with session_scope(settings.database_url) as session:
+                    cancelled = crud.model_progress(session, job_id, model, done)
+            except DATABASE_DOWN as exc:
+                cancelled = _unknown_while_database_down("progress", job_id, model, exc)
+            if cancelled:
+                raise Cancelled(f"job {job_id} cancelled")
 
     def should_stop() -> bool:
         if time.monotonic() > deadline:
             return True
-        with session_scope(settings.database_url) as session:
-            return crud.job_cancelled(session, job_id)
+        try:
+            with session_scope(settings.database_url) as session:
+                return crud.job_cancelled(session, job_id)
+        except DATABASE_DOWN as exc:
+            return _unknown_while_database_down("cancel check", job_id, model, exc)
 
     try:
         result = score_model(

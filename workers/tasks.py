@@ -12,15 +12,14 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from app import services
+from app.db.session import DATABASE_DOWN
 from app.settings import get_settings
 from zoorank.rank import Stage
 
 log = logging.getLogger(__name__)
 
-DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError)
 DATABASE_RETRIES = 6  # pauses 2, 4, 8, 16, 32, 60 s: about two minutes in all
 
 

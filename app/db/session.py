@@ -10,11 +10,31 @@ from typing import Any
 
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+# What an unreachable or restarting database raises: the API answers 503, a worker retries its
+# task, and best-effort writes (progress, heartbeats) are skipped until it is back.
+DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError)
 POOL_SIZE = 20
 POOL_OVERFLOW = 20
+# A database host cut off by the network (packets dropped, nothing refused) must turn into an
+# error, not a wait: a new connection gives up after CONNECT_TIMEOUT s, and an open one whose
+# sent bytes go unacknowledged for TCP_USER_TIMEOUT ms is closed by the kernel (a pool's
+# pre-ping on it would otherwise wait for TCP's own give-up, about 15 minutes). Keepalives
+# find idle pooled connections whose peer is gone. The API then answers 503 within about 10 s
+# (tests/integration/test_database_partition.py), and workers retry their writes.
+CONNECT_TIMEOUT = 5
+TCP_USER_TIMEOUT = 5000
+POSTGRES_TIMEOUTS = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "tcp_user_timeout": TCP_USER_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 @cache
@@ -38,7 +58,13 @@ def get_engine(url: str) -> Engine:
     # per use) made a loaded API open a connection for one request in five (benchmarks/load.py:
     # 1100 connections opened for 5500 requests, 120 with these numbers). An API process runs
     # at most 40 requests at once (the thread pool), a worker process one or two sessions.
-    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        connect_args=POSTGRES_TIMEOUTS if url.startswith("postgresql") else {},
+    )
 
 
 @cache
