@@ -3,7 +3,9 @@ process, and polling."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -148,6 +150,15 @@ def one_row_per_result(job: dict[str, Any]) -> None:
     assert len(keys) == len(set(keys)) == len(job["models"]) * len(job["scores"]), keys
 
 
+def reachable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on ``host:port`` (a service the tests need)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -166,15 +177,63 @@ def redis_server(port: int, folder: Path, bind: tuple[str, ...] = ("127.0.0.1",)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
+    if not _listening(port, timeout=10):
+        process.kill()
+        raise AssertionError("redis-server did not start")
+    return process
+
+
+def _listening(port: int, *, timeout: float) -> bool:
+    """Whether a server comes to accept on 127.0.0.1:``port`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("redis-server did not start")
+        if reachable(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # Debian's, without its su wrapper
+
+
+def rabbitmq_server(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """An own RabbitMQ node on ``port`` (the machine's shared one is never restarted by tests),
+    its data under ``folder``: started again with the same folder it finds its durable queues
+    and persistent messages, as a restarted broker does. Stop it with :func:`kill_group`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "enabled_plugins").write_text("[].\n")  # no management plugin: starts in seconds
+    env = {
+        **os.environ,
+        "HOME": str(folder),  # its own Erlang cookie
+        "RABBITMQ_NODENAME": f"zoorank{port}@localhost",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(folder / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq"),
+        "RABBITMQ_PID_FILE": str(folder / "pid"),
+    }
+    with (folder / "server.log").open("ab") as out:
+        process = subprocess.Popen(
+            [str(RABBITMQ_SERVER)],
+            env=env,
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    if not _listening(port, timeout=60):
+        kill_group(process)
+        raise AssertionError(f"rabbitmq-server did not start on port {port}: see {folder / 'server.log'}")
+    return process
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started in its own session and everything it started (a crash)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def postgres_url() -> str:

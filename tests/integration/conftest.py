@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import pytest
 
 from app.celery_client import QUEUES
 from app.settings import Settings
-from tests.service_harness import postgres_schema
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+from tests.service_harness import postgres_schema, reachable
 
 
 @pytest.fixture(params=["embedded", "postgres-redis"])
@@ -25,7 +16,7 @@ def settings(request, tmp_path):
     if request.param == "embedded":
         yield Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
         return
-    if not _reachable("127.0.0.1", 5432) or not _reachable("127.0.0.1", 6379):
+    if not reachable(5432) or not reachable(6379):
         pytest.skip(
             "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not running; "
             "start them as the README says"
@@ -46,7 +37,7 @@ def settings(request, tmp_path):
 @pytest.fixture
 def rabbitmq_settings(tmp_path):
     """PostgreSQL (an own schema) with RabbitMQ, Celery's reference broker, as the broker."""
-    if not _reachable("127.0.0.1", 5432) or not _reachable("127.0.0.1", 5672):
+    if not reachable(5432) or not reachable(5672):
         pytest.skip("PostgreSQL (127.0.0.1:5432) or RabbitMQ (127.0.0.1:5672) is not running")
     from kombu import Connection
 

@@ -20,9 +20,14 @@ from app.main import create_app
 from app.settings import Settings
 from tests.service_harness import (
     LONG_JOB,
+    RABBITMQ_SERVER,
     celery_worker,
     free_port,
+    kill_group,
     one_row_per_result,
+    postgres_schema,
+    rabbitmq_server,
+    reachable,
     redis_server,
     wait_for_job,
     wait_running,
@@ -144,3 +149,48 @@ def test_rabbitmq_broker_end_to_end(rabbitmq_settings, tmp_path):
         r for r in records if r.get("job_id") == job_id and r.get("task_id") and r.get("model") in models
     ]
     assert tagged and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+
+
+@pytest.mark.parametrize("keeps_data", [True, False], ids=["keeps-its-data", "loses-its-data"])
+def test_rabbitmq_restarted_mid_job_the_job_still_completes(keeps_data, tmp_path):
+    """RabbitMQ killed -9 while a model runs, then started again: with its data (durable queues
+    and persistent messages come back; unacknowledged ones are delivered again) or without
+    (a new node: the sweeper re-sends from the database). Either way the job completes and
+    every (model, score) is written once."""
+    if not RABBITMQ_SERVER.exists() or not reachable(5432):
+        pytest.skip("rabbitmq-server (Debian package rabbitmq-server) or PostgreSQL is missing")
+    port = free_port()
+    broker = rabbitmq_server(port, tmp_path / "rabbitmq")
+    with postgres_schema() as database_url:
+        settings = Settings(
+            var_dir=tmp_path / "var",
+            data_roots=[tmp_path / "data"],
+            database_url=database_url,
+            broker_url=f"amqp://guest:guest@127.0.0.1:{port}//",
+            stale_after=6.0,
+            resend_after=3.0,
+            sweep_interval=1.0,
+        )
+        client = TestClient(create_app(settings))
+        dispatcher = CeleryDispatcher(settings)
+        models = ["mobilenetv2_100", "mobilenetv2_100@random", "tf_efficientnet_lite0", "resnet10t@random"]
+        body = {"dataset": "builtin:digits", "models": models, "scores": ["logme"], "options": OPTIONS}
+        stop = None
+        try:
+            with celery_worker(settings, log=tmp_path / "worker.log"):
+                job_id = client.post("/v1/jobs", json=body).json()["id"]
+                wait_running(client, job_id)
+                kill_group(broker)
+                broker = rabbitmq_server(port, tmp_path / ("rabbitmq" if keeps_data else "rabbitmq-new"))
+                restarted_at = time.monotonic()
+                stop = sweeper.start(settings, dispatcher.send_model, dispatcher.queue_depth)
+                job = wait_for_job(client, job_id, timeout=300)
+                elapsed = time.monotonic() - restarted_at
+        finally:
+            if stop is not None:
+                stop.set()
+            kill_group(broker)
+    log = (tmp_path / "worker.log").read_text()[-3000:]
+    assert job["status"] == "succeeded", (job, log)
+    one_row_per_result(job)
+    assert elapsed < 180, elapsed
