@@ -64,7 +64,7 @@ HISTORY = [
         "`GET` and `DELETE /v1/jobs/%2F`, `GET /v1/validations/%2F` (a job id `/`)",
         "Starlette decodes `%2F`, then redirects `/v1/jobs//` to the job list (200 of another schema; "
         "405 for DELETE)",
-        "open: needs `redirect_slashes=False` on the app (`app.main.create_app`), then it is a 404",
+        "fixed: `redirect_slashes=False` on the app (`app.main.create_app`): a 404",
     ),
 ]
 
