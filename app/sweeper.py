@@ -6,7 +6,9 @@ left behind:
 * a model ``running`` whose task has not written a heartbeat for ``stale_after`` seconds lost
   its worker (killed -9 with its pool, host down): its task is sent again (a redelivery by the
   broker would only come after the visibility timeout). The attempt counter still bounds how
-  often a model is tried;
+  often a model is tried. Until a task claims it, it waits like a queued model: sent again only
+  while the broker's queues are empty, so that with no worker running the messages do not pile
+  up (one per period) and a restarted worker takes the model from the one waiting;
 * a model ``queued`` for more than ``resend_after`` seconds while the broker's queues are empty
   lost its message (a broker restarted without its data): its task is sent again. A duplicate
   is harmless: the second task finds the model running or done and does nothing. A model
@@ -88,6 +90,18 @@ def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
                     elif row.status == "running":
                         beat = row.heartbeat_at or row.started_at
                         stale = beat is not None and crud.as_utc(beat) < stale_before
+                        # Once re-sent, the model waits like a queued one: sent again only if
+                        # that message is in no queue (no pile-up while no worker runs).
+                        waiting = (
+                            stale
+                            and beat is not None
+                            and row.resent_at is not None
+                            and crud.as_utc(row.resent_at) > crud.as_utc(beat)
+                        )
+                        if waiting:
+                            if depth == -1:
+                                depth = queue_depth()
+                            stale = depth == 0
                         if stale and crud.mark_resent(session, row.id, stale_before):
                             report.resent_stale.append((job_id, row.model))
                             stages[job_id, row.model] = crud.resume_stage(row)

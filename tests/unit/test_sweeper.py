@@ -60,9 +60,22 @@ def test_a_running_model_without_heartbeat_is_sent_again_once_per_period(setting
     assert sent == [(job_id, MODELS[0], "device")]  # its work again, from the forward pass
     sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5)
     assert len(sent) == 1  # not again within the period
+    # No worker takes it for periods on end: its message waits in the queue, nothing piles up.
+    _age(settings, job_id, MODELS[0], heartbeat_at=200, started_at=200, resent_at=130)
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 1)
+    assert len(sent) == 1
+    # ... unless that message is in no queue (lost with the broker): then once more per period.
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 0)
+    assert len(sent) == 2
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 0)
+    assert len(sent) == 2
     # The re-sent task (another id) takes over the stale model; attempts go on counting.
     with session_scope(settings.database_url) as session:
         assert crud.start_model(session, job_id, MODELS[0], runner="task-b") == 2
+    # Claimed again and then silent: a new stale run, re-sent whatever the queue holds.
+    _age(settings, job_id, MODELS[0], heartbeat_at=61, started_at=61, resent_at=130)
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5)
+    assert len(sent) == 3
 
 
 def test_a_queued_model_is_sent_again_only_when_its_message_is_in_no_queue(settings, queued_job):
