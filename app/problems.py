@@ -70,12 +70,14 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid request", detail, field=first["field"] or None, errors=errors)
 
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-        # The database is unreachable or restarting: the request can be retried, the next
-        # connection is made fresh (pool_pre_ping), so the API recovers by itself.
+        # The database is unreachable, restarting or past the statement timeout: the request
+        # can be retried, the next connection is made fresh (pool_pre_ping), so the API
+        # recovers by itself.
         response = problem(
             503,
             "Service unavailable",
-            f"the database is unreachable ({type(exc).__name__}); retry in a few seconds",
+            f"the database is unreachable or did not answer in time ({type(exc).__name__}); "
+            "retry in a few seconds",
         )
         response.headers["Retry-After"] = "5"
         return response
@@ -127,7 +129,7 @@ _MEANINGS = {
     413: "The upload or request body is larger than allowed (MAX_UPLOAD_MB, MAX_REQUEST_KB)",
     422: "Invalid input; `field` names it",
     429: "Too many requests for this key or address (RATE_LIMIT); retry after `Retry-After` seconds",
-    503: "The database is unreachable; retry after `Retry-After` seconds",
+    503: "The database is unreachable or did not answer in time; retry after `Retry-After` seconds",
 }
 _PROBLEM_SCHEMA = Problem.model_json_schema()
 

@@ -35,6 +35,12 @@ POSTGRES_TIMEOUTS = {
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+# A statement that waits on the server (for a lock held by a migration or a stuck transaction,
+# or on an overloaded database) is cancelled by PostgreSQL after STATEMENT_TIMEOUT_MS: the API
+# answers 503 and a worker retries its write, instead of both waiting as long as the holder.
+# Every statement here takes milliseconds; only the migration lock may wait longer (it lifts the
+# timeout in its own transaction).
+STATEMENT_TIMEOUT_MS = 15_000
 
 
 @cache
@@ -58,13 +64,24 @@ def get_engine(url: str) -> Engine:
     # per use) made a loaded API open a connection for one request in five (benchmarks/load.py:
     # 1100 connections opened for 5500 requests, 120 with these numbers). An API process runs
     # at most 40 requests at once (the thread pool), a worker process one or two sessions.
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=POOL_SIZE,
         max_overflow=POOL_OVERFLOW,
         connect_args=POSTGRES_TIMEOUTS if url.startswith("postgresql") else {},
     )
+    if url.startswith("postgresql"):
+
+        @event.listens_for(engine, "connect")
+        def _statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+            # A connect argument would replace the URL's own `options` (a search_path, say).
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
+            cursor.close()
+            dbapi_connection.commit()  # a SET inside a transaction rolled back would not last
+
+    return engine
 
 
 @cache
@@ -128,6 +145,8 @@ def _migration_lock(url: str) -> Iterator[None]:
     from sqlalchemy import text
 
     with get_engine(url).connect() as connection:
+        # Another process's migration may take longer than a statement may (this transaction only).
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
         connection.commit()
         try:

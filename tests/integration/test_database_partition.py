@@ -24,6 +24,7 @@ from tests.service_harness import (
     free_port,
     one_row_per_result,
     postgres_schema,
+    reachable,
     wait_for_job,
     wait_running,
 )
@@ -137,3 +138,33 @@ def test_a_worker_cut_off_from_the_database_mid_model_retries_and_the_job_comple
     one_row_per_result(job)
     # the fault reached the worker: its writes failed and were retried, not lost
     assert "database unreachable" in text or "heartbeat of" in text, text[-3000:]
+
+
+def test_a_statement_held_up_by_a_lock_answers_503_within_the_statement_timeout(tmp_path, monkeypatch):
+    """The database answers but holds a statement (a table locked by a migration or a stuck
+    transaction): PostgreSQL cancels it after the statement timeout, the API answers 503 instead
+    of waiting as long as the holder, and answers again once the lock is gone."""
+    import sqlalchemy as sa
+
+    from app.db import session as db_session
+
+    if not reachable(5432):
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    monkeypatch.setattr(db_session, "STATEMENT_TIMEOUT_MS", 1500)  # read at each new connection
+    with postgres_schema() as url:
+        settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], database_url=url)
+        client = TestClient(create_app(settings))
+        assert client.get("/v1/jobs").status_code == 200
+        holder = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with holder.connect() as connection:
+                connection.execute(sa.text("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"))
+                answer, seconds = _within(lambda: client.get("/v1/jobs"), BOUND)
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["content-type"] == "application/problem+json"
+                assert "did not answer in time" in answer.json()["detail"]
+                assert 1.4 < seconds < 10, seconds
+                connection.rollback()  # the lock is released
+            assert client.get("/v1/jobs").status_code == 200
+        finally:
+            holder.dispose()

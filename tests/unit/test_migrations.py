@@ -62,3 +62,43 @@ def test_processes_starting_together_migrate_once_without_racing(tmp_path):
             with admin.begin() as connection:
                 connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
             admin.dispose()
+
+
+@pytest.mark.slow
+def test_the_migration_lock_waits_longer_than_a_statement_may(monkeypatch):
+    """A process that starts while another migrates waits for the lock however long the other
+    takes: the statement timeout that bounds every other statement does not cut it off."""
+    import threading
+    import time
+
+    from app.db import session as db_session
+    from tests.service_harness import postgres_schema, reachable
+
+    if not reachable(5432):
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    monkeypatch.setattr(db_session, "STATEMENT_TIMEOUT_MS", 300)
+    with postgres_schema() as url:
+        holder = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        errors: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                upgrade(url)
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        key = {"key": db_session._MIGRATION_LOCK}
+        try:
+            with holder.connect() as connection:  # another process migrating
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), key)
+                waiting = threading.Thread(target=migrate)
+                waiting.start()
+                time.sleep(1.5)  # five statement timeouts
+                assert waiting.is_alive() and not errors, errors
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
+                connection.commit()
+            waiting.join(60)
+        finally:
+            holder.dispose()
+        assert not errors, errors
+        assert current_revision(url) == HEAD
