@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -234,6 +235,58 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+# Debian's server binaries (the newest installed major version).
+POSTGRES_BIN = max(
+    Path("/usr/lib/postgresql").glob("*/bin"),
+    key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
+    default=Path("/nonexistent"),
+)
+
+
+def postgres_cluster(folder: Path) -> Path:
+    """A new, empty PostgreSQL cluster in ``folder`` (its own server, which a test may crash;
+    the machine's shared one is never restarted by tests). PostgreSQL refuses to run as root:
+    the cluster belongs to the ``postgres`` user, so this needs root."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    subprocess.run(
+        [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"],
+        user="postgres",
+        group="postgres",
+        extra_groups=[],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+    return data
+
+
+def postgres_server(data: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start the server of the cluster ``data`` on 127.0.0.1:``port``, in a session of its own:
+    :func:`kill_group` then kills it and every backend at once, as a crash does (started again,
+    it recovers from its write-ahead log). Its database is ``postgres``."""
+    with (data.parent / "server.log").open("ab") as out:
+        process = subprocess.Popen(
+            [
+                str(POSTGRES_BIN / "postgres"),
+                *("-D", str(data), "-p", str(port), "-k", str(data)),
+                *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+            ],
+            user="postgres",
+            group="postgres",
+            extra_groups=[],
+            cwd=data.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    if not _listening(port, timeout=30):
+        kill_group(process)
+        raise AssertionError(f"postgres did not start on port {port}: see {data.parent / 'server.log'}")
+    return process
 
 
 def postgres_url() -> str:

@@ -1,6 +1,7 @@
 """The database cut off by the network, as a partition does it: packets dropped, nothing
-refused (iptables DROP on the port the service reaches PostgreSQL through). The API answers
-503 problem+json within a bound, never hangs, and recovers by itself once the network is back."""
+refused (iptables DROP on the port the service reaches PostgreSQL through); a statement held
+up by a lock; the server crashed and restarted. The API answers 503 problem+json within a
+bound, never hangs, and recovers by itself once the database is back; workers retry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,3 +170,47 @@ def test_a_statement_held_up_by_a_lock_answers_503_within_the_statement_timeout(
             assert client.get("/v1/jobs").status_code == 200
         finally:
             holder.dispose()
+
+
+def test_postgresql_crashed_and_restarted_mid_job_the_job_completes(tmp_path):
+    """The database server killed -9 with every backend (a crash) while a model runs, started
+    again 5 s later (it recovers from its log): meanwhile the API answers 503 at once, the
+    worker's writes wait and retry; afterwards the API answers again and the job completes with
+    one row per result, without a restart of either."""
+    import os
+    import tempfile
+
+    from tests.service_harness import POSTGRES_BIN, kill_group, postgres_cluster, postgres_server
+
+    if not (POSTGRES_BIN / "postgres").exists() or os.geteuid() != 0:
+        pytest.skip("needs PostgreSQL's server binaries and root (the cluster runs as user postgres)")
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="zoorank-pg-"))  # pytest's tmp_path is private to root
+    data = postgres_cluster(folder)
+    server = postgres_server(data, port)
+    try:
+        settings = Settings(
+            var_dir=tmp_path / "var",
+            data_roots=[tmp_path / "data"],
+            database_url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+        )
+        client = TestClient(create_app(settings))
+        log = tmp_path / "worker.log"
+        with celery_worker(settings, log=log):
+            job_id = client.post("/v1/jobs", json=LONG_JOB).json()["id"]
+            wait_running(client, job_id)
+            kill_group(server)
+            answer, seconds = _within(lambda: client.get(f"/v1/jobs/{job_id}"), BOUND)
+            assert answer.status_code == 503 and seconds < 10, (answer.text, seconds)
+            assert answer.headers["content-type"] == "application/problem+json"
+            time.sleep(5)
+            server = postgres_server(data, port)
+            job = wait_for_job(client, job_id, timeout=300)
+        assert client.get("/readyz").status_code == 200
+    finally:
+        kill_group(server)
+        shutil.rmtree(folder, ignore_errors=True)
+    text = log.read_text()
+    assert job["status"] == "succeeded", (job, text[-3000:])
+    one_row_per_result(job)
+    assert "database unreachable" in text or "heartbeat of" in text, text[-3000:]  # it felt the crash
