@@ -5,8 +5,10 @@ bound, never hangs, and recovers by itself once the database is back; workers re
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,17 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from app.db import session as db_session
 from app.main import create_app
 from app.settings import Settings
 from tests.netns import Forwarder
 from tests.service_harness import (
     LONG_JOB,
+    POSTGRES_BIN,
     celery_worker,
     free_port,
+    kill_group,
     one_row_per_result,
+    postgres_cluster,
     postgres_schema,
+    postgres_server,
     reachable,
     wait_for_job,
     wait_running,
@@ -146,10 +154,6 @@ def test_a_statement_held_up_by_a_lock_answers_503_within_the_statement_timeout(
     """The database answers but holds a statement (a table locked by a migration or a stuck
     transaction): PostgreSQL cancels it after the statement timeout, the API answers 503 instead
     of waiting as long as the holder, and answers again once the lock is gone."""
-    import sqlalchemy as sa
-
-    from app.db import session as db_session
-
     if not reachable(5432):
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     monkeypatch.setattr(db_session, "STATEMENT_TIMEOUT_MS", 1500)  # read at each new connection
@@ -177,11 +181,6 @@ def test_postgresql_crashed_and_restarted_mid_job_the_job_completes(tmp_path):
     again 5 s later (it recovers from its log): meanwhile the API answers 503 at once, the
     worker's writes wait and retry; afterwards the API answers again and the job completes with
     one row per result, without a restart of either."""
-    import os
-    import tempfile
-
-    from tests.service_harness import POSTGRES_BIN, kill_group, postgres_cluster, postgres_server
-
     if not (POSTGRES_BIN / "postgres").exists() or os.geteuid() != 0:
         pytest.skip("needs PostgreSQL's server binaries and root (the cluster runs as user postgres)")
     port = free_port()
