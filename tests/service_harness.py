@@ -215,18 +215,23 @@ def rabbitmq_server(port: int, folder: Path) -> subprocess.Popen[bytes]:
         "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq"),
         "RABBITMQ_PID_FILE": str(folder / "pid"),
     }
+    return _server([str(RABBITMQ_SERVER)], port, folder, timeout=60, env=env)
+
+
+def _server(
+    argv: list[str], port: int, folder: Path, *, timeout: float, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start a server in a session of its own (:func:`kill_group` ends it with all it started),
+    its output in ``folder/server.log``, and wait until it accepts on ``port``."""
     with (folder / "server.log").open("ab") as out:
         process = subprocess.Popen(
-            [str(RABBITMQ_SERVER)],
-            env=env,
-            cwd=folder,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **popen
         )
-    if not _listening(port, timeout=60):
+    if not _listening(port, timeout=timeout):
         kill_group(process)
-        raise AssertionError(f"rabbitmq-server did not start on port {port}: see {folder / 'server.log'}")
+        raise AssertionError(
+            f"{Path(argv[0]).name} did not start on port {port}: see {folder / 'server.log'}"
+        )
     return process
 
 
@@ -268,25 +273,9 @@ def postgres_server(data: Path, port: int) -> subprocess.Popen[bytes]:
     """Start the server of the cluster ``data`` on 127.0.0.1:``port``, in a session of its own:
     :func:`kill_group` then kills it and every backend at once, as a crash does (started again,
     it recovers from its write-ahead log). Its database is ``postgres``."""
-    with (data.parent / "server.log").open("ab") as out:
-        process = subprocess.Popen(
-            [
-                str(POSTGRES_BIN / "postgres"),
-                *("-D", str(data), "-p", str(port), "-k", str(data)),
-                *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
-            ],
-            user="postgres",
-            group="postgres",
-            extra_groups=[],
-            cwd=data.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    if not _listening(port, timeout=30):
-        kill_group(process)
-        raise AssertionError(f"postgres did not start on port {port}: see {data.parent / 'server.log'}")
-    return process
+    argv = [str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(data)]
+    argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+    return _server(argv, port, data.parent, timeout=30, user="postgres", group="postgres", extra_groups=[])
 
 
 def postgres_url() -> str:
