@@ -65,7 +65,13 @@ def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.stale_after)
     resend_before = now - timedelta(seconds=settings.resend_after)
-    depth: int | None = -1  # asked only when needed
+    asked: list[int | None] = []  # the broker's queue depth, asked once and only when needed
+
+    def queues_empty() -> bool:
+        if not asked:
+            asked.append(queue_depth())
+        return asked[0] == 0
+
     with session_scope(settings.database_url) as session:
         jobs = [(job.id, job.created_at) for job in crud.open_jobs(session)]
     for job_id, created in jobs:
@@ -81,12 +87,13 @@ def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
                         waiting_since = (
                             (row.heartbeat_at or created) if handed_over else (row.resent_at or created)
                         )
-                        if crud.as_utc(waiting_since) < resend_before:
-                            if depth == -1:
-                                depth = queue_depth()
-                            if depth == 0 and crud.mark_resent(session, row.id, resend_before):
-                                report.resent_lost.append((job_id, row.model))
-                                stages[job_id, row.model] = crud.resume_stage(row)
+                        if (
+                            crud.as_utc(waiting_since) < resend_before
+                            and queues_empty()
+                            and crud.mark_resent(session, row.id, resend_before)
+                        ):
+                            report.resent_lost.append((job_id, row.model))
+                            stages[job_id, row.model] = crud.resume_stage(row)
                     elif row.status == "running":
                         beat = row.heartbeat_at or row.started_at
                         stale = beat is not None and crud.as_utc(beat) < stale_before
@@ -99,9 +106,7 @@ def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
                             and crud.as_utc(row.resent_at) > crud.as_utc(beat)
                         )
                         if waiting:
-                            if depth == -1:
-                                depth = queue_depth()
-                            stale = depth == 0
+                            stale = queues_empty()
                         if stale and crud.mark_resent(session, row.id, stale_before):
                             report.resent_stale.append((job_id, row.model))
                             stages[job_id, row.model] = crud.resume_stage(row)

@@ -64,14 +64,15 @@ def get_engine(url: str) -> Engine:
     # per use) made a loaded API open a connection for one request in five (benchmarks/load.py:
     # 1100 connections opened for 5500 requests, 120 with these numbers). An API process runs
     # at most 40 requests at once (the thread pool), a worker process one or two sessions.
+    postgres = url.startswith("postgresql")
     engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=POOL_SIZE,
         max_overflow=POOL_OVERFLOW,
-        connect_args=POSTGRES_TIMEOUTS if url.startswith("postgresql") else {},
+        connect_args=POSTGRES_TIMEOUTS if postgres else {},
     )
-    if url.startswith("postgresql"):
+    if postgres:
 
         @event.listens_for(engine, "connect")
         def _statement_timeout(dbapi_connection: Any, _record: Any) -> None:
