@@ -327,7 +327,7 @@ def print_ranking(
         rows.append(
             {
                 "rank": row["rank"],
-                "model": row["model"],
+                "model": row["model"] + (f" (failed: {row['failed']})" if row.get("failed") else ""),
                 "value": row["value"],
                 "P(top-1)": row.get("p_top1"),
                 "90% rank": f"{interval[0]}-{interval[1]}" if interval else None,
@@ -336,12 +336,17 @@ def print_ranking(
         )
     _table(["rank", "model", "value", "P(top-1)", "90% rank", *scores], rows, title=title)
     policy = ranking.get("policy") or {}
-    typer.echo(
-        f"ranked by {policy.get('name')}: {policy.get('method')} over {', '.join(policy.get('scores', []))}"
-    )
+    typer.echo(f"ranked by {policy.get('name')}: {ranking.get('rule') or policy.get('rule')}")
+    for why in (ranking.get("left_out") or {}).values():
+        typer.secho(why, fg=typer.colors.YELLOW)
+    if ranking.get("tie"):
+        typer.secho(
+            "the ranking is a tie: no score it could use tells these models apart", fg=typer.colors.YELLOW
+        )
     uncertainty = ranking.get("uncertainty")
     if uncertainty:
         typer.echo(uncertainty["top_two"]["text"])
+        typer.echo(f"P(top-1) and 90% rank intervals from {uncertainty['method']}")
     if failed:
         typer.secho(f"failed: {', '.join(failed)}", fg=typer.colors.YELLOW)
 

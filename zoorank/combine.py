@@ -1,4 +1,5 @@
-"""Ways to turn several scores of one pool of models into one ranking.
+"""Ways to turn several scores of one pool of models into one ranking, and the rules every
+combination keeps.
 
 Every score is first oriented (higher = better, :func:`zoorank.validate.agreement.orient`).
 Within one pool (one job's models on one dataset):
@@ -6,17 +7,32 @@ Within one pool (one job's models on one dataset):
 * ``mean_rank`` -- the average over scores of each model's rank (1 = best; ties share the mean
   rank), as a value ``-mean_rank`` so that higher is better;
 * ``weighted_z`` -- ``Σ_s w_s z_s(m)`` with ``z_s`` the oriented score standardised over the
-  pool (mean 0, standard deviation 1; a constant score contributes 0). One score with weight 1
-  ranks exactly as the score itself; equal weights are the mean z-score; fitted weights are a
-  stacker.
+  pool (mean 0, standard deviation 1) and every ``w_s >= 0``. One score ranks exactly as the
+  score itself; equal weights are the mean z-score; fitted (non-negative) weights a stacker.
+
+Invariants, kept by :func:`rank_pool` for every method and tested with random score matrices
+(``tests/unit/test_combine_properties.py``):
+
+* **unanimity** -- if every informative score puts A at or above B and one puts it strictly
+  above, A ranks above B (non-negative weights; combined values tied in floating point are
+  broken by the mean rank, which is exact);
+* one score ranks as itself; a positive rescaling of a score, or a constant added to it, changes
+  nothing; the order in which models are listed changes nothing (ties share a rank, never
+  broken by name);
+* **no information, no say** -- a score whose values over the pool are equal within
+  :data:`CONSTANT_RTOL` (float noise, saturation) is left out, and the ranking says so; when
+  every score is left out the ranking is a tie.
 
 A model missing a score (the score failed on it, or the prior is unknown) is placed below every
-model that has it, so it is never dropped from the ranking and never favoured.
+model that has it: one model's failure is not a missing score for the pool. A score missing for
+every model is left out.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import rankdata
@@ -27,12 +43,24 @@ METHODS = ("mean_rank", "weighted_z")
 
 Values = Mapping[str, Mapping[str, float | None]]  # model -> score -> value
 
+# Two values of one score closer than this, relative to the largest magnitude the score takes
+# in the pool, are equal. Why 1e-6: float64 rounding of a score's arithmetic is ~1e-16
+# relative per operation and ~1e-12 after sums over 10^4 terms; scores computed in float32
+# (features are float32) carry ~1e-7. Real differences between models are far above it: the
+# smallest half-sample standard deviation of any score in the held-out benchmark's resamples
+# is ~1e-3 of its magnitude (benchmarks/results/heldout/calib). In `make demo`, hscore spans
+# 8.999999999999996..9.000000000000004 (a spread of 9e-16 relative): one value.
+CONSTANT_RTOL = 1e-6
+# ... and never below this absolute spread: a score near 0 that comes out of a cancellation
+# (0 ± 1e-15) is as flat as one at 9 ± 1e-15. No registered score separates models by less.
+CONSTANT_ATOL = 1e-12
+
 
 def oriented_matrix(
     values: Values, directions: Mapping[str, str], scores: Sequence[str]
 ) -> tuple[list[str], np.ndarray]:
     """``(models, M)`` with ``M[i, j]`` the oriented value of ``scores[j]`` for ``models[i]``;
-    missing values (and a score nobody has) are NaN."""
+    missing values (and a score nobody has) are NaN. Models are sorted by name."""
     models = sorted(values)
     matrix = np.full((len(models), len(scores)), np.nan)
     for i, model in enumerate(models):
@@ -43,41 +71,107 @@ def oriented_matrix(
     return models, matrix
 
 
+def tolerance(column_n: np.ndarray) -> float:
+    """The spread below which values of one score are equal: :data:`CONSTANT_RTOL` of the
+    largest magnitude among the known values, at least :data:`CONSTANT_ATOL`."""
+    known = column_n[np.isfinite(column_n)]
+    return max(float(CONSTANT_RTOL * np.max(np.abs(known))), CONSTANT_ATOL) if known.size else CONSTANT_ATOL
+
+
+def snap_ties(column_n: np.ndarray) -> np.ndarray:
+    """The column with values closer than :func:`tolerance` to the next lower one made equal
+    to it (so float noise is a tie, not an order); NaN stays NaN."""
+    out = column_n.astype(np.float64, copy=True)
+    known = np.flatnonzero(np.isfinite(out))
+    if known.size < 2:
+        return out
+    tol = tolerance(out)
+    order = known[np.argsort(out[known], kind="stable")]
+    for previous, current in itertools.pairwise(order):
+        if out[current] - out[previous] <= tol:
+            out[current] = out[previous]
+    return out
+
+
+def is_constant(column_n: np.ndarray) -> bool:
+    """True when the known values of one score are equal within :func:`tolerance` (or fewer
+    than two models have it): it cannot order the pool."""
+    known = column_n[np.isfinite(column_n)]
+    return known.size == 0 or float(known.max() - known.min()) <= tolerance(column_n)
+
+
+def why_uninformative(score: str, column_n: np.ndarray, direction: str = "higher") -> str:
+    """A sentence for users: why ``score`` (``column_n`` its oriented values) was left out of
+    the combination."""
+    known = column_n[np.isfinite(column_n)] * (1.0 if direction == "higher" else -1.0)
+    if known.size == 0:
+        return f"{score}: failed on every model, left out"
+    if known.size == 1:
+        return f"{score}: computed for one model only, left out"
+    spread = float(known.max() - known.min())
+    mid = float(np.median(known))
+    if spread == 0:
+        return f"{score}: equal for every model ({mid:.6g}; saturated), left out"
+    return f"{score}: equal for every model within float noise ({mid:.6g} ± {spread / 2:.1g}), left out"
+
+
 def _fill_worst(column: np.ndarray, worst: float) -> np.ndarray:
     return np.where(np.isnan(column), worst, column)
 
 
 def standardise(column_n: np.ndarray) -> np.ndarray:
-    """z-scores of one oriented score over a pool; a constant column is 0 for every model that
-    has it; a missing value is 1 below the pool's lowest z (ranked under every model that has
-    the score); an all-missing column is zeros."""
+    """z-scores of one oriented score over a pool; a constant column (within
+    :data:`CONSTANT_RTOL`) is 0 for every model that has it; a missing value is 1 below the
+    pool's lowest z (ranked under every model that has the score); an all-missing column is
+    zeros."""
+    column_n = snap_ties(column_n)
     known = column_n[~np.isnan(column_n)]
     if known.size == 0:
         return np.zeros_like(column_n)
     spread = known.std()
-    z = (column_n - known.mean()) / spread if spread > 0 else np.where(np.isnan(column_n), np.nan, 0.0)
+    if is_constant(column_n) or spread == 0:
+        z = np.where(np.isnan(column_n), np.nan, 0.0)
+    else:
+        z = (column_n - known.mean()) / spread
     return _fill_worst(z, float(np.nanmin(z)) - 1.0)
 
 
-def mean_rank(matrix: np.ndarray) -> np.ndarray:
-    """``-mean rank`` over columns (rank 1 = highest oriented value; missing -> last)."""
+def score_ranks(matrix: np.ndarray) -> np.ndarray:
+    """Per column, each model's rank (1 = highest oriented value, ties share the mean rank,
+    values within :data:`CONSTANT_RTOL` are ties, missing -> below every known value)."""
     if matrix.shape[1] == 0:
-        return np.zeros(matrix.shape[0])
-    ranks = [
-        rankdata(-_fill_worst(col, float(np.nanmin(col)) - 1.0 if np.isfinite(col).any() else 0.0))
-        for col in matrix.T
-    ]
-    return -np.mean(ranks, axis=0)
+        return np.zeros((matrix.shape[0], 0))
+    columns = []
+    for col in matrix.T:
+        col = snap_ties(col)
+        worst = float(np.nanmin(col)) - 1.0 if np.isfinite(col).any() else 0.0
+        columns.append(rankdata(-_fill_worst(col, worst)))
+    return np.column_stack(columns)
+
+
+def mean_rank(matrix: np.ndarray) -> np.ndarray:
+    """``-mean rank`` over columns (see :func:`score_ranks`)."""
+    return contributions(matrix, "mean_rank", None).sum(axis=1)
+
+
+def check_weights(weights: Sequence[float], n_scores: int) -> np.ndarray:
+    """``weights`` as an array, refused unless there is one per score, each finite and >= 0
+    (a negative weight would subtract a score that points the right way on its own)."""
+    array = np.asarray(weights, dtype=np.float64)
+    if array.shape != (n_scores,):
+        raise InvalidInputError(f"{array.size} weights for {n_scores} scores", field="weights")
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise InvalidInputError(
+            f"weights must be finite and >= 0 on oriented scores, got {list(map(float, array))}",
+            field="weights",
+        )
+    return array
 
 
 def weighted_z(matrix: np.ndarray, weights: Sequence[float]) -> np.ndarray:
-    """``Σ_j w_j z_j`` over the columns of ``matrix`` (see :func:`standardise`)."""
-    if len(weights) != matrix.shape[1]:
-        raise InvalidInputError(f"{len(weights)} weights for {matrix.shape[1]} scores", field="weights")
-    if matrix.shape[1] == 0:
-        return np.zeros(matrix.shape[0])
-    z = np.column_stack([standardise(col) for col in matrix.T])
-    return z @ np.asarray(weights, dtype=np.float64)
+    """``Σ_j w_j z_j`` over the columns of ``matrix`` (see :func:`standardise`); weights >= 0."""
+    check_weights(weights, matrix.shape[1])
+    return contributions(matrix, "weighted_z", weights).sum(axis=1)
 
 
 def combine(
@@ -94,11 +188,96 @@ def combine(
     >>> combine(v, {"s": "higher", "t": "lower"}, method="mean_rank", scores=["s", "t"])
     {'a': -1.0, 'b': -2.5, 'c': -2.5}
     """
+    models, matrix = oriented_matrix(values, directions, scores)
+    return dict(zip(models, _combined(matrix, method, weights), strict=True))
+
+
+def contributions(matrix: np.ndarray, method: str, weights: Sequence[float] | None) -> np.ndarray:
+    """``(n, k)``: what each score adds to each model's combined value, which is the row sum
+    (``mean_rank``: ``-rank / k``; ``weighted_z``: ``w_j z_j``). One function, so that a
+    ranking and its resampled draws (:mod:`zoorank.uncertainty`) add up the same numbers."""
     if method not in METHODS:
         raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}", field="method")
-    models, matrix = oriented_matrix(values, directions, scores)
+    n, k = matrix.shape
+    if k == 0:
+        return np.zeros((n, 0))
     if method == "mean_rank":
-        combined = mean_rank(matrix)
+        return -score_ranks(matrix) / k
+    w = check_weights(weights if weights is not None else [1.0] * k, k)
+    return np.column_stack([standardise(col) for col in matrix.T]) * w
+
+
+def _combined(matrix: np.ndarray, method: str, weights: Sequence[float] | None) -> list[float]:
+    return [float(c) for c in contributions(matrix, method, weights).sum(axis=1)]
+
+
+@dataclass
+class PoolRanking:
+    """One pool ranked by one combination.
+
+    ``rows``: best first, ``{"model", "value", "rank"}``; models with equal combined value and
+    equal mean rank share a rank (competition ranking: 1, 1, 3); a model on which every score
+    failed comes last with ``"failed"``. ``used``: the scores that ordered the pool;
+    ``left_out``: score -> the sentence saying why it was not used; ``tie``: no score could
+    order the pool, every (usable) model is ranked 1.
+    """
+
+    rows: list[dict[str, float | int | str]]
+    used: list[str]
+    left_out: dict[str, str] = field(default_factory=dict)
+    tie: bool = False
+
+
+def informative(
+    values: Values, directions: Mapping[str, str], scores: Sequence[str]
+) -> tuple[list[str], dict[str, str]]:
+    """The ``scores`` that can order the pool, and for each other one why not."""
+    _, matrix = oriented_matrix(values, directions, scores)
+    used, left_out = [], {}
+    for j, score in enumerate(scores):
+        if is_constant(matrix[:, j]):
+            left_out[score] = why_uninformative(score, matrix[:, j], directions[score])
+        else:
+            used.append(score)
+    return used, left_out
+
+
+def rank_pool(
+    values: Values,
+    directions: Mapping[str, str],
+    *,
+    method: str,
+    scores: Sequence[str],
+    weights: Sequence[float] | None = None,
+) -> PoolRanking:
+    """``values`` ranked by ``method`` over the informative ones of ``scores`` (see the
+    module's invariants). ``weights`` (``weighted_z``) go with ``scores``; a left-out score's
+    weight is dropped with it. A model with no value for any of ``scores`` (every one failed on
+    it) takes no part and is ranked last, marked ``"failed"``."""
+    if weights is not None:
+        check_weights(weights, len(scores))
+    _, every = oriented_matrix(values, directions, scores)
+    failed = [m for i, m in enumerate(sorted(values)) if scores and not np.isfinite(every[i]).any()]
+    usable = {m: v for m, v in values.items() if m not in failed}
+    used, left_out = informative(usable, directions, scores)
+    keep = [list(scores).index(s) for s in used]
+    used_weights = None if weights is None else [weights[i] for i in keep]
+    models, matrix = oriented_matrix(usable, directions, used)
+    rows: list[dict[str, float | int | str]] = []
+    if not used:
+        rows = [{"model": m, "value": 0.0, "rank": 1} for m in models]
     else:
-        combined = weighted_z(matrix, weights if weights is not None else [1.0] * len(scores))
-    return {m: float(c) for m, c in zip(models, combined, strict=True)}
+        combined = _combined(matrix, method, used_weights)
+        tiebreak = [float(v) for v in mean_rank(matrix)]
+        key = {m: (combined[i], tiebreak[i]) for i, m in enumerate(models)}
+        ordered = sorted(models, key=lambda m: (-key[m][0], -key[m][1], m))
+        for position, model in enumerate(ordered, start=1):
+            shared = rows and key[model] == key[str(rows[-1]["model"])]
+            rows.append(
+                {"model": model, "value": key[model][0], "rank": rows[-1]["rank"] if shared else position}
+            )
+    rows += [
+        {"model": m, "value": float("nan"), "rank": len(models) + 1, "failed": "every score failed"}
+        for m in failed
+    ]
+    return PoolRanking(rows, used, left_out, tie=not used and len(models) > 1)

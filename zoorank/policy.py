@@ -1,28 +1,46 @@
-"""The default ranking: which scores a job's top-line ranking combines, and how.
+"""How a job's top-line ranking combines its scores: the released default, and the rule for
+a user's own choice of scores.
 
 This is the one place where that decision lives (the CLI, the library, the API, the pages and
-the workers all read :data:`DEFAULT_RANKING`). It was chosen by the held-out benchmark
-(``python -m benchmarks.heldout analyse``): every candidate -- each single score, mean ranks and
-mean z-scores over score subsets picked by a rule on the training targets, a ridge stacker --
-was fitted on all targets but one and judged on the one left out; the procedure with the best
-mean held-out weighted τ was refitted on every target. ``heldout`` carries the figure of the
-*whole* selection (nested: the choice among candidates redone without the held-out target),
-which is what a new target can expect.
+the workers all call :func:`job_policy` / read :data:`DEFAULT_RANKING`).
+
+* **The released default** is data: a versioned JSON file in :mod:`zoorank.policies`, written
+  by the held-out benchmark (``python -m benchmarks.heldout policy --name N --version V``) and
+  never edited after release; :data:`DEFAULT_POLICY` names the one in force. Its weights are
+  non-negative on oriented scores and apply to its own score set only.
+* **A user's own set of scores** is combined by the mean rank (:data:`CHOSEN_RULE`): no fitted
+  weights, so every chosen score counts the same, and the output says so.
+
+Both keep the invariants of :mod:`zoorank.combine` (unanimity, one score ranks as itself,
+rescaling changes nothing, a score with no information is left out and named).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from importlib import resources
 from typing import Any
 
-from zoorank.combine import Values, combine
+from zoorank.combine import METHODS, PoolRanking, Values, check_weights, combine, rank_pool
+from zoorank.errors import InvalidInputError
+
+# The released default ranking (a file of zoorank/policies/). Bump by releasing a new file.
+DEFAULT_POLICY = "aggregate-v1"
+# Comparison rows of the benchmark, kept as released: never a job's policy.
+PREVIOUS_POLICIES = ("heldout-ridge-v3", "aggregate-v1")
 
 
 @dataclass(frozen=True)
 class RankingPolicy:
     """A way to rank a pool: ``method`` (see :mod:`zoorank.combine`) over ``scores`` with
-    ``weights`` (``weighted_z`` only), plus where it came from."""
+    ``weights`` (``weighted_z`` only; each >= 0), plus where it came from.
+
+    ``rule`` is the sentence a user reads; ``temperature`` how far the combined value was from
+    the truth on the benchmark, in its own units (:mod:`zoorank.uncertainty`), valid only for
+    the policy's whole score set."""
 
     name: str
     method: str
@@ -30,161 +48,115 @@ class RankingPolicy:
     weights: tuple[float, ...] | None = None
     version: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
-    # How far the combined value is from the truth, in its own units (zoorank.uncertainty).
     temperature: float | None = None
+    rule: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidInputError(
+                f"method must be one of {', '.join(METHODS)}, got {self.method!r}", field="method"
+            )
+        if self.weights is not None:
+            check_weights(self.weights, len(self.scores))
 
     def available(self, score_names: Sequence[str]) -> RankingPolicy:
-        """The policy restricted to the scores a job computed (weights kept per score)."""
+        """The policy restricted to ``score_names`` (weights kept per score); a score missing
+        for the whole pool is dropped with its weight, which keeps the combination monotone.
+        The temperature was fitted for the whole policy: a subset's error scale is unknown."""
         keep = [i for i, s in enumerate(self.scores) if s in score_names]
         weights = None if self.weights is None else tuple(self.weights[i] for i in keep)
-        # The temperature was fitted for the whole policy: a subset's error scale is unknown.
         temperature = self.temperature if len(keep) == len(self.scores) else None
         return replace(
             self, scores=tuple(self.scores[i] for i in keep), weights=weights, temperature=temperature
         )
 
     def values(self, values: Values, directions: Mapping[str, str]) -> dict[str, float]:
-        """model -> combined value, higher = better."""
+        """model -> combined value, higher = better (every score of the policy, none left out)."""
         return combine(values, directions, method=self.method, scores=self.scores, weights=self.weights)
+
+    def rank(self, values: Values, directions: Mapping[str, str]) -> PoolRanking:
+        """The pool ranked by this policy over its informative scores (:func:`rank_pool`)."""
+        return rank_pool(values, directions, method=self.method, scores=self.scores, weights=self.weights)
+
+    def describe_rule(self) -> str:
+        if self.rule:
+            return self.rule
+        if self.method == "mean_rank":
+            return f"mean rank over {', '.join(self.scores)} (no fitted weights)"
+        return f"weighted z over {', '.join(self.scores)}"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["scores"], out["weights"] = (
-            list(self.scores),
-            None if self.weights is None else list(self.weights),
-        )
+        out["scores"] = list(self.scores)
+        out["weights"] = None if self.weights is None else list(self.weights)
+        out["rule"] = self.describe_rule()
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RankingPolicy:
+        weights = data.get("weights")
+        return cls(
+            name=str(data["name"]),
+            method=str(data["method"]),
+            scores=tuple(data["scores"]),
+            weights=None if weights is None else tuple(float(w) for w in weights),
+            version=str(data.get("version", "")),
+            provenance=dict(data.get("provenance", {})),
+            temperature=data.get("temperature"),
+            rule=str(data.get("rule", "")),
+        )
 
-# Before the held-out benchmark: the mean rank over the scores tied for best on the two targets
-# of benchmarks/results/ranking.md (in-sample: chosen and reported on the same two targets).
-# Kept to compare against.
-PREVIOUS_AGGREGATE = RankingPolicy(
-    name="aggregate-v1",
-    method="mean_rank",
-    scores=(
-        "ncti",
-        "linear_probe",
-        "gbc",
-        "betti_slope_norm",
-        "hidden_fragmentation",
-        "constrained_margin",
-        "leep",
-        "betti_slope",
-        "nce",
-    ),
-    version="1",
-    provenance={"benchmark": "benchmarks/results/ranking.md", "in_sample": True},
-)
 
-# Chosen by the held-out benchmark (benchmarks/results/heldout.md): the ridge stacker won
-# leave-one-target-out (mean weighted tau +0.596 [+0.52, +0.67], 8 targets x 25 models), within
-# noise of the previous aggregate (+0.581 [+0.52, +0.64]); the figure for the whole selection,
-# redone without each held-out target, is +0.556 [+0.49, +0.62]. Weights: ridge (alpha 10) of
-# each target's standardised accuracy on the standardised oriented scores, refitted on all 8
-# targets. A negative weight means the benchmark found the score pointing the wrong way.
-# temperature: Plackett-Luce fit of the held-out combined values to the true orders.
-DEFAULT_RANKING = RankingPolicy(
-    name="heldout-ridge-v3",
-    method="weighted_z",
-    scores=(
-        "activation_sparsity",
-        "betti_decay_norm",
-        "betti_slope",
-        "betti_slope_norm",
-        "cluster_quality",
-        "gbc",
-        "hidden_fragmentation",
-        "hidden_margin",
-        "hscore",
-        "imagenet_top1",
-        "knn",
-        "leep",
-        "linear_probe",
-        "logme",
-        "nce",
-        "ncti",
-        "nleep",
-        "sfda",
-        "shrinkage_hscore",
-        "transrate",
-    ),
-    weights=(
-        0.159525,
-        -0.318902,
-        0.131946,
-        -0.035461,
-        0.054916,
-        0.154401,
-        0.111772,
-        0.215748,
-        -0.114903,
-        -0.010487,
-        -0.014593,
-        0.049140,
-        0.165897,
-        -0.109093,
-        0.082844,
-        0.078088,
-        -0.077368,
-        0.230126,
-        -0.033403,
-        -0.089486,
-    ),
-    version="3",
-    temperature=0.749894,
-    provenance={
-        "benchmark": "benchmarks/results/heldout.md",
-        "benchmark_commit": "e17fcbf2042fbe7aebf3a8aeeb616c93eecf425d",
-        "procedure": "ridge-stack(alpha=10)",
-        "targets": 8,
-        "models": 25,
-        "heldout_weighted_tau": 0.547,
-        "heldout_ci95": (0.477, 0.615),
-        "procedure_loto_weighted_tau": 0.604,
-        "procedure_loto_ci95": (0.514, 0.687),
-        "previous_aggregate_loto_weighted_tau": 0.589,
-        "imagenet_prior_loto_weighted_tau": 0.176,
-        "single_scores_heldout": {
-            "activation_sparsity": -0.011,
-            "betti_auc": -0.209,
-            "betti_decay": -0.346,
-            "betti_decay_norm": -0.208,
-            "betti_slope": 0.269,
-            "betti_slope_norm": 0.223,
-            "cluster_quality": 0.317,
-            "gbc": 0.512,
-            "hidden_fragmentation": 0.555,
-            "hidden_margin": 0.509,
-            "hscore": 0.01,
-            "imagenet_top1": 0.176,
-            "knn": 0.464,
-            "layer_tree_fidelity": 0.497,
-            "leep": 0.307,
-            "linear_probe": 0.542,
-            "logme": 0.02,
-            "nce": 0.458,
-            "ncti": 0.528,
-            "nleep": 0.421,
-            "sfda": 0.19,
-            "shrinkage_hscore": 0.35,
-            "transrate": -0.025,
-        },
-    },
-)
+@cache
+def released(name: str) -> dict[str, Any]:
+    """The released policy file ``zoorank/policies/NAME.json``, as stored."""
+    path = resources.files("zoorank.policies") / f"{name}.json"
+    if not path.is_file():
+        raise InvalidInputError(f"no released ranking policy {name!r}", field="policy")
+    return dict(json.loads(path.read_text()))
+
+
+def load_policy(name: str) -> RankingPolicy:
+    """A released policy that a job may use (its weights are refused unless >= 0)."""
+    return RankingPolicy.from_dict(released(name))
+
+
+DEFAULT_RANKING = load_policy(DEFAULT_POLICY)
+
+CHOSEN_RULE = "mean-rank-of-chosen"
+
+
+def chosen_policy(score_names: Sequence[str]) -> RankingPolicy:
+    """The rule for scores a user chose: the mean rank over them, no fitted weights."""
+    return RankingPolicy(
+        CHOSEN_RULE,
+        "mean_rank",
+        tuple(dict.fromkeys(score_names)),
+        rule=f"mean rank over the chosen scores ({', '.join(dict.fromkeys(score_names))}); no fitted weights",
+    )
+
+
+def job_policy(score_names: Sequence[str]) -> RankingPolicy:
+    """How a job that computed ``score_names`` is ranked: the released default when they are
+    exactly its score set (what a job that names no scores computes), else the mean rank over
+    them (:func:`chosen_policy`). Fitted weights never apply to a set they were not fitted on."""
+    if set(score_names) == set(DEFAULT_RANKING.scores):
+        return DEFAULT_RANKING
+    return chosen_policy(score_names)
 
 
 def describe(policy: RankingPolicy = DEFAULT_RANKING) -> str:
     """One sentence for users: what the default ranking is and how well it held out."""
-    how = f"{policy.method} over {', '.join(policy.scores)}"
+    how = policy.describe_rule()
     figure = policy.provenance.get("heldout_weighted_tau")
     if figure is None:
         return f"default ranking {policy.name}: {how} (chosen in-sample; no held-out figure)"
     lo, hi = policy.provenance.get("heldout_ci95", (None, None))
     commit = str(policy.provenance.get("benchmark_commit", "?"))[:12]
+    where = policy.provenance.get("heldout_over", f"{policy.provenance.get('targets')} benchmark targets")
     return (
         f"default ranking {policy.name}: {how}; held-out weighted tau {figure:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-        f" over {policy.provenance.get('targets')} benchmark targets (commit {commit})"
+        f" over {where} (commit {commit})"
     )
 
 

@@ -34,8 +34,8 @@ from zoorank.errors import Cancelled, InvalidInputError, ZoorankError
 from zoorank.features.cache import FeatureCache, feature_key
 from zoorank.features.extract import FeatureSet, extract_features, prelogits_and_logits, resolve_device
 from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
-from zoorank.policy import DEFAULT_RANKING, RankingPolicy
-from zoorank.scores import ScoreInputs, ScoreOutput, get_score, list_scores
+from zoorank.policy import DEFAULT_RANKING, RankingPolicy, job_policy
+from zoorank.scores import ScoreInputs, ScoreOutput, get_score
 from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, budgeted, rank_uncertainty
 from zoorank.zoo import ModelSpec, create_model, get_model_spec, weights_digest
 from zoorank.zoo.specs import default_models
@@ -183,11 +183,13 @@ class ModelResult:
 
 
 def resolve_scores(names: Sequence[str] | None) -> list[str]:
-    """Requested score names (validated), or, when none are given (None), the default set:
-    every score that is not ``expensive``. An empty list is refused: it is never the default.
-    (A validation job may ask for ground truth alone; it does not call this with [].)"""
+    """Requested score names (validated), or, when none are given (None), the scores of the
+    default ranking (:data:`zoorank.policy.DEFAULT_RANKING`): a default job computes what its
+    policy uses, and any other score only when it is named. An empty list is refused: it is
+    never the default. (A validation job may ask for ground truth alone; it does not call this
+    with [].)"""
     if names is None:
-        return [n for n in list_scores() if get_score(n).cost != "expensive"]
+        return list(DEFAULT_RANKING.scores)
     if len(names) == 0:
         raise InvalidInputError(
             "the score list is empty; name at least one score, or leave it out for the default set",
@@ -389,14 +391,19 @@ def score_model(
     if stage == "device":
         wanted = []  # the bootstrap reads arrays only: the arrays stage does it
     ok = {n: r.seconds for n, r in records.items() if r.value is not None}
+    chosen = budgeted(
+        [n for n in wanted if n in ok],
+        ok,
+        features.seconds + sum(r.seconds for r in records.values()),
+        resamples=options.bootstrap_resamples,
+    )
+    if len(wanted) == 1 and not chosen:
+        # The ranking's only score: without its resamples the ranking would have no estimate of
+        # its noise at all, so it is resampled whatever its cost (when it reads arrays only).
+        chosen = [n for n in wanted if n in ok]
     boot = bootstrap_values(
         inputs,
-        budgeted(
-            [n for n in wanted if n in ok],
-            ok,
-            features.seconds + sum(r.seconds for r in records.values()),
-            resamples=options.bootstrap_resamples,
-        ),
+        chosen,
         options.score_params,
         resamples=options.bootstrap_resamples,
         seed=options.seed,
@@ -541,47 +548,54 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def job_policy(score_names: Sequence[str]) -> RankingPolicy:
-    """How a job with these scores is ranked: :data:`zoorank.policy.DEFAULT_RANKING` over the
-    requested scores it uses; when a job asks for none of them, the mean rank over every
-    requested score."""
-    policy = DEFAULT_RANKING.available(score_names)
-    if policy.scores:
-        return policy
-    return RankingPolicy("mean-rank-of-requested", "mean_rank", tuple(score_names))
-
-
 def rank_models(
     values: Mapping[str, Mapping[str, float | None]],
     directions: Mapping[str, str],
     policy: RankingPolicy | None = None,
+    *,
+    failed: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Ranks per score and the top-line ranking.
 
     Args:
         values: model -> score -> value (``None`` when it failed).
         directions: score -> ``higher`` or ``lower``.
-        policy: how the top-line ranking combines the scores (default: mean rank over all).
+        policy: how the top-line ranking combines the scores (default: the rule for a user's
+            own scores, :func:`zoorank.policy.job_policy`).
+        failed: model -> why it has no usable value: its forward pass failed, or every score
+            did. Such a model is ranked last, with the reason, and takes no part in the
+            combination.
 
     Returns ``{"by_score": {score: [model, ...best first]}, "aggregate": [{"model", "value",
-    "rank"}...], "policy": {...}}``: ``value`` is the policy's combined value (higher is
-    better; for ``mean_rank`` it is minus the mean rank). A model missing a score takes that
-    score's worst value in the pool (:mod:`zoorank.combine`).
+    "rank"}...], "policy": {...}, "rule": str, "left_out": {score: why}, "tie": bool}``:
+    ``value`` is the policy's combined value (higher is better; for ``mean_rank`` it is minus
+    the mean rank). A model missing a score takes a place below every model that has it
+    (:mod:`zoorank.combine`); a score that cannot order the pool is left out and named.
     """
-    policy = policy or RankingPolicy("mean-rank-of-requested", "mean_rank", tuple(directions))
+    policy = policy or job_policy(list(directions))
+    failed = dict(failed or {})
+    usable = {m: v for m, v in values.items() if m not in failed}
     by_score: dict[str, list[str]] = {}
     for score, direction in directions.items():
-        scored = [(m, v[score]) for m, v in values.items() if v.get(score) is not None]
+        scored = [(m, v[score]) for m, v in usable.items() if v.get(score) is not None]
         sign = -1.0 if direction == "higher" else 1.0
         ordered = sorted(scored, key=lambda mv: (sign * float(mv[1]), mv[0]))  # type: ignore[arg-type]
         by_score[score] = [m for m, _ in ordered]
-    combined = policy.values(values, directions) if values else {}
-    ordered_models = sorted(combined, key=lambda m: (-combined[m], m))
-    aggregate: list[dict[str, Any]] = [
-        {"model": m, "value": combined[m], "rank": position}
-        for position, m in enumerate(ordered_models, start=1)
-    ]
-    return {"by_score": by_score, "aggregate": aggregate, "policy": policy.to_dict()}
+    pool = policy.rank(usable, directions)
+    aggregate: list[dict[str, Any]] = [dict(row) for row in pool.rows if "failed" not in row]
+    last = len(aggregate) + 1
+    failed |= {str(row["model"]): str(row["failed"]) for row in pool.rows if "failed" in row}
+    for model in sorted(failed):
+        aggregate.append({"model": model, "value": None, "rank": last, "failed": failed[model]})
+    return {
+        "by_score": by_score,
+        "aggregate": aggregate,
+        "policy": policy.to_dict(),
+        "rule": policy.describe_rule(),
+        "used_scores": pool.used,
+        "left_out": pool.left_out,
+        "tie": pool.tie,
+    }
 
 
 def pool_normalised(results: Sequence[ModelResult]) -> dict[str, dict[str, float]]:
@@ -620,7 +634,8 @@ class Ranking:
 def summarise(
     results: Sequence[ModelResult], score_names: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Ranks and pool-normalised values of finished model results."""
+    """Ranks, pool-normalised values and the ranking's uncertainty of finished model results
+    (a model whose forward pass failed is ranked last with its error)."""
     ok = [r for r in results if r.error is None]
     pool = pool_normalised(ok)
     values: dict[str, dict[str, float | None]] = {
@@ -632,29 +647,38 @@ def summarise(
     }
     directions = {s: get_score(s).direction for s in score_names}
     policy = job_policy(score_names)
-    ranking = rank_models(values, directions, policy)
+    failed = {r.model: str(r.error) for r in results if r.error is not None}
+    for r in ok:
+        if r.scores and all(rec.value is None for rec in r.scores.values()):
+            errors = sorted({str(rec.error) for rec in r.scores.values() if rec.error})
+            failed[r.model] = "every score failed: " + "; ".join(errors)
+    ranking = rank_models(values, directions, policy, failed=failed)
+    ranked = {m: v for m, v in values.items() if m not in failed}
+    if not ranked:
+        return ranking, pool
     boot = {
         r.model: {
             s: rec.details[BOOTSTRAP_KEY] for s, rec in r.scores.items() if BOOTSTRAP_KEY in rec.details
         }
         for r in ok
+        if r.model in ranked
     }
-    uncertainty = rank_uncertainty(
-        values,
-        boot,
-        lambda v: policy.values(v, directions),
-        [row["model"] for row in ranking["aggregate"]],
-        temperature=policy.temperature,
+    uncertainty = rank_uncertainty(ranked, boot, policy, directions)
+    somewhere = set().union(*(set(b) for b in boot.values())) if boot else set()
+    uncertainty["fixed_scores"] = [
+        s for s in ranking["used_scores"] if s not in uncertainty["resampled_scores"]
+    ]
+    # resampled for some models only: their resamples did not fit every model's budget, so
+    # the score keeps its point value for all (listed among the fixed ones too)
+    uncertainty["partly_resampled_scores"] = sorted(
+        (somewhere & set(ranking["used_scores"])) - set(uncertainty["resampled_scores"])
     )
-    if uncertainty is not None:
-        somewhere = set().union(*(set(b) for b in boot.values())) if boot else set()
-        uncertainty["fixed_scores"] = [s for s in policy.scores if s not in uncertainty["resampled_scores"]]
-        # resampled for some models only: their resamples did not fit every model's budget, so
-        # the score keeps its point value for all (listed among the fixed ones too)
-        uncertainty["partly_resampled_scores"] = sorted(somewhere - set(uncertainty["resampled_scores"]))
-        for row in ranking["aggregate"]:
+    for row in ranking["aggregate"]:
+        if row["model"] in uncertainty["per_model"]:
             row.update(uncertainty["per_model"][row["model"]])
-        ranking["uncertainty"] = {k: v for k, v in uncertainty.items() if k != "per_model"}
+        else:
+            row.update({"p_top1": 0.0, "rank_interval": [row["rank"], row["rank"]]})
+    ranking["uncertainty"] = {k: v for k, v in uncertainty.items() if k != "per_model"}
     return ranking, pool
 
 

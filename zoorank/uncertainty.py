@@ -15,11 +15,14 @@ values of resample ``r`` of every model come from the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
+from zoorank.combine import PoolRanking, contributions, oriented_matrix, score_ranks
+from zoorank.policy import RankingPolicy
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score
 
 RESAMPLED_NEEDS = frozenset({"features", "logits", "meta"})
@@ -28,8 +31,9 @@ BOOTSTRAP_KEY = "bootstrap"
 # The resamples of one model may cost at most this share of what its forward pass and scores
 # cost; a score whose resamples do not fit keeps its point value (and the job says so).
 BUDGET_FRACTION = 0.2
-# Rankings drawn per resample when the policy has a temperature (only sorting: cheap).
-GUMBEL_DRAWS = 20
+# Rankings drawn in all (spread over the row resamples) when scores are reweighted or the
+# policy has a temperature: only sums and sorting, cheap.
+DRAWS = 2000
 
 
 def resampled(score: str) -> bool:
@@ -120,84 +124,125 @@ def bootstrap_values(
 def rank_uncertainty(
     point: Mapping[str, Mapping[str, float | None]],
     boot: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
-    rank_values: Callable[[dict[str, dict[str, float | None]]], Mapping[str, float]],
-    order: Sequence[str],
+    policy: RankingPolicy,
+    directions: Mapping[str, str],
     *,
-    temperature: float | None = None,
-    draws: int = GUMBEL_DRAWS,
+    draws: int = DRAWS,
     seed: int = 0,
     level: float = INTERVAL_LEVEL,
-) -> dict[str, Any] | None:
-    """Per model P(first) and a ``level`` rank interval over the stored resamples, and whether
-    the top two of ``order`` (the point ranking) can be told apart.
+) -> dict[str, Any]:
+    """Per model P(first) and a ``level`` rank interval, and whether the top two of the point
+    ranking can be told apart. Every ranking has them; the sources of variation are named in
+    ``sources``:
+
+    * ``rows`` -- the stored half-sample resamples of the policy's array-only scores (``boot``;
+      a score resampled for some models only keeps its point value for all);
+    * ``scores`` -- how much the ranking rests on which of its scores you trust: the used
+      scores get Dirichlet(1, ..., 1) weights in each draw (a Bayesian bootstrap over scores,
+      Rubin 1981), so scores that disagree on the top two make it uncertain. Used when the
+      policy has two or more informative scores and no temperature;
+    * ``benchmark error`` -- with the policy's ``temperature`` (fitted on the benchmark's
+      held-out values, :func:`zoorank.validate.selection.fit_temperature`), Gumbel noise of that
+      scale on each draw's combined values: rankings drawn from the Plackett-Luce model.
+
+    Models tied in a draw share its first place (P(top-1) is split between them). When a score
+    the ranking uses puts the second model above the first, the first is never called certain:
+    its share is at most ``draws / (draws + 1)`` and the sentence names the score.
 
     Args:
         point: model -> score -> point value (pool-normalised where the score has a pool step).
         boot: model -> score -> resamples (as :func:`bootstrap_values` returns them).
-        rank_values: ``values (model -> score -> value) -> model -> combined value``; higher
-            ranks first.
-        order: the point ranking, best first.
-        temperature: how far the combined value is from the truth, in its own units (fitted
-            on the benchmark, :func:`zoorank.validate.selection.fit_temperature`): each
-            resample's values get ``draws`` Gumbel perturbations of this scale, i.e. rankings
-            drawn from the Plackett-Luce model with scores ``value / temperature``. ``None``:
-            the resamples alone (data noise only; overconfident, see the benchmark).
-
-    Returns ``None`` when no score was resampled and there is no temperature.
+        policy: the job's policy (:func:`zoorank.policy.job_policy`).
+        directions: score -> ``higher`` / ``lower``.
     """
     models = sorted(point)
-    boot = {m: {s: v for s, v in boot.get(m, {}).items() if len(v)} for m in models}
+    pool = policy.rank(point, directions)
+    order = [str(row["model"]) for row in pool.rows]
+    used = pool.used
+    weights = None
+    if policy.weights is not None:
+        weights = [policy.weights[policy.scores.index(s)] for s in used]
+    boot = {m: {s: v for s, v in boot.get(m, {}).items() if len(v) and s in used} for m in models}
     # A score resampled for some models only keeps its point value for all: a half-sample value
     # is not comparable with a full-sample one (LogME, for one, shifts with the sample size).
-    scores = sorted({s for m in models for s in boot[m] if all(s in boot[o] for o in models)})
-    counts = {len(boot[m][s]) for m in models for s in scores}
-    if not models or len(counts) > 1 or (not scores and temperature is None):
-        return None
-    resamples = max(counts) if scores else 1
-    per_resample = draws if temperature is not None else 1
+    rows_scores = sorted({s for m in models for s in boot[m] if all(s in boot[o] for o in models)})
+    counts = {len(boot[m][s]) for m in models for s in rows_scores}
+    if len(counts) > 1:
+        rows_scores, counts = [], set()
+    resamples = max(counts) if rows_scores else 0
+    by_scores = len(used) >= 2 and policy.temperature is None
+    temperature = policy.temperature
+    sources = (["rows"] if resamples else []) + (["scores"] if by_scores else [])
+    sources += ["benchmark error"] if temperature is not None and used else []
+    per_resample = max(1, draws // max(resamples, 1)) if (by_scores or temperature is not None) else 1
     rng = np.random.default_rng(seed)
-    ranks = np.zeros((resamples * per_resample, len(models)))
-    for r in range(resamples):
+    first_share = np.zeros(len(models))
+    all_ranks = []
+    for r in range(max(resamples, 1)):
         values = {m: dict(point[m]) for m in models}
-        for score in scores:
-            _resample_values(
-                values, score, {m: boot[m][score][r] for m in models if score in boot.get(m, {})}
-            )
-        combined = rank_values(values)
-        base = np.array([combined[m] for m in models])
-        for d in range(per_resample):
-            noisy = base if temperature is None else base + temperature * rng.gumbel(size=base.size)
-            # rank 1 = highest; ties (no temperature) broken by name, as in the point ranking
-            ordered = sorted(range(len(models)), key=lambda i: (-noisy[i], models[i]))
-            ranks[r * per_resample + d, ordered] = np.arange(1, len(models) + 1)
+        for score in rows_scores:
+            _resample_values(values, score, {m: boot[m][score][r] for m in models})
+        _, matrix = oriented_matrix(values, directions, used)
+        parts = contributions(matrix, policy.method, weights)
+        for _ in range(per_resample):
+            if by_scores:
+                combined = parts @ (len(used) * rng.dirichlet(np.ones(len(used))))
+            else:
+                combined = parts.sum(axis=1)
+            if temperature is not None and used:
+                combined = combined + temperature * rng.gumbel(size=combined.size)
+            ranks = rankdata(-combined, method="min")
+            top = ranks == 1
+            first_share += top / top.sum()
+            all_ranks.append(ranks)
+    ranks_dm = np.asarray(all_ranks)
+    total = len(ranks_dm)
     tail = (1 - level) / 2
     per_model = {
         m: {
-            "p_top1": float(np.mean(ranks[:, i] == 1)),
+            "p_top1": float(first_share[i] / total),
             "rank_interval": [
-                int(np.floor(np.quantile(ranks[:, i], tail))),
-                int(np.ceil(np.quantile(ranks[:, i], 1 - tail))),
+                int(np.floor(np.quantile(ranks_dm[:, i], tail))),
+                int(np.ceil(np.quantile(ranks_dm[:, i], 1 - tail))),
             ],
         }
         for i, m in enumerate(models)
     }
+    top_two = _top_two(pool, ranks_dm, models, point, directions, total)
+    if top_two.get("capped") and order:
+        first = per_model[order[0]]
+        first["p_top1"] = min(first["p_top1"], total / (total + 1))
     return {
-        "resamples": resamples if scores else 0,
-        "draws": len(ranks),
+        "resamples": resamples,
+        "draws": total,
         "temperature": temperature,
         "level": level,
-        "method": (
-            "stratified half-samples of the job's rows, without replacement"
-            + (
-                f"; rankings drawn around each at the benchmark's error scale (temperature {temperature:.3g})"
-                if temperature is not None
-                else ""
-            )
-        ),
-        "resampled_scores": scores,
+        "sources": sources,
+        "method": _method_text(sources, resamples, temperature, pool),
+        "resampled_scores": rows_scores,
         "per_model": per_model,
-        "top_two": _top_two(list(order), ranks, models),
+        "top_two": top_two,
     }
+
+
+def _method_text(sources: Sequence[str], resamples: int, temperature: float | None, pool: PoolRanking) -> str:
+    parts = []
+    if "rows" in sources:
+        parts.append(f"{resamples} stratified half-samples of the job's rows, without replacement")
+    if "scores" in sources:
+        parts.append(
+            "random (Dirichlet) weights over the ranking's scores, so that scores that disagree count"
+        )
+    if "benchmark error" in sources:
+        parts.append(f"rankings drawn at the benchmark's error scale (temperature {temperature:.3g})")
+    if not parts and pool.tie:
+        return "no source of variation: no score could order the pool (a tie)"
+    if not parts:
+        return (
+            "no source of variation: one score, not resampled (it needs layer taps, images or the"
+            " model, or it failed on a resample)"
+        )
+    return "; ".join(parts)
 
 
 def _resample_values(
@@ -220,19 +265,90 @@ def _resample_values(
             values[m][score] = float(e["value"])
 
 
-def _top_two(order: Sequence[str], ranks: np.ndarray, models: Sequence[str]) -> dict[str, Any]:
-    """The share of drawn rankings in which the first of ``order`` ranks above the second, and a
-    sentence saying whether that settles it (at >= 90 %)."""
-    if len(order) < 2:
+def dissenting(
+    point: Mapping[str, Mapping[str, float | None]],
+    directions: Mapping[str, str],
+    scores: Sequence[str],
+    first: str,
+    second: str,
+) -> list[str]:
+    """The ``scores`` that put ``second`` strictly above ``first`` (within the pool's float
+    tolerance, :data:`zoorank.combine.CONSTANT_RTOL`)."""
+    models, matrix = oriented_matrix(point, directions, scores)
+    ranks = score_ranks(matrix)
+    a, b = models.index(first), models.index(second)
+    return [s for j, s in enumerate(scores) if ranks[b, j] < ranks[a, j]]
+
+
+def _top_two(
+    pool: PoolRanking,
+    ranks: np.ndarray,
+    models: Sequence[str],
+    point: Mapping[str, Mapping[str, float | None]],
+    directions: Mapping[str, str],
+    total: int,
+) -> dict[str, Any]:
+    """The share of drawn rankings in which the first of the point ranking ranks above the
+    second, and a sentence saying whether that settles it (at >= 90 %)."""
+    rows = pool.rows
+    if len(rows) < 2:
         return {"p_first_above_second": 1.0, "settled": True, "text": "only one model was ranked"}
-    a, b = models.index(order[0]), models.index(order[1])
+    a_name, b_name = str(rows[0]["model"]), str(rows[1]["model"])
+    if pool.tie:
+        return {
+            "p_first_above_second": 0.5,
+            "settled": False,
+            "text": "The ranking is a tie: no score it could use tells these models apart"
+            + (f" ({'; '.join(pool.left_out.values())})." if pool.left_out else "."),
+        }
+    if rows[0]["rank"] == rows[1]["rank"]:
+        tied = [str(r["model"]) for r in rows if r["rank"] == rows[0]["rank"]]
+        for_a = dissenting(point, directions, pool.used, b_name, a_name)
+        for_b = dissenting(point, directions, pool.used, a_name, b_name)
+        why = (
+            f"{', '.join(for_a)} put{'s' if len(for_a) == 1 else ''} {a_name} higher, {', '.join(for_b)}"
+            f" put{'s' if len(for_b) == 1 else ''} {b_name} higher, and their combination is equal"
+            if for_a and for_b
+            else "every score the ranking uses gives them the same place"
+        )
+        return {
+            "p_first_above_second": 0.5,
+            "settled": False,
+            "text": f"{', '.join(tied)} are tied for first: {why}; fine-tune both if you can.",
+        }
+    a, b = models.index(a_name), models.index(b_name)
     share = float(np.mean(ranks[:, a] < ranks[:, b]))
-    if share >= 0.9:
-        text = f"{order[0]} ranks above {order[1]} in {share:.0%} of the drawn rankings: a clear first."
+    dissent = dissenting(point, directions, pool.used, a_name, b_name)
+    capped = bool(dissent) and share >= total / (total + 1)
+    if capped:
+        share = total / (total + 1)
+    if total == 1:
+        text = (
+            f"{a_name} ranks above {b_name} on the one score used, which could not be resampled:"
+            " no estimate of how sure this order is."
+        )
+    elif share >= 0.9:
+        text = f"{a_name} ranks above {b_name} in {share:.0%} of the drawn rankings: a clear first"
+        text += (
+            f", although {', '.join(dissent)} put{'s' if len(dissent) == 1 else ''} {b_name} higher."
+            if dissent
+            else "."
+        )
     else:
         text = (
-            f"The top two cannot be told apart: {order[0]} ranks above {order[1]} in only {share:.0%}"
-            " of the rankings drawn (resamples of your data, and the default's error on the benchmark);"
-            " fine-tune both if you can."
+            f"The top two cannot be told apart: {a_name} ranks above {b_name} in only {share:.0%}"
+            " of the rankings drawn"
+            + (
+                f" ({', '.join(dissent)} put{'s' if len(dissent) == 1 else ''} {b_name} higher)"
+                if dissent
+                else ""
+            )
+            + "; fine-tune both if you can."
         )
-    return {"p_first_above_second": share, "settled": share >= 0.9, "text": text}
+    return {
+        "p_first_above_second": share,
+        "settled": share >= 0.9 and total > 1,
+        "text": text,
+        "dissenting_scores": dissent,
+        "capped": capped,
+    }

@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="3", help="version of the default (policy)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1 torch thread each)")
     parser.add_argument("--kinds", default="scores,train,extra,trees,calib", help="unit kinds to work on")
+    parser.add_argument(
+        "--model-kinds",
+        default="",
+        help="work only on models of these kinds (e.g. intermediate,scratch-glyphs)",
+    )
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (analyse)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")
@@ -54,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "pool.json").write_text(json.dumps(pool_manifest(models), indent=1) + "\n")
     clear_locks()
     kinds = tuple(k for k in args.kinds.split(",") if k)
+    model_kinds = tuple(k for k in args.model_kinds.split(",") if k)
     if args.workers <= 1:
-        worker(kinds)
+        worker(kinds, model_kinds)
     else:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(args.workers) as pool:
-            pool.map(worker, [kinds] * args.workers)
+            pool.starmap(worker, [(kinds, model_kinds)] * args.workers)
     logging.info("run finished in %.0f s", time.perf_counter() - began)
     return 0
 

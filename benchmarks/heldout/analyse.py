@@ -29,24 +29,31 @@ from benchmarks.heldout.work import (
     score_options,
     train_settings,
 )
-from zoorank.policy import PREVIOUS_AGGREGATE, RankingPolicy
+from benchmarks.heldout.populations import population
+from zoorank.policy import RankingPolicy, load_policy, released
 from zoorank.rank import RankOptions
 from zoorank.scores import ScoreOutput, get_score
 from zoorank.uncertainty import budgeted, rank_uncertainty, resampled
 from zoorank.validate.agreement import count_above_twin, seed_agreement
 from zoorank.validate.selection import (
     Procedure,
+    SignedStack,
     TargetData,
+    Training,
     best_single,
     bootstrap_mean_interval,
     choose,
     fit_temperature,
     fixed,
+    fold_mean_interval,
+    heldout_taus,
     heldout_values,
     nested_heldout,
+    nonnegative_stack,
     policy_tau,
     policy_tau_interval,
-    ridge_stack,
+    population_taus,
+    signed_ridge_stack,
     single,
     top_k,
 )
@@ -88,29 +95,48 @@ def _pool_values(units: list[dict[str, Any]]) -> dict[str, dict[str, float | Non
     return values
 
 
-def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str, Any]]:
-    """The targets whose every unit is done, and what is known about each (failures included)."""
-    labels = [m["label"] for m in pool]
-    done: list[TargetData] = []
-    facts: dict[str, Any] = {}
+def pool_populations(pool: list[dict[str, Any]]) -> dict[str, str]:
+    """model -> population (:func:`benchmarks.heldout.populations.population`)."""
+    return {m["label"]: m.get("population") or population(m["kind"]) for m in pool}
+
+
+def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str, Any], list[str]]:
+    """The targets, over the models whose every unit (scores, every training seed) is done on
+    every target; what is known about each target (failures included); the models left out
+    because some unit is still to do."""
+    every = [m["label"] for m in pool]
+    scores_by_target = {t.name: {u["model"]: u for u in _load("scores", t.name)} for t in TARGETS}
+    runs_by_target: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
     for target in TARGETS:
-        scores = {u["model"]: u for u in _load("scores", target.name)}
-        extras_by_kind = {kind: {u["model"]: u for u in _load(kind, target.name)} for kind in EXTRA_KINDS}
         runs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
         for u in _load("train", target.name):
             runs[u["model"]][u["seed"]] = u
-        complete = all(m in scores for m in labels) and all(
-            s in runs.get(m, {}) for m in labels for s in SEEDS
+        runs_by_target[target.name] = runs
+
+    def complete(model: str, target: str) -> bool:
+        return model in scores_by_target[target] and all(
+            s in runs_by_target[target].get(model, {}) for s in SEEDS
         )
+
+    started = [t.name for t in TARGETS if any(complete(m, t.name) for m in every)]
+    labels = [m for m in every if all(complete(m, t) for t in started)]
+    pending = [m for m in every if m not in labels]
+    populations = pool_populations(pool)
+    done: list[TargetData] = []
+    facts: dict[str, Any] = {}
+    for target in TARGETS:
+        scores = scores_by_target[target.name]
+        runs = runs_by_target[target.name]
+        extras_by_kind = {kind: {u["model"]: u for u in _load(kind, target.name)} for kind in EXTRA_KINDS}
         facts[target.name] = {
             "ref": target.ref,
-            "complete": complete,
+            "complete": target.name in started and bool(labels),
             "extras_complete": dict.fromkeys(EXTRA_KINDS, False),
         }
-        if not complete:
+        if not facts[target.name]["complete"]:
             continue
-        errors = {u["error"] for u in scores.values() if u.get("error")}
-        if len(errors) == 1 and all(u.get("error") for u in scores.values()):
+        errors = {scores[m]["error"] for m in labels if scores[m].get("error")}
+        if len(errors) == 1 and all(scores[m].get("error") for m in labels):
             facts[target.name] |= {"complete": False, "failed": errors.pop()}  # e.g. one class
             continue
         merged = []
@@ -144,7 +170,7 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
             "split": next(iter(runs[labels[0]].values()))["split"],
             "settings": next(iter(runs[labels[0]].values()))["key"]["settings"],
             "seconds": {
-                "scores": sum(u["seconds"] for u in scores.values()),
+                "scores": sum(scores[m]["seconds"] for m in labels),
                 "train": sum(u["seconds"] for m in labels for u in runs[m].values()),
                 **{
                     kind: sum(u["seconds"] for u in extras.values())
@@ -152,8 +178,8 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
                 },
             },
         }
-        done.append(TargetData(target.name, values, accuracy))
-    return done, facts
+        done.append(TargetData(target.name, values, accuracy, {m: populations[m] for m in labels}))
+    return done, facts, pending
 
 
 def layer_tree_summary(pool: list[dict[str, Any]], target: str = "digits") -> dict[str, Any]:
@@ -199,15 +225,27 @@ def _final_train_accuracy(run: dict[str, Any]) -> float:
 
 
 def procedures(eligible: list[str], directions: dict[str, str]) -> list[Procedure]:
-    """The candidates for the default: every single score a default job computes, the best
-    single score on the training targets, top-k mean ranks and mean z-scores, ridge stackers."""
+    """The candidates for the default, every one monotone (weights >= 0, wrong-way scores left
+    out): every single score a default job could compute, the best single score on the training
+    data, top-k mean ranks and mean z-scores, non-negative ridge stackers."""
     out = [single(s) for s in eligible]
     out.append(best_single(eligible, directions))
-    for k in (2, 3, 5):
+    for k in (2, 3, 5, 8, len(eligible)):
         out += [top_k(k, "mean_rank", eligible, directions), top_k(k, "weighted_z", eligible, directions)]
-    out += [ridge_stack(eligible, directions, alpha) for alpha in (10.0, 100.0)]
-    out.append(fixed(PREVIOUS_AGGREGATE.available(eligible)))
+    out += [nonnegative_stack(eligible, directions, alpha) for alpha in (10.0, 100.0)]
     return out
+
+
+def comparisons(eligible: list[str], directions: dict[str, str]) -> list[Procedure]:
+    """Rows reported beside the candidates, never chosen: the released ``heldout-ridge-v3``
+    (as released, and its procedure refitted per fold) and ``aggregate-v1``."""
+    v3 = released("heldout-ridge-v3")
+    v1 = load_policy("aggregate-v1")
+    return [
+        fixed(SignedStack("heldout-ridge-v3 (as released)", tuple(v3["scores"]), tuple(v3["weights"]))),
+        signed_ridge_stack(eligible, directions, 10.0),
+        fixed(v1.available(eligible)),
+    ]
 
 
 def calibration(
@@ -335,9 +373,10 @@ def _commit() -> str:
 
 def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     pool = json.loads((RESULTS / "pool.json").read_text())
-    targets, facts = load_targets(pool)
+    targets, facts, pending = load_targets(pool)
     if len(targets) < 3:
         raise SystemExit(f"only {len(targets)} complete targets; leave-one-out needs at least 3")
+    labels = sorted(targets[0].accuracy)
     eligible = score_names("scores")
     extras = [
         name
@@ -349,40 +388,38 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         s: get_score(s).direction for s in [*eligible, *(n for v in EXTRA_KINDS.values() for n in v)]
     }
     candidates = procedures(eligible, directions)
+    compared = comparisons(eligible, directions)
     chosen, table = choose(candidates, targets, directions)
+    for procedure in compared:
+        table[procedure.name] = population_taus(procedure, targets, directions)
+    loto = {p.name: heldout_taus(p, targets, directions) for p in [*candidates, *compared]}
     nested = nested_heldout(candidates, targets, directions)
-    policy = replace(
-        chosen.fit(targets), temperature=fit_temperature(heldout_values(chosen, targets, directions))
-    )
-    # Reported only (not candidates): the expensive scores (Betti variants, layer trees), as
-    # single scores.
+    fitted = chosen.fit(Training(tuple(targets)))
+    assert isinstance(fitted, RankingPolicy)
+    policy = replace(fitted, temperature=fit_temperature(heldout_values(chosen, targets, directions)))
+    # Reported only (not candidates): the expensive scores (Betti variants, layer trees).
     for name in extras:
-        table[f"single:{name}"] = {t.name: policy_tau(single(name).fit([]), t, directions) for t in targets}
+        table[f"single:{name}"] = population_taus(single(name), targets, directions)
+        loto[f"single:{name}"] = heldout_taus(single(name), targets, directions)
 
-    def summary(per_target: dict[str, float]) -> dict[str, Any]:
-        vals = [per_target[t.name] for t in targets]
-        lo, hi = bootstrap_mean_interval(vals)
-        return {"mean": statistics.fmean(0.0 if math.isnan(v) else v for v in vals), "ci95": [lo, hi]}
+    def summary(per: dict[str, float]) -> dict[str, Any]:
+        lo, hi = fold_mean_interval(per)
+        return {"mean": statistics.fmean(0.0 if math.isnan(v) else v for v in per.values()), "ci95": [lo, hi]}
 
-    nested_taus = {t: float(v["weighted_tau"]) for t, v in nested.items()}  # type: ignore[arg-type]
-    by_name = {p.name: p for p in candidates}
+    def both(name: str) -> dict[str, Any]:
+        return {
+            "target_x_population": summary(table[name]) | {"per_fold": table[name]},
+            "loto": summary(loto[name]) | {"per_target": loto[name]},
+        }
 
-    def per_target_ci(fit_for: Any) -> dict[str, Any]:
-        """Per target: a 95 % bootstrap interval over models of the held-out τ."""
-        out = {}
-        for i, target in enumerate(targets):
-            rest = [t for j, t in enumerate(targets) if j != i]
-            out[target.name] = policy_tau_interval(
-                fit_for(target, rest), target, directions, resamples=resamples
-            )
-        return out
-
-    target_cis = {
-        "nested_selection": per_target_ci(lambda t, rest: nested[t.name]["policy"]),
-        "chosen_procedure_loto": per_target_ci(lambda t, rest: chosen.fit(rest)),
-        "previous_aggregate": per_target_ci(lambda t, rest: by_name[PREVIOUS_AGGREGATE.name].fit(rest)),
-        "imagenet_prior": per_target_ci(lambda t, rest: single("imagenet_top1").fit(rest)),
+    nested_loto = {t: float(v["weighted_tau"]) for t, v in nested.items()}  # type: ignore[arg-type]
+    nested_pop = {
+        f"{t} x {pop}": float(tau)
+        for t, v in nested.items()
+        for pop, tau in v["by_population"].items()  # type: ignore[union-attr]
     }
+    single_means = {n: summary(per)["mean"] for n, per in table.items() if n.startswith("single:")}
+    best_single_name = max(single_means, key=lambda n: single_means[n])
     for row in nested.values():
         row["policy"] = row["policy"].to_dict()  # type: ignore[union-attr]
     randoms = {m["architecture"]: m["label"] for m in pool if m["kind"] == "random"}
@@ -391,11 +428,9 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     fold_policies = {}
     for i, target in enumerate(targets):
         rest = [t for j, t in enumerate(targets) if j != i]
-        # the fold's temperature from the other targets' held-out values (nested), as the
-        # default's own temperature comes from every target's held-out values
-        held_policy = replace(
-            chosen.fit(rest), temperature=fit_temperature(heldout_values(chosen, rest, directions))
-        )
+        held = chosen.fit(Training(tuple(rest)))
+        assert isinstance(held, RankingPolicy)
+        held_policy = replace(held, temperature=fit_temperature(heldout_values(chosen, rest, directions)))
         fold_policies[target.name] = held_policy
         combined = held_policy.values(target.values, directions)
         twin_counts[target.name] = count_above_twin(combined, "higher", twins)
@@ -403,31 +438,56 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     calib_path = RESULTS / "calib_scores.json"
     if not calib_path.exists() or json.loads(calib_path.read_text()) != calib_names:
         calib_path.write_text(json.dumps(calib_names) + "\n")
-    single_means = {name: summary(per)["mean"] for name, per in table.items() if name.startswith("single:")}
-    best_single_name = max(single_means, key=lambda n: single_means[n])
-    target_cis["best_single_score"] = per_target_ci(lambda t, rest: single(best_single_name[7:]).fit(rest))
+    target_cis = {
+        "chosen_procedure_loto": {
+            t.name: policy_tau_interval(fold_policies[t.name], t, directions, resamples=resamples)
+            for t in targets
+        }
+    }
+    populations = pool_populations(pool)
     payload = {
         "command": "python -m benchmarks.heldout run --workers 2 && python -m benchmarks.heldout analyse",
         "benchmark_commit": _commit(),
         "targets": [t.name for t in targets],
         "targets_incomplete": [name for name, f in facts.items() if not f["complete"]],
-        "models": [m["label"] for m in pool],
+        "models": labels,
+        "models_pending": pending,
+        "populations": {
+            pop: [m for m in labels if populations[m] == pop] for pop in sorted(set(populations.values()))
+        },
         "eligible_scores": eligible,
+        "selection_rule": "the fewest scores among the candidates within noise of the best mean target x"
+        " population held-out weighted tau (95 % interval of the paired difference, targets resampled,"
+        " reaches 0)",
         "chosen": {"procedure": chosen.name, "policy": policy.to_dict()},
         "headline": {
-            "nested_selection": summary(nested_taus) | {"per_target": nested_taus, "choices": nested},
-            "chosen_procedure_loto": summary(table[chosen.name]) | {"per_target": table[chosen.name]},
-            "previous_aggregate": summary(table[PREVIOUS_AGGREGATE.name])
-            | {"per_target": table[PREVIOUS_AGGREGATE.name]},
-            "best_single_score": {"score": best_single_name, **summary(table[best_single_name])}
-            | {"per_target": table[best_single_name], "note": "picked as best over these targets: in-sample"},
-            "imagenet_prior": summary(table["single:imagenet_top1"])
-            | {"per_target": table["single:imagenet_top1"]},
+            "nested_selection": {
+                "target_x_population": summary(nested_pop) | {"per_fold": nested_pop},
+                "loto": summary(nested_loto) | {"per_target": nested_loto},
+                "choices": nested,
+            },
+            "chosen_procedure": {"procedure": chosen.name, **both(chosen.name)},
+            "heldout_ridge_v3_as_released": {
+                "procedure": "heldout-ridge-v3 (as released)",
+                "note": "fitted on all 8 targets x 25 models: its figures on those are in-sample",
+                **both("heldout-ridge-v3 (as released)"),
+            },
+            "heldout_ridge_v3_procedure": {
+                "procedure": "signed-ridge-stack(alpha=10)",
+                **both("signed-ridge-stack(alpha=10)"),
+            },
+            "previous_aggregate": {"procedure": "aggregate-v1", **both("aggregate-v1")},
+            "best_single_score": {
+                "score": best_single_name,
+                "note": "picked as best over these folds: in-sample",
+                **both(best_single_name),
+            },
+            "imagenet_prior": {"procedure": "single:imagenet_top1", **both("single:imagenet_top1")},
         },
-        "procedures": {name: summary(per) | {"per_target": per} for name, per in table.items()},
+        "procedures": {name: both(name) for name in table},
         "per_target_ci95": target_cis,
         "twins_above_random": twin_counts,
-        "calibration": calibration(targets, fold_policies, directions, [m["label"] for m in pool]),
+        "calibration": calibration(targets, fold_policies, directions, labels),
         "layer_trees": layer_tree_summary(pool),
         "facts": facts,
     }

@@ -1,13 +1,17 @@
-"""The 25 models of the held-out benchmark, of graded transferability:
+"""The 33 models of the held-out benchmark, of graded transferability:
 
 * the 4 offline ImageNet models (``tf_efficientnet_lite0/1/2``, ``mobilenetv2_100``) and their
   4 random-init twins;
 * 5 pretrained models with their top k stages re-drawn (``tf_efficientnet_lite0`` from stage 5
   and 3, ``mobilenetv2_100`` from stage 5, 3 and 1): the more re-drawn, the less transfers;
 * the controlled zoo of ``benchmarks/ranking`` (4 architectures trained here on a Fashion-MNIST
-  source task, snapshots after 0.25, 1 and 5 epochs): 12 models.
+  source task, snapshots after 0.25, 1 and 5 epochs): 12 models;
+* two populations like those users bring (:mod:`benchmarks.heldout.populations`): the ImageNet
+  models after a short intermediate task (4), four other architectures trained here on
+  generated glyphs (4).
 
-Six architectures in all (five timm families).
+33 models, ten architectures; each model belongs to one population
+(:func:`benchmarks.heldout.populations.population`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from benchmarks.heldout.populations import build_new_populations, population
 from benchmarks.ranking.config import OFFLINE_MODELS, ZooConfig
 from benchmarks.ranking.zoo import ZooModel, _ref, _save, build_zoo, redraw_top
 from zoorank.zoo import get_model_spec
@@ -58,8 +63,8 @@ def build_pool(cache_dir: Path) -> list[ZooModel]:
     models = [ZooModel(n, n, "imagenet", n) for n in OFFLINE_MODELS]
     models += [ZooModel(f"{n}@random", f"{n}@random", "random", n) for n in OFFLINE_MODELS]
     models += [reinit_from(name, stage, cache_dir / "zoo") for name, stage in REINIT]
-    return models + zoo
+    return models + zoo + build_new_populations(cache_dir / "zoo")
 
 
 def pool_manifest(models: list[ZooModel]) -> list[dict[str, object]]:
-    return [asdict(m) for m in models]
+    return [asdict(m) | {"population": population(m.kind)} for m in models]

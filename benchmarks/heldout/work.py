@@ -90,7 +90,7 @@ def _digest(payload: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Unit:
-    kind: str  # scores | train | extra | calib
+    kind: str  # scores | train | extra | trees | calib
     target: Target
     model: ZooModel
     seed: int = 0
@@ -149,9 +149,14 @@ def calib_scores() -> list[str]:
 
 
 def score_names(kind: str) -> list[str]:
-    from zoorank.rank import resolve_scores
+    """The scores a unit of ``kind`` computes: for ``scores``, every score that is not
+    ``expensive`` (the candidates of the default ranking; a default job computes only those
+    its policy uses)."""
+    from zoorank.scores import get_score, list_scores
 
-    return list(EXTRA_KINDS[kind]) if kind in EXTRA_KINDS else resolve_scores(None)
+    if kind in EXTRA_KINDS:
+        return list(EXTRA_KINDS[kind])
+    return [n for n in list_scores() if get_score(n).cost != "expensive"]
 
 
 def units(models: list[ZooModel], targets: tuple[Target, ...] = TARGETS) -> list[Unit]:
@@ -316,9 +321,11 @@ def work(
     return done
 
 
-def worker(kinds: tuple[str, ...]) -> int:
-    """One worker process: its own logging, the pool (already built), every unit it can claim."""
+def worker(kinds: tuple[str, ...], model_kinds: tuple[str, ...] = ()) -> int:
+    """One worker process: its own logging, the pool (already built), every unit it can claim
+    (of models of ``model_kinds`` only, when given)."""
     from benchmarks.heldout.pool import build_pool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")
-    return work(build_pool(CACHE), kinds=kinds)
+    models = [m for m in build_pool(CACHE) if not model_kinds or m.kind in model_kinds]
+    return work(models, kinds=kinds)

@@ -13,12 +13,15 @@ from zoorank.errors import InvalidInputError
 from zoorank.policy import RankingPolicy
 from zoorank.validate.selection import (
     TargetData,
+    Training,
     best_single,
     bootstrap_mean_interval,
     choose,
     heldout_taus,
     nested_heldout,
-    ridge_stack,
+    nonnegative_stack,
+    population_taus,
+    signed_ridge_stack,
     single,
     top_k,
 )
@@ -63,6 +66,15 @@ def test_a_single_score_policy_ranks_like_the_score():
     assert sorted(combined, key=combined.get, reverse=True) == ["c", "d", "a", "b"]
 
 
+def test_released_policies_are_data_and_the_default_is_monotone():
+    from zoorank.policy import DEFAULT_POLICY, DEFAULT_RANKING, PREVIOUS_POLICIES, released
+
+    assert DEFAULT_RANKING.name == DEFAULT_POLICY == released(DEFAULT_POLICY)["name"]
+    assert DEFAULT_RANKING.weights is None or min(DEFAULT_RANKING.weights) >= 0
+    for name in PREVIOUS_POLICIES:
+        assert released(name)["name"] == name
+
+
 def test_available_keeps_the_weights_of_the_scores_a_job_has():
     policy = RankingPolicy("p", "weighted_z", ("good", "bad", "noise"), (0.5, 0.2, 0.3))
     kept = policy.available(["noise", "good"])
@@ -90,21 +102,54 @@ def test_leave_one_target_out_chooses_the_informative_score():
     procedures = [single(s) for s in scores] + [
         best_single(scores, DIRECTIONS),
         top_k(2, "weighted_z", scores, DIRECTIONS),
-        ridge_stack(scores, DIRECTIONS),
+        nonnegative_stack(scores, DIRECTIONS),
     ]
     chosen, table = choose(procedures, targets, DIRECTIONS)
-    assert table["single:bad"] == {t.name: pytest.approx(-1.0) for t in targets}
+    assert table["single:bad"] == {f"{t.name} x all": pytest.approx(-1.0) for t in targets}
     assert all(v > 0.9 for v in table["single:good"].values())
-    # 'bad' is exactly minus accuracy, so a stacker that flips it may beat 'good' (noisy);
-    # whatever wins must be near perfect on every held-out target.
-    assert all(v > 0.9 for v in table[chosen.name].values())
-    assert best_single(scores, DIRECTIONS).fit(targets).scores == ("good",)
-    # the stacker learns a positive weight for 'good', a negative one for 'bad'
-    weights = dict(zip(scores, ridge_stack(scores, DIRECTIONS).fit(targets).weights or (), strict=True))
-    assert weights["good"] > 0 > weights["bad"]
+    # parsimony: 'good' alone is as good as anything else, and it is one score
+    assert chosen.name == "single:good"
+    assert best_single(scores, DIRECTIONS).fit(Training(tuple(targets))).scores == ("good",)
+    # monotone: the non-negative stacker never subtracts 'bad' (which points the wrong way),
+    # where the signed one (the procedure of heldout-ridge-v3) does
+    stack = nonnegative_stack(scores, DIRECTIONS).fit(Training(tuple(targets)))
+    assert (
+        "bad" not in stack.scores and dict(zip(stack.scores, stack.weights or (), strict=True))["good"] > 0.9
+    )
+    signed = dict(
+        zip(scores, signed_ridge_stack(scores, DIRECTIONS).fit(Training(tuple(targets))).weights, strict=True)
+    )
+    assert signed["good"] > 0 > signed["bad"]
+    # top-k leaves out a score whose training tau is negative
+    assert "bad" not in top_k(3, "mean_rank", scores, DIRECTIONS).fit(Training(tuple(targets))).scores
     nested = nested_heldout(procedures, targets, DIRECTIONS)
     assert set(nested) == {t.name for t in targets}
     assert all(row["weighted_tau"] > 0.9 for row in nested.values())
+
+
+def test_holding_out_a_population_exposes_a_stacker_that_learned_it():
+    """In population A the score 'proxy' tracks accuracy and 'good' is noise; in population B it
+    is the other way round. Fitted on both, a stacker looks fine leave-one-target-out; fitted
+    without the held-out population (what users' models are to the benchmark) it ranks that
+    population by the wrong score. The target x population figure says so; LOTO does not."""
+    rng = np.random.default_rng(1)
+    directions = {"good": "higher", "proxy": "higher"}
+    targets = []
+    for t in range(5):
+        values, accuracy, populations = {}, {}, {}
+        for pop, tracks in (("A", "proxy"), ("B", "good")):
+            for i in range(8):
+                model = f"{pop}{i}"
+                acc = rng.uniform(0.2, 0.9)
+                other = "good" if tracks == "proxy" else "proxy"
+                values[model] = {tracks: acc, other: rng.normal()}
+                accuracy[model], populations[model] = acc, pop
+        targets.append(TargetData(f"t{t}", values, accuracy, populations))
+    proxy_only = population_taus(single("proxy"), targets, directions)
+    assert all(v > 0.9 for k, v in proxy_only.items() if k.endswith("x A"))
+    stacked = population_taus(top_k(1, "weighted_z", ["good", "proxy"], directions), targets, directions)
+    # fitted on population B only, top-1 picks 'good': useless on A
+    assert max(v for k, v in stacked.items() if k.endswith("x A")) < 0.9
 
 
 def test_the_held_out_target_never_informs_its_own_policy():
@@ -127,11 +172,14 @@ def test_bootstrap_mean_interval_contains_the_mean_and_is_degenerate_when_consta
     assert bootstrap_mean_interval([0.3, 0.3, 0.3]) == (pytest.approx(0.3), pytest.approx(0.3))
 
 
-def test_the_default_ranking_is_computed_by_a_default_job_and_says_where_it_came_from():
+def test_the_default_ranking_is_what_a_default_job_computes_and_says_where_it_came_from():
+    import json
+    from pathlib import Path
+
     from zoorank.policy import DEFAULT_RANKING, describe, score_catalogue
     from zoorank.rank import resolve_scores
 
-    assert set(DEFAULT_RANKING.scores) <= set(resolve_scores(None))
+    assert resolve_scores(None) == list(DEFAULT_RANKING.scores)  # nothing else is computed
     provenance = DEFAULT_RANKING.provenance
     assert provenance["benchmark"] == "benchmarks/results/heldout.md"
     assert len(provenance["benchmark_commit"]) == 40 and provenance["targets"] >= 8
@@ -141,3 +189,8 @@ def test_the_default_ranking_is_computed_by_a_default_job_and_says_where_it_came
     rows = {row["name"]: row for row in score_catalogue()}
     assert all(rows[s]["in_default_ranking"] for s in DEFAULT_RANKING.scores)
     assert rows["betti_decay"]["heldout_weighted_tau"] is not None  # every Betti variant reported
+    # the released default is exactly what the benchmark chose
+    chosen = json.loads(Path("benchmarks/results/heldout.json").read_text())["chosen"]["policy"]
+    assert list(DEFAULT_RANKING.scores) == chosen["scores"] and DEFAULT_RANKING.method == chosen["method"]
+    assert DEFAULT_RANKING.weights == (None if chosen["weights"] is None else tuple(chosen["weights"]))
+    assert DEFAULT_RANKING.temperature == pytest.approx(chosen["temperature"])

@@ -13,12 +13,14 @@ def test_rank_models_hand_computed():
     out = rank_models(values, {"s": "higher", "t": "lower"})
     assert out["by_score"] == {"s": ["a", "c", "b"], "t": ["a", "b"]}
     # a: ranks 1 and 1 -> 1; b: ranks 3 and 2 -> 2.5; c: rank 2 on s, missing t ranks last
-    # (3) -> 2.5, tied with b (name breaks the tie). The value is minus the mean rank.
+    # (3) -> 2.5, tied with b: they share place 2 (a name never breaks a tie). The value is
+    # minus the mean rank.
     assert [(r["model"], r["value"], r["rank"]) for r in out["aggregate"]] == [
         ("a", -1.0, 1),
         ("b", -2.5, 2),
-        ("c", -2.5, 3),
+        ("c", -2.5, 2),
     ]
+    assert out["rule"].startswith("mean rank over the chosen scores")
 
 
 def test_the_policy_decides_the_top_line_and_every_score_is_still_ranked():
@@ -37,7 +39,9 @@ def test_job_policy_is_the_default_or_the_mean_rank_of_what_was_asked():
     from zoorank.rank import job_policy
     from zoorank.scores import list_scores
 
-    assert job_policy(list_scores()).scores == DEFAULT_RANKING.scores
+    assert job_policy(list(DEFAULT_RANKING.scores)) == DEFAULT_RANKING
+    # any other set, the default's scores among them, is combined without fitted weights
+    assert job_policy(list_scores()).weights is None and job_policy(list_scores()).method == "mean_rank"
     others = [s for s in list_scores() if s not in DEFAULT_RANKING.scores][:2]
     fallback = job_policy(others)
     assert fallback.method == "mean_rank" and fallback.scores == tuple(others)
@@ -90,7 +94,14 @@ def test_failed_model_does_not_take_the_ranking_down(tmp_path):
     by_model = {r.model: r for r in result.results}
     assert by_model["mobilenetv2_100@random"].error is None
     assert by_model[f"resnet10t@file:{tmp_path / 'w.safetensors'}"].error
-    assert [row["model"] for row in result.ranking["aggregate"]] == ["mobilenetv2_100@random"]
+    # the failed model is ranked last, with its reason, and takes no part in the combination
+    rows = result.ranking["aggregate"]
+    assert [row["model"] for row in rows] == [
+        "mobilenetv2_100@random",
+        f"resnet10t@file:{tmp_path / 'w.safetensors'}",
+    ]
+    assert rows[1]["rank"] == 2 and rows[1]["value"] is None and "safetensors" in rows[1]["failed"]
+    assert rows[0]["p_top1"] == 1.0 and rows[1]["p_top1"] == 0.0
 
 
 def test_linear_probe_row_space_projection_is_exact():

@@ -17,6 +17,12 @@ def _rank(values):
     return LEEP_ONLY.values(values, DIRECTIONS)
 
 
+def _hot(temperature):
+    from dataclasses import replace
+
+    return replace(LEEP_ONLY, temperature=temperature)
+
+
 def test_half_samples_are_stratified_halves_without_repeats():
     labels = np.array([0] * 10 + [1] * 7 + [2] * 3)
     samples = half_samples(labels, resamples=50, seed=3)
@@ -42,7 +48,7 @@ def test_p_top1_and_intervals_from_known_resamples():
         "c": {"leep": [{"value": 0.0}] * 4},
     }
     point = {"a": {"leep": 3.0}, "b": {"leep": 2.0}, "c": {"leep": 0.0}}
-    out = rank_uncertainty(point, boot, _rank, ["a", "b", "c"])
+    out = rank_uncertainty(point, boot, LEEP_ONLY, DIRECTIONS)
     assert out is not None and out["resamples"] == 4
     per = out["per_model"]
     assert (per["a"]["p_top1"], per["b"]["p_top1"], per["c"]["p_top1"]) == (0.75, 0.25, 0.0)
@@ -53,9 +59,16 @@ def test_p_top1_and_intervals_from_known_resamples():
 
 def test_a_clear_winner_is_called_clear_and_nothing_resampled_gives_none():
     boot = {"a": {"leep": [{"value": 5.0}] * 10}, "b": {"leep": [{"value": 1.0}] * 10}}
-    out = rank_uncertainty({"a": {"leep": 5.0}, "b": {"leep": 1.0}}, boot, _rank, ["a", "b"])
-    assert out is not None and out["per_model"]["a"]["p_top1"] == 1.0 and out["top_two"]["settled"]
-    assert rank_uncertainty({"a": {"leep": 1.0}}, {}, _rank, ["a"]) is None
+    out = rank_uncertainty({"a": {"leep": 5.0}, "b": {"leep": 1.0}}, boot, LEEP_ONLY, DIRECTIONS)
+    assert out["per_model"]["a"]["p_top1"] == 1.0 and out["top_two"]["settled"]
+    # nothing resampled, one score: the point order, said to be unestimated, never "clear"
+    bare = rank_uncertainty({"a": {"leep": 5.0}, "b": {"leep": 1.0}}, {}, LEEP_ONLY, DIRECTIONS)
+    assert bare["sources"] == [] and not bare["top_two"]["settled"]
+    assert "no estimate" in bare["top_two"]["text"] and "clear" not in bare["top_two"]["text"]
+    # a pool of one model: one row, P(top-1) = 1, nothing to warn about
+    one = rank_uncertainty({"a": {"leep": 1.0}}, {}, LEEP_ONLY, DIRECTIONS)
+    assert one["per_model"]["a"] == {"p_top1": 1.0, "rank_interval": [1, 1]}
+    assert one["top_two"]["text"] == "only one model was ranked"
 
 
 def test_a_score_resampled_for_some_models_only_keeps_its_point_value_for_all():
@@ -64,14 +77,14 @@ def test_a_score_resampled_for_some_models_only_keeps_its_point_value_for_all():
     not resampled at all: the point ranking (b first) stands."""
     point = {"a": {"leep": 1.0}, "b": {"leep": 2.0}}
     boot = {"b": {"leep": [{"value": 0.0}] * 10}}
-    out = rank_uncertainty(point, boot, _rank, ["b", "a"], temperature=0.01)
+    out = rank_uncertainty(point, boot, _hot(0.01), DIRECTIONS)
     assert out is not None and out["resampled_scores"] == []
     assert out["per_model"]["b"]["p_top1"] == 1.0 and out["per_model"]["a"]["rank_interval"] == [2, 2]
 
 
 def test_a_failed_resample_counts_as_missing_not_as_a_crash():
     boot = {"a": {"leep": [{"value": None}, {"value": 4.0}]}, "b": {"leep": [{"value": 1.0}] * 2}}
-    out = rank_uncertainty({"a": {"leep": 4.0}, "b": {"leep": 1.0}}, boot, _rank, ["a", "b"])
+    out = rank_uncertainty({"a": {"leep": 4.0}, "b": {"leep": 1.0}}, boot, LEEP_ONLY, DIRECTIONS)
     assert out is not None and out["per_model"]["a"]["p_top1"] == 0.5
 
 
@@ -121,14 +134,17 @@ def test_a_ranking_reports_p_top1_interval_and_what_was_resampled(small_options)
         ["leep"],
         replace(small_options, bootstrap_resamples=0),
     )
-    assert "uncertainty" not in off.ranking and "p_top1" not in off.ranking["aggregate"][0]
+    # no resamples asked for: every ranking still has P(top-1), from what remains (here none:
+    # one score), and says so instead of calling the order certain
+    assert off.ranking["uncertainty"]["sources"] == []
+    assert all("p_top1" in row and "rank_interval" in row for row in off.ranking["aggregate"])
 
 
 def test_a_temperature_draws_rankings_from_plackett_luce():
     """Gumbel-max: with a temperature T, P(first) is softmax(value / T) (a formula, checked
     here by 20 000 draws), and the job's values alone (no resample) are enough."""
     point = {"a": {"leep": 1.0}, "b": {"leep": 0.5}, "c": {"leep": 0.0}}
-    out = rank_uncertainty(point, {}, _rank, ["a", "b", "c"], temperature=0.7, draws=20000)
+    out = rank_uncertainty(point, {}, _hot(0.7), DIRECTIONS, draws=20000)
     assert out is not None and out["resamples"] == 0 and out["draws"] == 20000
     combined = _rank(point)
     logits = np.array([combined[m] for m in "abc"]) / 0.7

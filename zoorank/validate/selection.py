@@ -1,40 +1,103 @@
-"""Choosing a default ranking out of sample (leave-one-target-out).
+"""Choosing a default ranking out of sample: held-out targets *and* held-out model populations.
 
-A *procedure* turns training targets into a :class:`zoorank.policy.RankingPolicy`: a fixed
-single score, "the k scores with the best mean weighted τ on the training targets, by mean rank
-(or mean z-score)", "the single best score on the training targets", a ridge stacker fitted on
-the training targets. Its held-out figure on target ``t`` is the weighted τ, on ``t``, of the
-policy it produced from the other targets.
+A *procedure* turns training data (targets, and the models it may see on them) into a
+:class:`zoorank.policy.RankingPolicy`: a fixed single score, "the k scores with the best mean
+weighted τ on the training data, by mean rank (or mean z-score)", "the single best score", a
+non-negative ridge stacker. Every candidate is monotone: weights >= 0 on oriented scores, and a
+score that points the wrong way on the training data is left out, never subtracted.
 
-Choosing the best procedure by those figures is itself a selection made on the same targets;
-:func:`nested_heldout` redoes the choice without each held-out target (inner leave-one-out on
-the rest), so its mean is what the whole selection achieves on a target it never saw.
+Two held-out figures per procedure:
+
+* leave-one-target-out (LOTO): fitted on every other target (all models), judged on the
+  held-out target over all its models;
+* target x population: fitted on the other targets *and* the other populations' models only,
+  judged on the held-out target over the held-out population's models. The gap between the
+  two shows how much a procedure learned its population.
+
+:func:`choose` picks, by the target x population figure, the procedure with the fewest scores
+among those within noise of the best (parsimony: fewer scores computed);
+:func:`nested_heldout` redoes that choice without each held-out target, so its mean is what the
+whole selection achieves on a target it never saw.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
+from scipy.optimize import nnls
 
 from zoorank.combine import Values, oriented_matrix, standardise
 from zoorank.policy import RankingPolicy
 from zoorank.validate.agreement import bootstrap_interval, weighted_tau
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: per-target results are cached
 class TargetData:
-    """One benchmark target: every model's score values and its ground-truth accuracy."""
+    """One benchmark target: every model's score values, its ground-truth accuracy, and each
+    model's population (one population for all when not given)."""
 
     name: str
     values: Values  # model -> score -> value
     accuracy: Mapping[str, float]  # model -> mean test accuracy over seeds
+    populations: Mapping[str, str] = field(default_factory=dict)  # model -> population
+
+    def population(self, model: str) -> str:
+        return self.populations.get(model, "all")
+
+    def models(self, exclude_population: str | None = None, only_population: str | None = None) -> list[str]:
+        return sorted(
+            m
+            for m in self.accuracy
+            if (exclude_population is None or self.population(m) != exclude_population)
+            and (only_population is None or self.population(m) == only_population)
+        )
 
 
-Fit = Callable[[Sequence[TargetData]], RankingPolicy]
+@dataclass(frozen=True)
+class Training:
+    """What a procedure may fit on: targets, each restricted to the models outside
+    ``exclude_population`` (None: every model)."""
+
+    targets: tuple[TargetData, ...]
+    exclude_population: str | None = None
+
+    def models(self, target: TargetData) -> list[str]:
+        return target.models(exclude_population=self.exclude_population)
+
+
+class Scorer:
+    """Anything that ranks a target's models: a :class:`RankingPolicy`, or a comparison row."""
+
+    name: str
+    scores: tuple[str, ...]
+
+    def values(self, values: Values, directions: Mapping[str, str]) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class SignedStack:
+    """A weighted z-score whose weights may be negative: the released ``heldout-ridge-v3`` and
+    the procedure that made it, kept as comparison rows. Never a job's policy (a negative
+    weight breaks unanimity, :mod:`zoorank.combine`)."""
+
+    name: str
+    scores: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    def values(self, values: Values, directions: Mapping[str, str]) -> dict[str, float]:
+        models, matrix = oriented_matrix(values, directions, self.scores)
+        if not self.scores:
+            return dict.fromkeys(models, 0.0)
+        z = np.column_stack([standardise(col) for col in matrix.T])
+        return dict(zip(models, (z @ np.asarray(self.weights)).tolist(), strict=True))
+
+
+Fit = Callable[[Training], "RankingPolicy | SignedStack"]
 
 
 @dataclass(frozen=True)
@@ -44,25 +107,38 @@ class Procedure:
 
 
 def _combined_and_accuracy(
-    policy: RankingPolicy, target: TargetData, directions: Mapping[str, str]
+    policy: RankingPolicy | SignedStack,
+    target: TargetData,
+    directions: Mapping[str, str],
+    models: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray]:
-    models = sorted(target.accuracy)
     combined = policy.values({m: target.values.get(m, {}) for m in models}, directions)
     return np.array([combined[m] for m in models]), np.array([target.accuracy[m] for m in models])
 
 
-def policy_tau(policy: RankingPolicy, target: TargetData, directions: Mapping[str, str]) -> float:
-    """Weighted τ of ``policy``'s ranking against the target's accuracy, over every model with
-    an accuracy (a model the policy cannot score ranks last; it is never dropped)."""
-    return weighted_tau(*_combined_and_accuracy(policy, target, directions))
+def policy_tau(
+    policy: RankingPolicy | SignedStack,
+    target: TargetData,
+    directions: Mapping[str, str],
+    models: Sequence[str] | None = None,
+) -> float:
+    """Weighted τ of ``policy``'s ranking of ``models`` (default: every model with an accuracy)
+    against the target's accuracy (a model the policy cannot score ranks last; never dropped)."""
+    return weighted_tau(*_combined_and_accuracy(policy, target, directions, models or target.models()))
 
 
 def policy_tau_interval(
-    policy: RankingPolicy, target: TargetData, directions: Mapping[str, str], *, resamples: int = 1000
+    policy: RankingPolicy | SignedStack,
+    target: TargetData,
+    directions: Mapping[str, str],
+    *,
+    resamples: int = 1000,
 ) -> tuple[float, float] | None:
     """95 % percentile bootstrap interval of :func:`policy_tau` over the target's models."""
     return bootstrap_interval(
-        weighted_tau, *_combined_and_accuracy(policy, target, directions), resamples=resamples
+        weighted_tau,
+        *_combined_and_accuracy(policy, target, directions, target.models()),
+        resamples=resamples,
     )
 
 
@@ -73,8 +149,8 @@ def heldout_values(
     target's accuracies (models in one order)."""
     out = []
     for i, target in enumerate(targets):
-        rest = [t for j, t in enumerate(targets) if j != i]
-        out.append(_combined_and_accuracy(procedure.fit(rest), target, directions))
+        rest = Training(tuple(t for j, t in enumerate(targets) if j != i))
+        out.append(_combined_and_accuracy(procedure.fit(rest), target, directions, target.models()))
     return out
 
 
@@ -97,30 +173,33 @@ def fit_temperature(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     return max(TEMPERATURE_GRID, key=lambda t: sum(plackett_luce_loglik(v, a, t) for v, a in pairs))
 
 
-def _score_taus(
-    targets: Sequence[TargetData], scores: Sequence[str], directions: Mapping[str, str]
-) -> dict[str, float]:
-    """score -> mean weighted τ over ``targets`` (NaN counted as 0: no information)."""
+@lru_cache(maxsize=200_000)
+def _single_tau(target: TargetData, models: tuple[str, ...], score: str, direction: str) -> float:
+    single_policy = RankingPolicy(score, "weighted_z", (score,), (1.0,))
+    return policy_tau(single_policy, target, {score: direction}, models)
+
+
+def _score_taus(training: Training, scores: Sequence[str], directions: Mapping[str, str]) -> dict[str, float]:
+    """score -> mean weighted τ over the training targets and models (NaN counted as 0)."""
     out = {}
     for score in scores:
-        single = RankingPolicy(score, "weighted_z", (score,), (1.0,))
-        taus = [policy_tau(single, t, directions) for t in targets]
+        taus = [_single_tau(t, tuple(training.models(t)), score, directions[score]) for t in training.targets]
         out[score] = statistics.fmean(0.0 if math.isnan(x) else x for x in taus)
     return out
 
 
 def single(score: str) -> Procedure:
     policy = RankingPolicy(f"single:{score}", "weighted_z", (score,), (1.0,))
-    return Procedure(policy.name, lambda _targets: policy)
+    return Procedure(policy.name, lambda _training: policy)
 
 
-def fixed(policy: RankingPolicy) -> Procedure:
-    return Procedure(policy.name, lambda _targets: policy)
+def fixed(policy: RankingPolicy | SignedStack) -> Procedure:
+    return Procedure(policy.name, lambda _training: policy)
 
 
 def best_single(scores: Sequence[str], directions: Mapping[str, str]) -> Procedure:
-    def fit(targets: Sequence[TargetData]) -> RankingPolicy:
-        taus = _score_taus(targets, scores, directions)
+    def fit(training: Training) -> RankingPolicy:
+        taus = _score_taus(training, scores, directions)
         best = max(scores, key=lambda s: (taus[s], s))
         return RankingPolicy("best-single", "weighted_z", (best,), (1.0,))
 
@@ -128,77 +207,185 @@ def best_single(scores: Sequence[str], directions: Mapping[str, str]) -> Procedu
 
 
 def top_k(k: int, method: str, scores: Sequence[str], directions: Mapping[str, str]) -> Procedure:
+    """The ``k`` scores with the best mean training τ, among those whose τ is positive (a score
+    that points the wrong way is left out), by mean rank or equal-weight z."""
     name = f"top{k}-{'mean-rank' if method == 'mean_rank' else 'mean-z'}"
 
-    def fit(targets: Sequence[TargetData]) -> RankingPolicy:
-        taus = _score_taus(targets, scores, directions)
-        chosen = tuple(sorted(scores, key=lambda s: (-taus[s], s))[:k])
-        weights = None if method == "mean_rank" else tuple(1.0 / k for _ in chosen)
+    def fit(training: Training) -> RankingPolicy:
+        taus = _score_taus(training, scores, directions)
+        positive = [s for s in scores if taus[s] > 0] or [max(scores, key=lambda s: (taus[s], s))]
+        chosen = tuple(sorted(positive, key=lambda s: (-taus[s], s))[:k])
+        weights = None if method == "mean_rank" else tuple(1.0 / len(chosen) for _ in chosen)
         return RankingPolicy(name, method, chosen, weights)
 
     return Procedure(name, fit)
 
 
-def ridge_stack(scores: Sequence[str], directions: Mapping[str, str], alpha: float = 10.0) -> Procedure:
-    """Weights of a ridge regression (no intercept) of each target's standardised accuracy on
-    its standardised oriented scores, pooled over the training targets."""
-    name = f"ridge-stack(alpha={alpha:g})"
+def _stacking_data(
+    training: Training, scores: Sequence[str], directions: Mapping[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for target in training.targets:
+        models = training.models(target)
+        _, matrix = oriented_matrix({m: target.values.get(m, {}) for m in models}, directions, scores)
+        xs.append(np.column_stack([standardise(col) for col in matrix.T]))
+        ys.append(standardise(np.array([target.accuracy[m] for m in models])))
+    return np.vstack(xs), np.concatenate(ys)
 
-    def fit(targets: Sequence[TargetData]) -> RankingPolicy:
-        xs, ys = [], []
-        for target in targets:
-            models = sorted(target.accuracy)
-            _, matrix = oriented_matrix({m: target.values.get(m, {}) for m in models}, directions, scores)
-            xs.append(np.column_stack([standardise(col) for col in matrix.T]))
-            ys.append(standardise(np.array([target.accuracy[m] for m in models])))
-        x, y = np.vstack(xs), np.concatenate(ys)
-        weights = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
-        return RankingPolicy(name, "weighted_z", tuple(scores), tuple(float(w) for w in weights))
+
+def nonnegative_stack(scores: Sequence[str], directions: Mapping[str, str], alpha: float = 10.0) -> Procedure:
+    """Non-negative ridge regression (no intercept) of each training target's standardised
+    accuracy on its standardised oriented scores: ``min ||Xw − y||² + α||w||²`` s.t. ``w >= 0``
+    (NNLS on the augmented system). Scores with a zero weight are dropped: not computed."""
+    name = f"nonneg-stack(alpha={alpha:g})"
+
+    def fit(training: Training) -> RankingPolicy:
+        x, y = _stacking_data(training, scores, directions)
+        augmented = np.vstack([x, math.sqrt(alpha) * np.eye(x.shape[1])])
+        weights, _ = nnls(augmented, np.concatenate([y, np.zeros(x.shape[1])]))
+        keep = [i for i, w in enumerate(weights) if w > 1e-9]
+        if not keep:
+            keep = [int(np.argmax(x.T @ y))]
+            weights[keep[0]] = 1.0
+        total = float(sum(weights[i] for i in keep))
+        return RankingPolicy(
+            name,
+            "weighted_z",
+            tuple(scores[i] for i in keep),
+            tuple(round(float(weights[i]) / total, 6) for i in keep),
+        )
 
     return Procedure(name, fit)
+
+
+def signed_ridge_stack(
+    scores: Sequence[str], directions: Mapping[str, str], alpha: float = 10.0
+) -> Procedure:
+    """The procedure of the previous default ``heldout-ridge-v3``: ridge weights of either sign
+    (comparison row only)."""
+    name = f"signed-ridge-stack(alpha={alpha:g})"
+
+    def fit(training: Training) -> SignedStack:
+        x, y = _stacking_data(training, scores, directions)
+        weights = np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
+        return SignedStack(name, tuple(scores), tuple(float(w) for w in weights))
+
+    return Procedure(name, fit)
+
+
+# -- judging ------------------------------------------------------------------------------
+
+
+def populations(targets: Iterable[TargetData]) -> list[str]:
+    return sorted({t.population(m) for t in targets for m in t.accuracy})
 
 
 def heldout_taus(
     procedure: Procedure, targets: Sequence[TargetData], directions: Mapping[str, str]
 ) -> dict[str, float]:
-    """target -> weighted τ of the policy fitted on every other target."""
+    """target -> weighted τ (over all its models) of the policy fitted on every other target."""
     out = {}
     for i, target in enumerate(targets):
-        rest = [t for j, t in enumerate(targets) if j != i]
+        rest = Training(tuple(t for j, t in enumerate(targets) if j != i))
         out[target.name] = policy_tau(procedure.fit(rest), target, directions)
     return out
 
 
-def _mean(values: Sequence[float]) -> float:
+def fold_name(target: str, population: str) -> str:
+    return f"{target} x {population}"
+
+
+def population_taus(
+    procedure: Procedure, targets: Sequence[TargetData], directions: Mapping[str, str]
+) -> dict[str, float]:
+    """'target x population' -> weighted τ over the held-out population's models on the
+    held-out target, of the policy fitted on the other targets and the other populations."""
+    out = {}
+    pops = populations(targets)
+    for i, target in enumerate(targets):
+        others = tuple(t for j, t in enumerate(targets) if j != i)
+        for pop in pops:
+            models = target.models(only_population=pop)
+            if len(models) < 2:
+                continue
+            policy = procedure.fit(Training(others, exclude_population=pop if len(pops) > 1 else None))
+            out[fold_name(target.name, pop)] = policy_tau(policy, target, directions, models)
+    return out
+
+
+def _mean(values: Iterable[float]) -> float:
     finite = [0.0 if math.isnan(v) else v for v in values]
     return statistics.fmean(finite) if finite else math.nan
+
+
+def fold_mean_interval(
+    per_fold: Mapping[str, float], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of the mean over folds, resampling *targets* (a target's folds share its
+    images and its ground truth, so they are not independent)."""
+    by_target: dict[str, list[float]] = {}
+    for name, value in per_fold.items():
+        by_target.setdefault(name.split(" x ")[0], []).append(0.0 if math.isnan(value) else value)
+    groups = list(by_target.values())
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(resamples):
+        drawn = [groups[i] for i in rng.integers(0, len(groups), len(groups))]
+        means.append(statistics.fmean(v for g in drawn for v in g))
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def paired_difference_interval(
+    per_fold: Mapping[str, float], best: Mapping[str, float], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of mean(``per_fold`` − ``best``) over the same folds, resampling targets."""
+    return fold_mean_interval({k: per_fold[k] - best[k] for k in best}, resamples=resamples, seed=seed)
 
 
 def choose(
     procedures: Sequence[Procedure], targets: Sequence[TargetData], directions: Mapping[str, str]
 ) -> tuple[Procedure, dict[str, dict[str, float]]]:
-    """The procedure with the best mean leave-one-target-out τ over ``targets`` (ties: the
-    first listed), and every procedure's per-target held-out τ."""
-    table = {p.name: heldout_taus(p, targets, directions) for p in procedures}
-    best = max(procedures, key=lambda p: _mean(list(table[p.name].values())))
-    return best, table
+    """The procedure to release: among those within noise of the best mean target x population
+    τ (the 95 % interval of their paired difference from the best, targets resampled, reaches
+    0), the one with the fewest scores (then the better mean, then the first listed); and every
+    procedure's per-fold held-out τ."""
+    table = {p.name: population_taus(p, targets, directions) for p in procedures}
+    means = {p.name: _mean(table[p.name].values()) for p in procedures}
+    best = max(procedures, key=lambda p: means[p.name])
+
+    def zero(x: float) -> float:
+        return 0.0 if math.isnan(x) else x
+
+    clean = {name: {k: zero(v) for k, v in per.items()} for name, per in table.items()}
+    within = [p for p in procedures if paired_difference_interval(clean[p.name], clean[best.name])[1] >= 0.0]
+    sizes = {p.name: len(p.fit(Training(tuple(targets))).scores) for p in within}
+    return min(within, key=lambda p: (sizes[p.name], -means[p.name], procedures.index(p))), table
 
 
 def nested_heldout(
     procedures: Sequence[Procedure], targets: Sequence[TargetData], directions: Mapping[str, str]
 ) -> dict[str, dict[str, object]]:
     """For each target: the procedure chosen (by :func:`choose`) on the *other* targets, the
-    policy it fitted on them, and that policy's τ on the held-out target."""
+    policy it fitted on them, its τ on the held-out target over all models, and per population
+    its τ when fitted without that population too."""
     out: dict[str, dict[str, object]] = {}
+    pops = populations(targets)
     for i, target in enumerate(targets):
-        rest = [t for j, t in enumerate(targets) if j != i]
+        rest = tuple(t for j, t in enumerate(targets) if j != i)
         chosen, _ = choose(procedures, rest, directions)
-        policy = chosen.fit(rest)
+        policy = chosen.fit(Training(rest))
+        by_population = {}
+        for pop in pops:
+            models = target.models(only_population=pop)
+            if len(models) >= 2:
+                fitted = chosen.fit(Training(rest, exclude_population=pop if len(pops) > 1 else None))
+                by_population[pop] = policy_tau(fitted, target, directions, models)
         out[target.name] = {
             "procedure": chosen.name,
             "scores": list(policy.scores),
             "policy": policy,
             "weighted_tau": policy_tau(policy, target, directions),
+            "by_population": by_population,
         }
     return out
 
