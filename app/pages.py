@@ -44,7 +44,7 @@ def index(
     board = (
         leaderboard(score=score, dataset=dataset, option_set=option_set, session=session) if dataset else None
     )
-    values = [row.value for row in board.data] if board else []
+    values = [row.value for row in board.data if row.value is not None] if board else []
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     truth_figure = _truth_figure(board, score) if board else None
     jobs, _ = crud.list_jobs(session, offset=0, limit=10)
@@ -190,7 +190,7 @@ def _truth_figure(board: Any, score: str | None) -> dict[str, Any] | None:
     least 3 ranked models have ground truth (a validation job on this dataset)."""
     from zoorank.validate.agreement import top1_regret, weighted_tau
 
-    rows = [r for r in board.data if r.ground_truth is not None]
+    rows = [r for r in board.data if r.ground_truth is not None and r.value is not None]
     if len(rows) < 3:
         return None
     # ranks are 1 = best; the value's direction is the board's (the default: higher is better)

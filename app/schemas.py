@@ -160,7 +160,8 @@ class LeaderboardRow(BaseModel):
     rank: int
     model: str
     dataset: str
-    value: float
+    value: float | None = Field(description="null: every score failed on this model (see failed)")
+    failed: str | None = None
     job_id: str
     computed_at: UtcDatetime
     p_top1: float | None = None
@@ -183,6 +184,10 @@ class LeaderboardPublic(BaseModel):
     score: str | None = Field(description="the score ranked by; null: the default ranking")
     direction: str
     policy: dict[str, Any] | None = Field(None, description="the default ranking (when score is null)")
+    rule: str | None = Field(None, description="how the rows were ranked, in words")
+    left_out: dict[str, str] = Field(
+        default_factory=dict, description="score -> why it was left out (equal for every model)"
+    )
     uncertainty: dict[str, Any] | None = None
     option_set: OptionSet | None
     option_sets: list[OptionSet]

@@ -31,6 +31,7 @@ from zoorank.data.refs import resolve_under_roots
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import Cancelled, ConflictError, InvalidInputError, TooLargeError
 from zoorank.features.cache import FeatureCache
+from zoorank.policy import DEFAULT_RANKING, job_policy
 from zoorank.rank import (
     VALUE_OPTIONS,
     ModelResult,
@@ -389,14 +390,23 @@ def finalise_job(settings: Settings, job_id: str) -> str:
 
 
 def _results_from_rows(model_names: list[str], rows: list[Any], models: list[Any]) -> list[ModelResult]:
-    ok = {m.model for m in models if m.status == "succeeded"}
-    by_model: dict[str, dict[str, ScoreRecord]] = {name: {} for name in model_names if name in ok}
+    """The job's results; a model that did not succeed comes with its error (it is ranked last,
+    with the reason)."""
+    status = {m.model: m for m in models}
+    by_model: dict[str, dict[str, ScoreRecord]] = {
+        name: {} for name in model_names if name in status and status[name].status == "succeeded"
+    }
     for row in rows:
         if row.model in by_model:
             by_model[row.model][row.score] = ScoreRecord(
                 row.score, row.value, row.direction, row.params, row.details, row.seconds, row.error
             )
-    return [ModelResult(model=name, scores=scores) for name, scores in by_model.items()]
+    failed = [
+        ModelResult(model=name, scores={}, error=status[name].error or status[name].status)
+        for name in model_names
+        if name in status and status[name].status != "succeeded"
+    ]
+    return [ModelResult(model=name, scores=scores) for name, scores in by_model.items()] + failed
 
 
 def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: str | None) -> dict[str, Any]:
@@ -431,7 +441,15 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
         for i in listed
     ]
     if not listed:
-        return {"option_set": None, "option_sets": [], "rows": [], "policy": None, "uncertainty": None}
+        return {
+            "option_set": None,
+            "option_sets": [],
+            "rows": [],
+            "policy": None,
+            "rule": None,
+            "left_out": {},
+            "uncertainty": None,
+        }
     chosen = option_set or listed[0]["key"]
     if chosen not in sets:
         raise InvalidInputError(
@@ -451,7 +469,11 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
         for model, scores in per_model.items()
     ]
     score_names = sorted({name for scores in per_model.values() for name in scores})
-    ranking, pool = summarise(results, score_names)
+    # The default's weights apply to its own score set: when the stored results hold it, the
+    # board is ranked by the default over those scores; otherwise by the mean rank of what is there.
+    default_set = set(DEFAULT_RANKING.scores) <= set(score_names)
+    policy = job_policy(list(DEFAULT_RANKING.scores) if default_set else score_names)
+    ranking, pool = summarise(results, score_names, policy)
     truth = crud.ground_truth(session, dataset=dataset)
 
     def source(model: str) -> tuple[Any, Any]:
@@ -460,21 +482,24 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
 
     if score is None:
         ordered = [(row["model"], row["value"], row) for row in ranking["aggregate"]]
+        left_out, rule = ranking["left_out"], ranking["rule"]
     else:
         ordered = [
             (m, pool.get(score, {}).get(m, per_model[m][score][0].value), {})
             for m in ranking["by_score"].get(score, [])
         ]
+        left_out, rule = {}, f"{score} alone"
     rows = []
     for position, (model, value, extra) in enumerate(ordered, start=1):
         row, job = source(model)
         gt = truth.get((job.dataset_fingerprint, model))
         rows.append(
             {
-                "rank": position,
+                "rank": extra.get("rank", position),
                 "model": model,
                 "dataset": dataset,
-                "value": float(value),
+                "value": None if value is None else float(value),
+                "failed": extra.get("failed"),
                 "job_id": job.id,
                 "computed_at": row.created_at,
                 "p_top1": extra.get("p_top1"),
@@ -488,6 +513,8 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
         "option_sets": public_sets,
         "rows": rows,
         "policy": ranking["policy"],
+        "rule": rule,
+        "left_out": left_out,
         "uncertainty": ranking.get("uncertainty") if score is None else None,
     }
 

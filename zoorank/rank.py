@@ -632,10 +632,12 @@ class Ranking:
 
 
 def summarise(
-    results: Sequence[ModelResult], score_names: Sequence[str]
+    results: Sequence[ModelResult], score_names: Sequence[str], policy: RankingPolicy | None = None
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Ranks, pool-normalised values and the ranking's uncertainty of finished model results
-    (a model whose forward pass failed is ranked last with its error)."""
+    """Ranks (per score of ``score_names``), pool-normalised values and the top-line ranking of
+    ``policy`` (default: :func:`zoorank.policy.job_policy` of ``score_names``) with its
+    uncertainty, over finished model results (a model whose forward pass failed is ranked last
+    with its error)."""
     ok = [r for r in results if r.error is None]
     pool = pool_normalised(ok)
     values: dict[str, dict[str, float | None]] = {
@@ -646,7 +648,7 @@ def summarise(
         for r in ok
     }
     directions = {s: get_score(s).direction for s in score_names}
-    policy = job_policy(score_names)
+    policy = policy or job_policy(score_names)
     failed = {r.model: str(r.error) for r in results if r.error is not None}
     for r in ok:
         if r.scores and all(rec.value is None for rec in r.scores.values()):

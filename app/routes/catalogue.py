@@ -153,6 +153,8 @@ def leaderboard(
         score=score,
         direction=get_score(score).direction if score else "higher",
         policy=board["policy"],
+        rule=board["rule"],
+        left_out=board["left_out"],
         uncertainty=board["uncertainty"],
         option_set=board["option_set"],
         option_sets=board["option_sets"],

@@ -4,9 +4,10 @@
 then works through every unit not yet cached (results under ``benchmarks/results/heldout/``,
 features and model files under ``benchmarks/cache/heldout/``). Interrupt and rerun at will.
 
-``analyse`` chooses the default ranking leave-one-target-out from what is cached and writes
-``benchmarks/results/heldout.{json,md}``; ``policy [--name N --version V]`` then writes that
-choice into ``zoorank/policy.py`` with the results' commit as its provenance.
+``analyse`` chooses the default ranking on (held-out target x held-out population) folds from
+what is cached and writes ``benchmarks/results/heldout.{json,md}``; ``policy --name N --version
+V`` then releases that choice as ``zoorank/policies/N.json`` with the results' commit as its
+provenance (a released name is never overwritten).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout", description=__doc__)
     parser.add_argument("command", choices=("run", "analyse", "policy"))
-    parser.add_argument("--name", default="heldout-ridge-v3", help="name of the default (policy)")
-    parser.add_argument("--version", default="3", help="version of the default (policy)")
+    parser.add_argument("--name", help="name of the released default (policy; required, never reused)")
+    parser.add_argument("--version", help="version of the released default (policy; required)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1 torch thread each)")
     parser.add_argument("--kinds", default="scores,train,extra,trees,calib", help="unit kinds to work on")
     parser.add_argument(
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "policy":
         from benchmarks.heldout.policy_source import write
 
+        if not args.name or not args.version:
+            parser.error("policy needs --name and --version: a release is named explicitly")
         print(write(args.name, args.version))
         return 0
     if args.command == "analyse":

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.heldout.populations import population
 from benchmarks.heldout.targets import TARGETS
 from benchmarks.heldout.work import (
     EXTRA_KINDS,
@@ -29,7 +30,6 @@ from benchmarks.heldout.work import (
     score_options,
     train_settings,
 )
-from benchmarks.heldout.populations import population
 from zoorank.policy import RankingPolicy, load_policy, released
 from zoorank.rank import RankOptions
 from zoorank.scores import ScoreOutput, get_score
@@ -41,7 +41,6 @@ from zoorank.validate.selection import (
     TargetData,
     Training,
     best_single,
-    bootstrap_mean_interval,
     choose,
     fit_temperature,
     fixed,
@@ -50,7 +49,6 @@ from zoorank.validate.selection import (
     heldout_values,
     nested_heldout,
     nonnegative_stack,
-    policy_tau,
     policy_tau_interval,
     population_taus,
     signed_ridge_stack,
@@ -453,7 +451,8 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         "models": labels,
         "models_pending": pending,
         "populations": {
-            pop: [m for m in labels if populations[m] == pop] for pop in sorted(set(populations.values()))
+            pop: [m for m in labels if populations[m] == pop]
+            for pop in sorted({populations[m] for m in labels})
         },
         "eligible_scores": eligible,
         "selection_rule": "the fewest scores among the candidates within noise of the best mean target x"

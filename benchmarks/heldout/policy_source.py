@@ -1,19 +1,20 @@
-"""Write the chosen default into ``zoorank/policy.py`` (``python -m benchmarks.heldout policy``).
+"""Release the chosen default as data (``python -m benchmarks.heldout policy --name N --version V``).
 
-The default ranking is code, reviewed like code: this rewrites the ``DEFAULT_RANKING = ...``
-literal from ``benchmarks/results/heldout.json`` (weights, temperature, held-out figures) with
-the commit that holds those results as its provenance.
+Writes ``zoorank/policies/N.json`` from ``benchmarks/results/heldout.json``: the chosen
+policy (scores, non-negative weights, temperature), its held-out figures and the commit that
+holds those results. A released file is never edited: writing a name that exists is refused,
+so a new default needs a new name and version (then point ``zoorank.policy.DEFAULT_POLICY`` at
+it). ``tests/unit/test_policy.py`` checks that the default in force is the benchmark's choice.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-POLICY_FILE = Path("zoorank/policy.py")
+POLICIES = Path("zoorank/policies")
 RESULTS = Path("benchmarks/results/heldout.json")
 
 
@@ -25,54 +26,64 @@ def _results_commit() -> str:
     return out.stdout.strip()
 
 
-def literal(payload: dict[str, Any], *, name: str, version: str, commit: str) -> str:
+def _figure(row: dict[str, Any]) -> dict[str, Any]:
+    return {"mean": round(row["mean"], 3), "ci95": [round(v, 3) for v in row["ci95"]]}
+
+
+def policy_file(payload: dict[str, Any], *, name: str, version: str, commit: str) -> dict[str, Any]:
+    """The released policy: what :func:`zoorank.policy.RankingPolicy.from_dict` reads, and its
+    provenance (every figure held out unless marked)."""
     chosen = payload["chosen"]["policy"]
     head = payload["headline"]
+    nested = head["nested_selection"]
     singles = {
-        key[len("single:") :]: round(value["mean"], 3)
+        key[len("single:") :]: round(value["target_x_population"]["mean"], 3)
         for key, value in payload["procedures"].items()
         if key.startswith("single:")
     }
-    lines = [
-        "DEFAULT_RANKING = RankingPolicy(",
-        f'    name="{name}",',
-        f'    method="{chosen["method"]}",',
-        "    scores=(",
-        *[f'        "{s}",' for s in chosen["scores"]],
-        "    ),",
-    ]
-    if chosen.get("weights"):
-        lines += ["    weights=(", *[f"        {w:.6f}," for w in chosen["weights"]], "    ),"]
-    lines += [
-        f'    version="{version}",',
-        f"    temperature={chosen['temperature']:.6f},",
-        "    provenance={",
-        '        "benchmark": "benchmarks/results/heldout.md",',
-        f'        "benchmark_commit": "{commit}",',
-        f'        "procedure": "{payload["chosen"]["procedure"]}",',
-        f'        "targets": {len(payload["targets"])},',
-        f'        "models": {len(payload["models"])},',
-        f'        "heldout_weighted_tau": {head["nested_selection"]["mean"]:.3f},',
-        '        "heldout_ci95": ({:.3f}, {:.3f}),'.format(*head["nested_selection"]["ci95"]),
-        f'        "procedure_loto_weighted_tau": {head["chosen_procedure_loto"]["mean"]:.3f},',
-        '        "procedure_loto_ci95": ({:.3f}, {:.3f}),'.format(*head["chosen_procedure_loto"]["ci95"]),
-        f'        "previous_aggregate_loto_weighted_tau": {head["previous_aggregate"]["mean"]:.3f},',
-        f'        "imagenet_prior_loto_weighted_tau": {head["imagenet_prior"]["mean"]:.3f},',
-        '        "single_scores_heldout": {',
-        *[f'            "{s}": {v},' for s, v in sorted(singles.items())],
-        "        },",
-        "    },",
-        ")",
-    ]
-    return "\n".join(lines) + "\n"
+    populations = payload.get("populations", {})
+    return {
+        "name": name,
+        "version": version,
+        "method": chosen["method"],
+        "scores": chosen["scores"],
+        "weights": chosen["weights"],
+        "temperature": round(chosen["temperature"], 6),
+        "rule": "",
+        "provenance": {
+            "benchmark": "benchmarks/results/heldout.md",
+            "benchmark_commit": commit,
+            "procedure": payload["chosen"]["procedure"],
+            "selection_rule": payload.get("selection_rule", ""),
+            "targets": len(payload["targets"]),
+            "models": len(payload["models"]),
+            "populations": {pop: len(models) for pop, models in populations.items()},
+            "heldout_over": f"{len(payload['targets'])} targets x {len(populations)} model populations",
+            # what the whole selection gets on a target and a population it never saw
+            "heldout_weighted_tau": round(nested["target_x_population"]["mean"], 3),
+            "heldout_ci95": [round(v, 3) for v in nested["target_x_population"]["ci95"]],
+            "heldout_loto": _figure(nested["loto"]),
+            "procedure_target_x_population": _figure(head["chosen_procedure"]["target_x_population"]),
+            "procedure_loto": _figure(head["chosen_procedure"]["loto"]),
+            "heldout_ridge_v3_procedure": {
+                "target_x_population": _figure(head["heldout_ridge_v3_procedure"]["target_x_population"]),
+                "loto": _figure(head["heldout_ridge_v3_procedure"]["loto"]),
+            },
+            "previous_aggregate": {
+                "target_x_population": _figure(head["previous_aggregate"]["target_x_population"]),
+                "loto": _figure(head["previous_aggregate"]["loto"]),
+            },
+            "single_scores_heldout": singles,
+        },
+    }
 
 
 def write(name: str, version: str) -> str:
+    path = POLICIES / f"{name}.json"
+    if path.exists():
+        raise SystemExit(f"{path} is released and never edited: release a new name and version instead")
     payload = json.loads(RESULTS.read_text())
-    text = literal(payload, name=name, version=version, commit=_results_commit())
-    source = POLICY_FILE.read_text()
-    pattern = re.compile(r"DEFAULT_RANKING = RankingPolicy\(\n.*?\n\)\n", re.DOTALL)
-    if not pattern.search(source):
-        raise SystemExit(f"no DEFAULT_RANKING literal found in {POLICY_FILE}")
-    POLICY_FILE.write_text(pattern.sub(lambda _: text, source, count=1))
+    released = policy_file(payload, name=name, version=version, commit=_results_commit())
+    text = json.dumps(released, indent=1) + "\n"
+    path.write_text(text)
     return text

@@ -50,72 +50,94 @@ def _layer_trees(p: dict[str, Any]) -> list[str]:
     if row:
         lines += [
             "",
-            f"Held-out weighted τ of `layer_tree_fidelity` as a single score: mean {_ci(row)}; it is not a"
+            f"Held-out weighted τ of `layer_tree_fidelity` as a single score: target x population"
+            f" {_ci(row['target_x_population'])}, LOTO {_ci(row['loto'])}; it is not a"
             " candidate for the default (an expensive score, computed when asked).",
         ]
     return lines
 
 
+def _both(row: dict[str, Any]) -> str:
+    return f"{_ci(row['target_x_population'])} | {_ci(row['loto'])}"
+
+
 def markdown(p: dict[str, Any]) -> str:
     targets = p["targets"]
     h = p["headline"]
+    pops = p.get("populations", {})
     lines = [
         "# Held-out ranking benchmark",
         "",
         f"Command: `{p['command']}`; benchmark commit `{p['benchmark_commit'][:12]}`.",
-        f"{len(targets)} complete targets, {len(p['models'])} models; fine-tuned ground truth "
-        "(every weight, 64 px, 2 seeds). Every figure below is **held out** (leave-one-target-out)"
-        " unless marked in-sample. Intervals: 95 % bootstrap over targets.",
+        f"{len(targets)} complete targets, {len(p['models'])} models in {len(pops)} populations"
+        " (" + ", ".join(f"{name}: {len(models)}" for name, models in pops.items()) + "); fine-tuned"
+        " ground truth (every weight, 64 px, 2 seeds). Every figure below is **held out** unless"
+        " marked in-sample, two ways:",
+        "",
+        "* **target x population** (the headline): fitted on the other targets *and* the other"
+        " populations' models, judged on the held-out target over the held-out population's models;",
+        "* **leave-one-target-out** (LOTO): fitted on the other targets with every model, judged on"
+        " the held-out target over every model. The gap between the two is what a procedure learned"
+        " of its model population.",
+        "",
+        "Intervals: 95 % bootstrap over targets (a target's folds resampled together).",
     ]
     if p["targets_incomplete"]:
         lines.append(f"Not yet complete (left out): {', '.join(p['targets_incomplete'])}.")
+    if p.get("models_pending"):
+        lines.append(f"Models whose units are not all done (left out): {', '.join(p['models_pending'])}.")
     chosen = p["chosen"]["policy"]
     weights = chosen.get("weights")
     lines += [
         "",
         f"**Chosen default**: `{p['chosen']['procedure']}` → {chosen['method']} over "
         + ", ".join(
-            f"`{s}`" + (f" ({w:+.2f})" if weights else "")
+            f"`{s}`" + (f" ({w:.2f})" if weights else "")
             for s, w in zip(chosen["scores"], weights or [None] * len(chosen["scores"]), strict=True)
         )
-        + " (refitted on every target).",
+        + " (refitted on every target and model). Rule: "
+        + p.get("selection_rule", "")
+        + ".",
         "",
         "## Headline: mean held-out weighted τ",
         "",
-        "| ranking | mean [95% CI] | " + " | ".join(targets) + " |",
-        "|---|---|" + "---|" * len(targets),
+        "| ranking | target x population [95% CI] | LOTO [95% CI] |",
+        "|---|---|---|",
+        "| whole selection (nested: the choice redone without each target) |"
+        f" {_both(h['nested_selection'])} |",
+        f"| chosen procedure `{h['chosen_procedure']['procedure']}` | {_both(h['chosen_procedure'])} |",
+        f"| `heldout-ridge-v3`'s procedure (signed ridge stack, refitted per fold) |"
+        f" {_both(h['heldout_ridge_v3_procedure'])} |",
+        f"| `heldout-ridge-v3` as released (fitted on 8 targets x 25 models: **in-sample** on those) |"
+        f" {_both(h['heldout_ridge_v3_as_released'])} |",
+        f"| previous aggregate `aggregate-v1` (chosen on digits and fashion: partly in-sample) |"
+        f" {_both(h['previous_aggregate'])} |",
+        f"| best single score `{h['best_single_score']['score']}` (**in-sample** pick) |"
+        f" {_both(h['best_single_score'])} |",
+        f"| ImageNet prior (`imagenet_top1`) | {_both(h['imagenet_prior'])} |",
+        "",
+        "Nested choices (procedure picked without the held-out target), τ over all its models and"
+        " per held-out population:",
+        "",
     ]
-    rows = [
-        ("whole selection (nested, what a new target gets)", "nested_selection"),
-        (f"chosen procedure `{p['chosen']['procedure']}`", "chosen_procedure_loto"),
-        ("previous aggregate (`aggregate-v1`)", "previous_aggregate"),
-        (f"best single score `{h['best_single_score']['score']}` (in-sample pick)", "best_single_score"),
-        ("ImageNet prior (`imagenet_top1`)", "imagenet_prior"),
-    ]
-    cis = p.get("per_target_ci95", {})
-    for name, key in rows:
-        row = h[key]
-        cells = []
-        for t in targets:
-            ci = cis.get(key, {}).get(t)
-            cells.append(_f(row["per_target"][t]) + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
-        lines.append(f"| {name} | {_ci(row)} | " + " | ".join(cells) + " |")
-    lines += ["", "Per-target brackets: 95 % bootstrap over the target's models."]
-    lines += ["", "Nested choices (procedure picked without the held-out target):", ""]
     for t, c in h["nested_selection"]["choices"].items():
         shown = ", ".join(c["scores"]) if len(c["scores"]) <= 10 else f"{len(c['scores'])} scores"
-        lines.append(f"* {t}: `{c['procedure']}` ({shown}) → {c['weighted_tau']:+.3f}")
+        per_pop = ", ".join(f"{pop} {tau:+.2f}" for pop, tau in c["by_population"].items())
+        lines.append(f"* {t}: `{c['procedure']}` ({shown}) → {c['weighted_tau']:+.3f}; {per_pop}")
     lines += [
         "",
-        "## Every candidate (leave-one-target-out)",
+        "## Every candidate and comparison row",
         "",
-        "| procedure | mean [95% CI] | " + " | ".join(targets) + " |",
-        "|---|---|" + "---|" * len(targets),
+        "| procedure | target x population [95% CI] | LOTO [95% CI] | " + " | ".join(pops) + " |",
+        "|---|---|---|" + "---|" * len(pops),
     ]
-    for name, row in sorted(p["procedures"].items(), key=lambda kv: -kv[1]["mean"]):
-        lines.append(
-            f"| `{name}` | {_ci(row)} | " + " | ".join(_f(row["per_target"][t]) for t in targets) + " |"
-        )
+    for name, row in sorted(p["procedures"].items(), key=lambda kv: -kv[1]["target_x_population"]["mean"]):
+        per_fold = row["target_x_population"]["per_fold"]
+        by_pop = []
+        for pop in pops:
+            vals = [v for k, v in per_fold.items() if k.endswith(f" x {pop}")]
+            by_pop.append(_f(statistics.fmean(vals)) if vals else "—")
+        lines.append(f"| `{name}` | {_both(row)} | " + " | ".join(by_pop) + " |")
     lines += ["", "## Pretrained above its random twin (chosen procedure, held out)", ""]
     for t, c in p["twins_above_random"].items():
         lines.append(f"* {t}: {c['above']}/{c['pairs']}")
