@@ -127,7 +127,9 @@ def demo(
     port: int = typer.Option(8765),
     samples_per_class: int = typer.Option(50),
     input_size: int = typer.Option(64),
-    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+    scores: str | None = typer.Option(
+        None, help="Comma-separated scores (default: the default ranking's own scores)."
+    ),
 ) -> None:
     """Start API + worker, submit a ranking of the offline zoo on builtin:digits, print it, stop."""
     from app.service_runner import demo as run_demo

@@ -37,3 +37,9 @@ def bench_load(ctx: typer.Context) -> None:
     """The job API under 50 clients on PostgreSQL + Redis = `python -m benchmarks.load`
     (see its --help)."""
     _bench("load", list(ctx.args))
+
+
+@bench_app.command("job-cost", context_settings=PASS_THROUGH)
+def bench_job_cost(ctx: typer.Context) -> None:
+    """The demo's job: score time against forward-pass time = `python -m benchmarks.job_cost`."""
+    _bench("job_cost", list(ctx.args))

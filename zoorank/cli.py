@@ -216,7 +216,9 @@ def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = N
 def rank(
     dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
     models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
-    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+    scores: str | None = typer.Option(
+        None, help="Comma-separated scores (default: the default ranking's own scores)."
+    ),
     samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
     input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
     seed: int = typer.Option(0),
@@ -547,7 +549,9 @@ def submit(
     dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
     server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
     models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
-    scores: str | None = typer.Option(None, help="Comma-separated scores (default: all but expensive)."),
+    scores: str | None = typer.Option(
+        None, help="Comma-separated scores (default: the default ranking's own scores)."
+    ),
     samples_per_class: int | None = typer.Option(None, help="Stratified sample per class (0 = all)."),
     input_size: int | None = typer.Option(None, help="Input resolution in pixels."),
     wait: bool = typer.Option(False, "--wait", help="Show progress until the job ends, then its ranking."),
@@ -655,7 +659,7 @@ def validate_command(
     dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
     models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
     scores: str | None = typer.Option(
-        None, help="Comma-separated scores (default: all but expensive; '' for none)."
+        None, help="Comma-separated scores (default: the default ranking's own scores; '' for none)."
     ),
     mode: str = typer.Option(DEFAULT_MODE, help="linear (frozen backbone) or finetune (every weight)."),
     loss: str = typer.Option(DEFAULT_LOSS, help="ce or powergrad (finetune only)."),

@@ -147,7 +147,8 @@ def rank_uncertainty(
 
     Models tied in a draw share its first place (P(top-1) is split between them). When a score
     the ranking uses puts the second model above the first, the first is never called certain:
-    its share is at most ``draws / (draws + 1)`` and the sentence names the score.
+    its share is at most ``draws / (draws + 1)`` (the rest goes to the second) and the
+    sentence names the score.
 
     Args:
         point: model -> score -> point value (pool-normalised where the score has a pool step).
@@ -209,9 +210,12 @@ def rank_uncertainty(
         for i, m in enumerate(models)
     }
     top_two = _top_two(pool, ranks_dm, models, point, directions, total)
-    if top_two.get("capped") and order:
-        first = per_model[order[0]]
-        first["p_top1"] = min(first["p_top1"], total / (total + 1))
+    if top_two.get("capped"):
+        # the dissenting scores' model keeps the share the draws were too few to show
+        first, second = per_model[order[0]], per_model[order[1]]
+        moved = max(0.0, first["p_top1"] - total / (total + 1))
+        first["p_top1"] -= moved
+        second["p_top1"] += moved
     return {
         "resamples": resamples,
         "draws": total,

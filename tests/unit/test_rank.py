@@ -190,3 +190,30 @@ def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
     assert record["betti_decay"].value == pytest.approx(by_hand[None]["betti_decay"], abs=1e-12)
     assert record["betti_decay_norm"].value == pytest.approx(by_hand[32]["betti_decay_norm"], abs=1e-12)
     assert by_hand[48]["betti_slope"] != pytest.approx(by_hand[32]["betti_slope"], abs=1e-6)
+
+
+def test_a_model_whose_every_score_failed_is_last_with_the_reason():
+    from zoorank.rank import ModelResult, ScoreRecord, summarise
+
+    def record(score, value, error=None):
+        return ScoreRecord(score, value, "higher", {}, error=error)
+
+    results = [
+        ModelResult("a", {"leep": record("leep", 1.0), "nce": record("nce", 0.5)}),
+        ModelResult("b", {"leep": record("leep", 2.0), "nce": record("nce", None, "ValueError: boom")}),
+        ModelResult("e", {"leep": record("leep", 0.0), "nce": record("nce", 0.1)}),
+        ModelResult(
+            "c", {"leep": record("leep", None, "ValueError: x"), "nce": record("nce", None, "ValueError: y")}
+        ),
+        ModelResult("d", {}, error="InvalidInputError: weight file missing"),
+    ]
+    ranking, _ = summarise(results, ["leep", "nce"])
+    rows = {r["model"]: r for r in ranking["aggregate"]}
+    # b failed on nce only: one model's failure is not a missing score for the pool, b takes
+    # nce's worst place. Mean ranks: a (2 + 1) / 2 = 1.5, b (1 + 3) / 2 = 2, e (3 + 2) / 2 = 2.5
+    assert [(m, rows[m]["rank"]) for m in "abe"] == [("a", 1), ("b", 2), ("e", 3)]
+    assert rows["c"]["rank"] == rows["d"]["rank"] == 4
+    assert rows["c"]["failed"].startswith("every score failed") and "ValueError" in rows["c"]["failed"]
+    assert rows["d"]["failed"] == "InvalidInputError: weight file missing"
+    assert rows["c"]["p_top1"] == 0.0 and rows["c"]["value"] is None
+    assert set(ranking["used_scores"]) == {"leep", "nce"}
