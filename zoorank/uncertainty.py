@@ -199,7 +199,7 @@ def rank_uncertainty(
     ranks_dm = np.asarray(all_ranks)
     total = len(ranks_dm)
     tail = (1 - level) / 2
-    per_model = {
+    per_model: dict[str, dict[str, Any]] = {
         m: {
             "p_top1": float(first_share[i] / total),
             "rank_interval": [
@@ -213,9 +213,9 @@ def rank_uncertainty(
     if top_two.get("capped"):
         # the dissenting scores' model keeps the share the draws were too few to show
         first, second = per_model[order[0]], per_model[order[1]]
-        moved = max(0.0, first["p_top1"] - total / (total + 1))
-        first["p_top1"] -= moved
-        second["p_top1"] += moved
+        moved = max(0.0, float(first["p_top1"]) - total / (total + 1))
+        first["p_top1"] = float(first["p_top1"]) - moved
+        second["p_top1"] = float(second["p_top1"]) + moved
     return {
         "resamples": resamples,
         "draws": total,

@@ -298,13 +298,8 @@ def _calibration(
             )
             boot[m] = {s: u["bootstrap"][s] for s in fits if s in u["bootstrap"]}
         point = {m: dict(target.values[m]) for m in labels}
-        combined = policy.values(point, directions)
-        order = sorted(labels, key=lambda m: (-combined[m], m))
-        found = rank_uncertainty(
-            point, boot, lambda v, p=policy: p.values(v, directions), order, temperature=policy.temperature
-        )
-        if found is None:
-            return None
+        order = [str(row["model"]) for row in policy.rank(point, directions).rows]
+        found = rank_uncertainty(point, boot, policy, directions)
         p_top1 = {m: found["per_model"][m]["p_top1"] for m in labels}
         best = max(target.accuracy, key=lambda m: target.accuracy[m])
         pick = max(labels, key=lambda m: (p_top1[m], -order.index(m)))
@@ -346,7 +341,7 @@ def _calibration(
             f"{v['p_top1_of_truly_best']:.2f} | {'yes' if v['top_two']['settled'] else 'no'} |"
         )
     lines += ["", "| claimed P(top-1) | models | mean claimed | share truly best |", "|---|---|---|---|"]
-    for row in reliability:
+    for row in reliability:  # type: dict[str, Any]
         lines.append(
             f"| {row['bin'][0]:.2f}-{row['bin'][1]:.2f} | {row['n']} | {row['mean_claimed']:.3f} | "
             f"{row['share_truly_best']:.3f} |"
@@ -382,7 +377,7 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         if all(facts[t.name]["extras_complete"][kind] for t in targets)
         for name in names
     ]
-    directions = {
+    directions: dict[str, str] = {
         s: get_score(s).direction for s in [*eligible, *(n for v in EXTRA_KINDS.values() for n in v)]
     }
     candidates = procedures(eligible, directions)
@@ -414,12 +409,12 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     nested_pop = {
         f"{t} x {pop}": float(tau)
         for t, v in nested.items()
-        for pop, tau in v["by_population"].items()  # type: ignore[union-attr]
+        for pop, tau in v["by_population"].items()  # type: ignore[attr-defined]
     }
     single_means = {n: summary(per)["mean"] for n, per in table.items() if n.startswith("single:")}
     best_single_name = max(single_means, key=lambda n: single_means[n])
     for row in nested.values():
-        row["policy"] = row["policy"].to_dict()  # type: ignore[union-attr]
+        row["policy"] = row["policy"].to_dict()  # type: ignore[attr-defined]
     randoms = {m["architecture"]: m["label"] for m in pool if m["kind"] == "random"}
     twins = {m["label"]: randoms[m["architecture"]] for m in pool if m["kind"] == "imagenet"}
     twin_counts = {}

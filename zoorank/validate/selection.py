@@ -70,15 +70,6 @@ class Training:
         return target.models(exclude_population=self.exclude_population)
 
 
-class Scorer:
-    """Anything that ranks a target's models: a :class:`RankingPolicy`, or a comparison row."""
-
-    name: str
-    scores: tuple[str, ...]
-
-    def values(self, values: Values, directions: Mapping[str, str]) -> dict[str, float]: ...
-
-
 @dataclass(frozen=True)
 class SignedStack:
     """A weighted z-score whose weights may be negative: the released ``heldout-ridge-v3`` and
