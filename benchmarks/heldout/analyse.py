@@ -427,9 +427,12 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         fold_policies[target.name] = held_policy
         combined = held_policy.values(target.values, directions)
         twin_counts[target.name] = count_above_twin(combined, "higher", twins)
-    calib_names = sorted({s for p in fold_policies.values() for s in p.scores if resampled(s)})
+    # The calibration units resample these scores; the list only grows, so that units made for
+    # an earlier choice stay usable (a unit's key holds the list it was made with).
     calib_path = RESULTS / "calib_scores.json"
-    if not calib_path.exists() or json.loads(calib_path.read_text()) != calib_names:
+    before = json.loads(calib_path.read_text()) if calib_path.exists() else []
+    calib_names = sorted(set(before) | {s for p in fold_policies.values() for s in p.scores if resampled(s)})
+    if calib_names != before:
         calib_path.write_text(json.dumps(calib_names) + "\n")
     target_cis = {
         "chosen_procedure_loto": {

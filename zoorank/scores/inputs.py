@@ -49,11 +49,35 @@ class ScoreOutput:
 
 
 def check_labels(labels: np.ndarray, *, min_classes: int = 2, min_per_class: int = 1) -> np.ndarray:
-    """Labels as ``0..C-1`` int64 ``(n,)``; refuses fewer than ``min_classes`` classes."""
+    """Labels as ``0..C-1`` int64 ``(n,)``; refuses what is not a class label (NaN, fractional
+    numbers, a class per sample: a regression target) and fewer than ``min_classes`` classes."""
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise InvalidInputError(f"labels must be 1-D (n,), got shape {labels.shape}", field="labels")
+    if labels.dtype.kind not in "biufUSO":
+        raise InvalidInputError(
+            f"labels must be integers or strings, got dtype {labels.dtype}", field="labels"
+        )
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            bad = int((~np.isfinite(labels)).sum())
+            raise InvalidInputError(
+                f"labels contain {bad} NaN or inf values; every sample needs a class", field="labels"
+            )
+        fractional = labels[labels != np.round(labels)]
+        if fractional.size:
+            raise InvalidInputError(
+                f"labels must be class ids (integers or strings), got fractional numbers such as "
+                f"{fractional[0]:g}: a regression target has no classes to score",
+                field="labels",
+            )
     _, encoded, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if labels.size > min_classes and counts.size == labels.size:
+        raise InvalidInputError(
+            f"every one of the {labels.size} samples has a class of its own: these are not class labels"
+            " (a regression target, or ids); give each sample its class",
+            field="labels",
+        )
     if counts.size < min_classes:
         raise InvalidInputError(f"need at least {min_classes} classes, got {counts.size}", field="labels")
     if counts.min() < min_per_class:
