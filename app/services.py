@@ -27,6 +27,7 @@ from app.db.session import DATABASE_DOWN, session_scope
 from app.logs import log_context
 from app.settings import Settings
 from zoorank.data import DatasetIdentity, load_dataset
+from zoorank.data.datasets import check_ref
 from zoorank.data.refs import resolve_under_roots
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import Cancelled, ConflictError, InvalidInputError, TooLargeError
@@ -415,6 +416,7 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
     succeeded or partial jobs, the latest value per (model, score). Pool-relative steps (NCTI,
     z-scores of the default ranking) and the ranking's uncertainty are recomputed over the
     models shown."""
+    check_ref(dataset)
     if score is not None:
         get_score(score)
     sets: dict[str, dict[str, Any]] = {}

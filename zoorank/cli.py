@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from zoorank.settings import CoreSettings
+from zoorank.states import TERMINAL
 from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
 
 if TYPE_CHECKING:
@@ -490,7 +491,7 @@ def explain(
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a running server (--server URL).")
 app.add_typer(jobs_app, name="jobs")
-TERMINAL_STATUSES = ("succeeded", "partial", "failed", "cancelled")
+TERMINAL_STATUSES = tuple(TERMINAL)
 SERVER_HELP = "Base URL of a running zoorank API (ZOORANK_SERVER)."
 
 

@@ -15,10 +15,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, GroundTruth, Job, JobModel, RegisteredModel, ScoreResult, utcnow
+from zoorank import states
 from zoorank.errors import UnknownNameError
 from zoorank.zoo import ModelSpec, get_model_spec, list_models
 
-TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
+TERMINAL = states.TERMINAL
 
 
 def new_id() -> str:

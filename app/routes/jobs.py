@@ -14,6 +14,7 @@ from app.deps import get_session, get_settings_dep, require_writer
 from app.problems import ProblemError, problem_responses
 from app.schemas import JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
 from app.settings import Settings
+from zoorank.states import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(422, 503))
 
@@ -76,7 +77,7 @@ def list_jobs(
         0, ge=0, le=2**62, description="jobs to skip (at most 2^62: the database's integers end there)"
     ),
     limit: int = Query(20, ge=1, le=200),
-    status: str | None = Query(None),
+    status: JobStatus | None = Query(None, description="only jobs in this state"),
 ) -> JobsPublic:
     jobs, count = crud.list_jobs(session, offset=offset, limit=limit, status=status)
     return JobsPublic(

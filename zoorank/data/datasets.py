@@ -281,6 +281,19 @@ def _npz(ref: str, path: Path, expect: DatasetIdentity | None) -> ImageDataset:
     return _from_index(ref, index, lambda rows: images()[np.asarray(rows)])
 
 
+def check_ref(ref: str | DatasetRef) -> DatasetRef:
+    """``ref`` parsed, and a builtin name known (reads nothing); raises
+    :class:`~zoorank.errors.InvalidInputError` / :class:`~zoorank.errors.UnknownNameError`."""
+    parsed = ref if isinstance(ref, DatasetRef) else parse_dataset_ref(ref)
+    if parsed.kind == "builtin" and parsed.value not in _BUILTINS:
+        raise UnknownNameError(
+            f"unknown builtin dataset {parsed.value!r}; known: "
+            + ", ".join(f"builtin:{n}" for n in _BUILTINS),
+            field="dataset",
+        )
+    return parsed
+
+
 def load_dataset(
     ref: str | DatasetRef,
     *,
@@ -294,15 +307,9 @@ def load_dataset(
     (the identity a job stored, when the data's version is the same) or from one pass over the
     bytes. Raises :class:`InvalidInputError` when the content is not what ``expect`` says.
     """
-    parsed = ref if isinstance(ref, DatasetRef) else parse_dataset_ref(ref)
+    parsed = check_ref(ref)
     text = str(parsed)
     if parsed.kind == "builtin":
-        if parsed.value not in _BUILTINS:
-            raise UnknownNameError(
-                f"unknown builtin dataset {parsed.value!r}; known: "
-                + ", ".join(f"builtin:{n}" for n in _BUILTINS),
-                field="dataset",
-            )
         index = _builtin_index(parsed.value)
         check_expected(index, expect)
         images, _ = _BUILTINS[parsed.value][0]()
