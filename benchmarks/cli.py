@@ -43,3 +43,10 @@ def bench_load(ctx: typer.Context) -> None:
 def bench_job_cost(ctx: typer.Context) -> None:
     """The demo's job: score time against forward-pass time = `python -m benchmarks.job_cost`."""
     _bench("job_cost", list(ctx.args))
+
+
+@bench_app.command("confirm", context_settings=PASS_THROUGH)
+def bench_confirm(ctx: typer.Context) -> None:
+    """Regret against compute of ranking + confirmation (successive halving) on the held-out
+    benchmark's cached learning curves = `python -m benchmarks.confirm`."""
+    _bench("confirm", list(ctx.args))

@@ -4,6 +4,8 @@ worked out by hand, divergence, the budget, ties, and properties over random cur
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,7 +92,7 @@ def test_a_diverged_model_leaves_at_its_rung():
 
 
 def test_none_also_counts_as_diverged():
-    curves = dict(CURVES, b=[0.6, None, 0.9, 0.9])
+    curves: dict[str, Sequence[float | None]] = {**CURVES, "b": [0.6, None, 0.9, 0.9]}
     assert successive_halving(curves, COST, top_k_order=ORDER, max_epochs=4).pick == "a"
 
 
@@ -115,7 +117,8 @@ def test_budget_stops_before_the_next_rung():
     assert (result.pick, result.runner_up, result.cost) == ("b", "a", 10.0)
     assert result.stopped_by_budget and not result.complete
     assert result.records["a"].reason == "budget spent" and result.records["b"].reason == "kept"
-    assert "stopped before rung 2" in (result.note or "") and "fine-tune b on to epoch 4" in result.note
+    note = result.note or ""
+    assert "stopped before rung 2" in note and "fine-tune b on to epoch 4" in note
 
 
 def test_budget_stops_the_lone_survivor_short_of_the_end():
@@ -187,6 +190,7 @@ def test_clamp_top_k():
     assert clamp_top_k(25, 25) == (25, None)
     k, note = clamp_top_k(10, 4)
     assert k == 4 and note is not None and "10" in note and "4" in note
+    bad: Any
     for bad in (0, -2, True, 2.0):
         with pytest.raises(InvalidInputError) as err:
             clamp_top_k(bad, 5)

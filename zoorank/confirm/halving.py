@@ -32,6 +32,9 @@ import numpy as np
 
 from zoorank.errors import InvalidInputError
 
+# One model's validation accuracy after epoch 1, 2, ... (None or NaN: the run diverged).
+Curve = Sequence[float | None] | np.ndarray
+
 # The next rung is refused when it would pass the budget by more than this (relative): the same
 # costs summed in another order differ by ~1e-16 per term, so a budget set to
 # :func:`estimated_cost` never stops a run early by rounding.
@@ -173,9 +176,7 @@ def _costs(epoch_cost: Mapping[str, float], order: Sequence[str]) -> dict[str, f
     return out
 
 
-def _curves(
-    curves: Mapping[str, Sequence[float]], order: Sequence[str], max_epochs: int
-) -> dict[str, np.ndarray]:
+def _curves(curves: Mapping[str, Curve], order: Sequence[str], max_epochs: int) -> dict[str, np.ndarray]:
     missing = [m for m in order if m not in curves]
     if missing:
         raise InvalidInputError(f"curves has no validation curve for {', '.join(missing)}", field="curves")
@@ -261,7 +262,7 @@ def _eliminated(rung: int, value: float, cutoff: float) -> str:
 
 
 def successive_halving(
-    curves: Mapping[str, Sequence[float]],
+    curves: Mapping[str, Curve],
     epoch_cost: Mapping[str, float],
     *,
     top_k_order: Sequence[str],
