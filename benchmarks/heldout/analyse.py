@@ -23,6 +23,7 @@ from benchmarks.heldout.populations import population
 from benchmarks.heldout.targets import TARGETS
 from benchmarks.heldout.work import (
     EXTRA_KINDS,
+    ONE_SEED_KINDS,
     RESULTS,
     SEEDS,
     calib_scores,
@@ -111,9 +112,12 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
             runs[u["model"]][u["seed"]] = u
         runs_by_target[target.name] = runs
 
+    kinds = {m["label"]: m["kind"] for m in pool}
+
     def complete(model: str, target: str) -> bool:
+        needed = SEEDS[:1] if kinds[model] in ONE_SEED_KINDS else SEEDS
         return model in scores_by_target[target] and all(
-            s in runs_by_target[target].get(model, {}) for s in SEEDS
+            s in runs_by_target[target].get(model, {}) for s in needed
         )
 
     started = [t.name for t in TARGETS if any(complete(m, t.name) for m in every)]
@@ -145,10 +149,16 @@ def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str
             merged.append(unit)
         values = _pool_values(merged)
         failed = {m: u["error"] for m in labels for u in runs[m].values() if u["error"]}
-        per_seed = {s: {m: runs[m][s]["run"]["accuracy"] for m in labels if m not in failed} for s in SEEDS}
-        accuracy = {m: statistics.fmean(per_seed[s][m] for s in SEEDS) for m in per_seed[SEEDS[0]]}
+        per_seed = {
+            s: {m: runs[m][s]["run"]["accuracy"] for m in labels if m not in failed and s in runs[m]}
+            for s in SEEDS
+        }
+        accuracy = {
+            m: statistics.fmean(per_seed[s][m] for s in SEEDS if m in per_seed[s]) for m in per_seed[SEEDS[0]]
+        }
         train_acc = {
-            m: statistics.fmean(_final_train_accuracy(runs[m][s]["run"]) for s in SEEDS) for m in accuracy
+            m: statistics.fmean(_final_train_accuracy(runs[m][s]["run"]) for s in SEEDS if s in runs[m])
+            for m in accuracy
         }
         facts[target.name] |= {
             "extras_complete": {
