@@ -28,7 +28,7 @@ from zoorank.combine import METHODS, PoolRanking, Values, check_weights, combine
 from zoorank.errors import InvalidInputError
 
 # The released default ranking (a file of zoorank/policies/). Bump by releasing a new file.
-DEFAULT_POLICY = "aggregate-v1"
+DEFAULT_POLICY = "heldout-monotone-v4"
 # Comparison rows of the benchmark, kept as released: never a job's policy.
 PREVIOUS_POLICIES = ("heldout-ridge-v3", "aggregate-v1")
 
@@ -81,6 +81,8 @@ class RankingPolicy:
     def describe_rule(self) -> str:
         if self.rule:
             return self.rule
+        if len(self.scores) == 1:
+            return f"{self.scores[0]} alone"
         if self.method == "mean_rank":
             return f"mean rank over {', '.join(self.scores)} (no fitted weights)"
         return f"weighted z over {', '.join(self.scores)}"

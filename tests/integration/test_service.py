@@ -110,7 +110,10 @@ def test_failing_model_ends_partial_and_says_why(settings, tmp_path):
     assert "broken-r10" in job["error"] and "non-finite" in job["error"]
     progress = {p["model"]: p for p in job["progress"]}
     assert progress["broken-r10"]["status"] == "failed"
-    assert [row["model"] for row in job["ranking"]["aggregate"]] == ["mobilenetv2_100@random"]
+    # the failed model is ranked last, with its reason, and takes no part in the combination
+    rows = job["ranking"]["aggregate"]
+    assert [row["model"] for row in rows] == ["mobilenetv2_100@random", "broken-r10"]
+    assert rows[1]["value"] is None and "non-finite" in rows[1]["failed"] and rows[1]["p_top1"] == 0.0
 
 
 def test_killed_worker_does_not_lose_the_job(settings, tmp_path):
