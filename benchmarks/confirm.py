@@ -127,13 +127,15 @@ def _runs(
             and unit["key"]["settings"] == settings
         ):
             out[unit["seed"]][unit["model"]] = unit["run"]
-    missing = sorted({f"{m} (seed {s})" for s in SEEDS for m in models if m not in out[s]})
+    # A seed is a case only where every model has a run with it (the populations added for
+    # issue 21 have one seed on some targets); seed 0 must be complete.
+    missing = sorted(f"{m} (seed {SEEDS[0]})" for m in models if m not in out[SEEDS[0]])
     if missing:
         raise SystemExit(
             f"{target}: no usable training run for {', '.join(missing)}; rerun `python -m benchmarks.heldout"
             " analyse` so that heldout.json lists what is cached"
         )
-    return out
+    return {s: runs for s, runs in out.items() if all(m in runs for m in models)}
 
 
 def _case(target: str, seed: int, runs: dict[str, dict[str, Any]], truth: dict[str, float]) -> Case:
@@ -187,7 +189,7 @@ def load(heldout: dict[str, Any]) -> tuple[list[TargetData], list[Case], list[st
             TargetData(name, {m: full.values[m] for m in keep}, truth, {m: full.population(m) for m in keep})
         )
         runs = _runs(name, keep, facts["settings"])
-        cases += [_case(name, seed, runs[seed], truth) for seed in SEEDS]
+        cases += [_case(name, seed, runs[seed], truth) for seed in runs]
     return targets, cases, notes
 
 
