@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from benchmarks.ranking.config import OFFLINE_MODELS, ZooConfig
-from benchmarks.ranking.zoo import ZooModel, _accuracy, _ref, _save, source_data
+from benchmarks.ranking.zoo import ZooModel, _accuracy, _ref, _save, source_data, train_steps
 from zoorank.features.preprocess import model_preprocessing
 from zoorank.zoo import create_model, get_model_spec
 
@@ -122,19 +121,16 @@ def train_on_source(
     train_x, train_y, held_x, held_y = data
     preprocessing = model_preprocessing(model, recipe.input_size)
     x, y = preprocessing(train_x), torch.as_tensor(train_y)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    steps_per_epoch = len(x) // recipe.batch_size
-    order = torch.randperm(len(x), generator=generator)
-    for step in range(max(1, round(recipe.epochs * steps_per_epoch))):
-        within = step % steps_per_epoch
-        if within == 0 and step > 0:
-            order = torch.randperm(len(x), generator=generator)
-        batch = order[within * recipe.batch_size : (within + 1) * recipe.batch_size]
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[batch]), y[batch]).backward()
-        optimizer.step()
+    train_steps(
+        model,
+        x,
+        y,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        batch_size=recipe.batch_size,
+        seed=recipe.seed,
+        steps=max(1, round(recipe.epochs * (len(x) // recipe.batch_size))),
+    )
     return model, _accuracy(model, preprocessing(held_x), torch.as_tensor(held_y), classes)
 
 

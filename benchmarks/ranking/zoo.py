@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,21 +116,11 @@ def train_architecture(arch: str, config: ZooConfig, folder: Path) -> list[ZooMo
     preprocessing = model_preprocessing(model, config.input_size)
     x, y = preprocessing(train_x), torch.as_tensor(train_y)
     hx, hy = preprocessing(held_x), torch.as_tensor(held_y)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = len(x) // config.batch_size
     wanted = {max(1, round(e * steps_per_epoch)): e for e in config.snapshot_epochs}
     out: list[ZooModel] = []
-    order = torch.randperm(len(x), generator=generator)
-    for step in range(1, max(wanted) + 1):
-        within = (step - 1) % steps_per_epoch
-        if within == 0 and step > 1:
-            order = torch.randperm(len(x), generator=generator)
-        batch = order[within * config.batch_size : (within + 1) * config.batch_size]
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[batch]), y[batch]).backward()
-        optimizer.step()
+
+    def snapshot(step: int) -> None:
         if step in wanted:
             epochs = wanted[step]
             path = folder / _snapshot_name(arch, epochs)
@@ -153,7 +144,50 @@ def train_architecture(arch: str, config: ZooConfig, folder: Path) -> list[ZooMo
                     time.perf_counter() - start,
                 )
             )
+
+    train_steps(
+        model,
+        x,
+        y,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        steps=max(wanted),
+        after_step=snapshot,
+    )
     return out
+
+
+def train_steps(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+    steps: int,
+    after_step: Callable[[int], None] | None = None,
+) -> None:
+    """``steps`` AdamW steps of cross-entropy at a constant rate over seeded shuffles of (x, y),
+    a new shuffle every epoch; ``after_step(step)`` (1-based) after each."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    steps_per_epoch = len(x) // batch_size
+    order = torch.randperm(len(x), generator=generator)
+    for step in range(1, steps + 1):
+        within = (step - 1) % steps_per_epoch
+        if within == 0 and step > 1:
+            order = torch.randperm(len(x), generator=generator)
+        batch = order[within * batch_size : (within + 1) * batch_size]
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x[batch]), y[batch]).backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step(step)
 
 
 def redraw_top(name: str, stage: int, seed: int) -> tuple[torch.nn.Module, int, int]:
