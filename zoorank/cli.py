@@ -324,6 +324,8 @@ def print_ranking(
         shown = [s for s in dict.fromkeys(preferred) if s in scores][:MAX_TABLE_SCORES]
         typer.echo(f"{len(scores)} scores computed; the table shows {', '.join(shown)} (--json has all)")
         scores = shown
+    left_out = ranking.get("left_out") or {}
+    headers = {s: f"{s} (left out)" if s in left_out else s for s in scores}
     rows = []
     for row in ranking["aggregate"]:
         interval = row.get("rank_interval")
@@ -334,13 +336,13 @@ def print_ranking(
                 "value": row["value"],
                 "P(top-1)": row.get("p_top1"),
                 "90% rank": f"{interval[0]}-{interval[1]}" if interval else None,
-                **{s: values.get(row["model"], {}).get(s) for s in scores},
+                **{headers[s]: values.get(row["model"], {}).get(s) for s in scores},
             }
         )
-    _table(["rank", "model", "value", "P(top-1)", "90% rank", *scores], rows, title=title)
+    _table(["rank", "model", "value", "P(top-1)", "90% rank", *headers.values()], rows, title=title)
     policy = ranking.get("policy") or {}
     typer.echo(f"ranked by {policy.get('name')}: {ranking.get('rule') or policy.get('rule')}")
-    for why in (ranking.get("left_out") or {}).values():
+    for why in left_out.values():
         typer.secho(why, fg=typer.colors.YELLOW)
     if ranking.get("tie"):
         typer.secho(

@@ -31,6 +31,9 @@ BOOTSTRAP_KEY = "bootstrap"
 # The resamples of one model may cost at most this share of what its forward pass and scores
 # cost; a score whose resamples do not fit keeps its point value (and the job says so).
 BUDGET_FRACTION = 0.2
+# ... and never less than this many seconds, so that small jobs (whose forward pass takes a
+# fraction of a second) still resample their cheap scores.
+MIN_BUDGET_SECONDS = 2.0
 # Rankings drawn in all (spread over the row resamples) when scores are reweighted or the
 # policy has a temperature: only sums and sorting, cheap.
 DRAWS = 2000
@@ -50,14 +53,15 @@ def budgeted(
     fraction: float = BUDGET_FRACTION,
 ) -> list[str]:
     """The array-only ``candidates`` whose ``resamples`` fit, cheapest first, in ``fraction``
-    of ``model_seconds`` (what the model's forward pass and scores took). One resample of a
-    score is costed at half its point computation (it sees half the rows).
+    of ``model_seconds`` (what the model's forward pass and scores took; at least
+    :data:`MIN_BUDGET_SECONDS`). One resample of a score is costed at half its point
+    computation (it sees half the rows).
 
     >>> budgeted(["leep", "linear_probe", "nce"], {"leep": 0.02, "linear_probe": 0.7, "nce": 0.01},
     ...          10.0, resamples=100)
     ['nce', 'leep']
     """
-    budget = fraction * model_seconds
+    budget = max(fraction * model_seconds, MIN_BUDGET_SECONDS)
     chosen = []
     for name in sorted((c for c in candidates if resampled(c)), key=lambda c: (point_seconds.get(c, 0.0), c)):
         cost = 0.5 * point_seconds.get(name, 0.0) * resamples

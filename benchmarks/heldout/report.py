@@ -71,8 +71,9 @@ def markdown(p: dict[str, Any]) -> str:
         f"Command: `{p['command']}`; benchmark commit `{p['benchmark_commit'][:12]}`.",
         f"{len(targets)} complete targets, {len(p['models'])} models in {len(pops)} populations"
         " (" + ", ".join(f"{name}: {len(models)}" for name, models in pops.items()) + "); fine-tuned"
-        " ground truth (every weight, 64 px, 2 seeds). Every figure below is **held out** unless"
-        " marked in-sample, two ways:",
+        " ground truth (every weight, 64 px, 2 seeds; the two populations added for issue 21 have one"
+        " seed on the targets their second seed had not reached: `ONE_SEED_KINDS` in work.py)."
+        " Every figure below is **held out** unless marked in-sample, two ways:",
         "",
         "* **target x population** (the headline): fitted on the other targets *and* the other"
         " populations' models, judged on the held-out target over the held-out population's models;",

