@@ -15,7 +15,8 @@ Two held-out figures per procedure:
   two shows how much a procedure learned its population.
 
 :func:`choose` picks, by the target x population figure, the procedure with the fewest scores
-among those within noise of the best (parsimony: fewer scores computed);
+among those within noise of the best (parsimony: fewer scores computed), among those that rank
+every pretrained model above its random-init twin on the training targets;
 :func:`nested_heldout` redoes that choice without each held-out target, so its mean is what the
 whole selection achieves on a target it never saw.
 """
@@ -333,15 +334,44 @@ def paired_difference_interval(
     return fold_mean_interval({k: per_fold[k] - best[k] for k in best}, resamples=resamples, seed=seed)
 
 
+def beats_random_twins(
+    policy: RankingPolicy | SignedStack,
+    targets: Sequence[TargetData],
+    directions: Mapping[str, str],
+    twins: Mapping[str, str],
+) -> bool:
+    """Whether ``policy`` ranks every pretrained model above its random-init twin
+    (``twins``: pretrained -> random) on every one of ``targets`` where both are present."""
+    for target in targets:
+        pairs = [(a, b) for a, b in twins.items() if a in target.accuracy and b in target.accuracy]
+        if not pairs:
+            continue
+        combined = policy.values({m: target.values.get(m, {}) for m in target.models()}, directions)
+        if any(combined[a] <= combined[b] for a, b in pairs):
+            return False
+    return True
+
+
 def choose(
-    procedures: Sequence[Procedure], targets: Sequence[TargetData], directions: Mapping[str, str]
+    procedures: Sequence[Procedure],
+    targets: Sequence[TargetData],
+    directions: Mapping[str, str],
+    twins: Mapping[str, str] | None = None,
 ) -> tuple[Procedure, dict[str, dict[str, float]]]:
     """The procedure to release: among those within noise of the best mean target x population
     τ (the 95 % interval of their paired difference from the best, targets resampled, reaches
     0), the one with the fewest scores (then the better mean, then the first listed); and every
-    procedure's per-fold held-out τ."""
+    procedure's per-fold held-out τ.
+
+    With ``twins`` (pretrained -> its random-init twin), only procedures whose policy, fitted on
+    ``targets``, ranks every pretrained model above its twin on each of them are eligible (a
+    random init is the baseline every ranking should beat); when none is, all are."""
     table = {p.name: population_taus(p, targets, directions) for p in procedures}
     means = {p.name: _mean(table[p.name].values()) for p in procedures}
+    if twins:
+        training = Training(tuple(targets))
+        eligible = [p for p in procedures if beats_random_twins(p.fit(training), targets, directions, twins)]
+        procedures = eligible or list(procedures)
     best = max(procedures, key=lambda p: means[p.name])
 
     def zero(x: float) -> float:
@@ -354,7 +384,10 @@ def choose(
 
 
 def nested_heldout(
-    procedures: Sequence[Procedure], targets: Sequence[TargetData], directions: Mapping[str, str]
+    procedures: Sequence[Procedure],
+    targets: Sequence[TargetData],
+    directions: Mapping[str, str],
+    twins: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, object]]:
     """For each target: the procedure chosen (by :func:`choose`) on the *other* targets, the
     policy it fitted on them, its τ on the held-out target over all models, and per population
@@ -363,7 +396,7 @@ def nested_heldout(
     pops = populations(targets)
     for i, target in enumerate(targets):
         rest = tuple(t for j, t in enumerate(targets) if j != i)
-        chosen, _ = choose(procedures, rest, directions)
+        chosen, _ = choose(procedures, rest, directions, twins)
         policy = chosen.fit(Training(rest))
         by_population = {}
         for pop in pops:
