@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.heldout.analyse import load_targets, procedures
+from benchmarks.heldout.analyse import load_targets, pool_twins, procedures
 from benchmarks.heldout.work import RESULTS, SEEDS, score_names
 from zoorank.confirm.halving import accuracy_interval, successive_halving
 from zoorank.errors import InvalidInputError
@@ -218,14 +218,15 @@ def released_rankings(targets: Sequence[TargetData]) -> dict[str, dict[str, Any]
 
 def loto_rankings(targets: Sequence[TargetData]) -> dict[str, dict[str, Any]]:
     """target -> the ranking by the procedure :func:`choose` picks on the other targets, fitted
-    on them (the nested selection of ``heldout.json``)."""
+    on them (the nested selection of ``heldout.json``, with its twin rule)."""
     eligible = score_names("scores")
     directions = _directions(eligible)
     candidates = procedures(eligible, directions)
+    twins = pool_twins(json.loads((RESULTS / "pool.json").read_text()))
     out = {}
     for i, target in enumerate(targets):
         rest = tuple(t for j, t in enumerate(targets) if j != i)
-        chosen, _ = choose(candidates, rest, directions)
+        chosen, _ = choose(candidates, rest, directions, twins)
         policy = chosen.fit(Training(rest))
         assert isinstance(policy, RankingPolicy)
         out[target.name] = _ranked(policy, target, directions) | {"procedure": chosen.name}

@@ -99,6 +99,12 @@ def pool_populations(pool: list[dict[str, Any]]) -> dict[str, str]:
     return {m["label"]: m.get("population") or population(m["kind"]) for m in pool}
 
 
+def pool_twins(pool: list[dict[str, Any]]) -> dict[str, str]:
+    """pretrained ImageNet model -> its random-init twin (same architecture)."""
+    randoms = {m["architecture"]: m["label"] for m in pool if m["kind"] == "random"}
+    return {m["label"]: randoms[m["architecture"]] for m in pool if m["kind"] == "imagenet"}
+
+
 def load_targets(pool: list[dict[str, Any]]) -> tuple[list[TargetData], dict[str, Any], list[str]]:
     """The targets, over the models whose every unit (scores, every training seed) is done on
     every target; what is known about each target (failures included); the models left out
@@ -392,8 +398,7 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
     }
     candidates = procedures(eligible, directions)
     compared = comparisons(eligible, directions)
-    randoms = {m["architecture"]: m["label"] for m in pool if m["kind"] == "random"}
-    twins = {m["label"]: randoms[m["architecture"]] for m in pool if m["kind"] == "imagenet"}
+    twins = pool_twins(pool)
     chosen, table = choose(candidates, targets, directions, twins)
     for procedure in compared:
         table[procedure.name] = population_taus(procedure, targets, directions)
