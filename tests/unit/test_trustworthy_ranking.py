@@ -120,18 +120,25 @@ def client(tmp_path):
     return TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None))
 
 
-def test_over_http_the_pick_follows_the_scores_and_is_never_certain_against_them(client):
-    """Caught: over HTTP a job said "a clear first", P(top-1) = 1.0, for the reversed pick."""
+def _finished_job(client: TestClient, scores: list[str]) -> dict:
+    """The README's pair ranked over HTTP by ``scores``, run to the end."""
     body = {
         "dataset": "builtin:digits",
         "models": PAIR.split(","),
-        "scores": ["logme", "leep"],
+        "scores": scores,
         "options": {"samples_per_class": 10, "input_size": 32, "tap_images_per_class": 0},
     }
     job = client.post("/v1/jobs", json=body).json()
     got = client.get(f"/v1/jobs/{job['id']}").json()
     assert got["status"] == "succeeded", got
-    values = {m: {r["score"]: r["value"] for r in got["results"] if r["model"] == m} for m in body["models"]}
+    return got
+
+
+def test_over_http_the_pick_follows_the_scores_and_is_never_certain_against_them(client):
+    """Caught: over HTTP a job said "a clear first", P(top-1) = 1.0, for the reversed pick."""
+    got = _finished_job(client, ["logme", "leep"])
+    job = got
+    values = {m: {r["score"]: r["value"] for r in got["results"] if r["model"] == m} for m in PAIR.split(",")}
     ranking = got["ranking"]
     agreed = _agreed_best(values, ["logme", "leep"])
     top = ranking["aggregate"][0]
@@ -145,14 +152,8 @@ def test_over_http_the_pick_follows_the_scores_and_is_never_certain_against_them
 
 
 def test_over_http_a_flat_score_is_named_on_the_job_and_its_page(client):
-    body = {
-        "dataset": "builtin:digits",
-        "models": PAIR.split(","),
-        "scores": ["sfda", "leep"],
-        "options": {"samples_per_class": 10, "input_size": 32, "tap_images_per_class": 0},
-    }
-    job = client.post("/v1/jobs", json=body).json()
-    got = client.get(f"/v1/jobs/{job['id']}").json()
+    got = _finished_job(client, ["sfda", "leep"])
+    job = got
     sfda = {r["value"] for r in got["results"] if r["score"] == "sfda"}
     if len({round(v, 9) for v in sfda}) == 1:
         assert "sfda: equal for every model" in got["ranking"]["left_out"]["sfda"]
