@@ -173,7 +173,6 @@ def check_weights(weights: Sequence[float], n_scores: int) -> np.ndarray:
 
 def weighted_z(matrix: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     """``Σ_j w_j z_j`` over the columns of ``matrix`` (see :func:`standardise`); weights >= 0."""
-    check_weights(weights, matrix.shape[1])
     return contributions(matrix, "weighted_z", weights).sum(axis=1)
 
 
@@ -232,10 +231,10 @@ class PoolRanking:
 
 
 def informative(
-    values: Values, directions: Mapping[str, str], scores: Sequence[str]
+    matrix: np.ndarray, directions: Mapping[str, str], scores: Sequence[str]
 ) -> tuple[list[str], dict[str, str]]:
-    """The ``scores`` that can order the pool, and for each other one why not."""
-    _, matrix = oriented_matrix(values, directions, scores)
+    """The ``scores`` (the columns of the oriented ``matrix``) that can order the pool, and for
+    each other one why not."""
     used, left_out = [], {}
     for j, score in enumerate(scores):
         if is_constant(matrix[:, j]):
@@ -259,13 +258,14 @@ def rank_pool(
     it) takes no part and is ranked last, marked ``"failed"``."""
     if weights is not None:
         check_weights(weights, len(scores))
-    _, every = oriented_matrix(values, directions, scores)
-    failed = [m for i, m in enumerate(sorted(values)) if scores and not np.isfinite(every[i]).any()]
-    usable = {m: v for m, v in values.items() if m not in failed}
-    used, left_out = informative(usable, directions, scores)
+    every_model, every = oriented_matrix(values, directions, scores)
+    usable_rows = [i for i in range(len(every_model)) if not scores or np.isfinite(every[i]).any()]
+    failed = [m for i, m in enumerate(every_model) if i not in usable_rows]
+    models = [every_model[i] for i in usable_rows]
+    used, left_out = informative(every[usable_rows], directions, scores)
     keep = [list(scores).index(s) for s in used]
     used_weights = None if weights is None else [weights[i] for i in keep]
-    models, matrix = oriented_matrix(usable, directions, used)
+    matrix = every[usable_rows][:, keep]
     rows: list[dict[str, float | int | str]] = []
     if not used:
         rows = [{"model": m, "value": 0.0, "rank": 1} for m in models]

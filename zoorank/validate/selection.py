@@ -34,7 +34,7 @@ from scipy.optimize import nnls
 
 from zoorank.combine import Values, oriented_matrix, standardise
 from zoorank.policy import RankingPolicy
-from zoorank.validate.agreement import bootstrap_interval, weighted_tau
+from zoorank.validate.agreement import bootstrap_interval, count_above_twin, weighted_tau
 
 
 @dataclass(eq=False)  # hashed by identity: per-target results are cached
@@ -343,11 +343,9 @@ def beats_random_twins(
     """Whether ``policy`` ranks every pretrained model above its random-init twin
     (``twins``: pretrained -> random) on every one of ``targets`` where both are present."""
     for target in targets:
-        pairs = [(a, b) for a, b in twins.items() if a in target.accuracy and b in target.accuracy]
-        if not pairs:
-            continue
         combined = policy.values({m: target.values.get(m, {}) for m in target.models()}, directions)
-        if any(combined[a] <= combined[b] for a, b in pairs):
+        counted = count_above_twin(combined, "higher", twins)  # pairs where both models are present
+        if counted["above"] < counted["pairs"]:
             return False
     return True
 
