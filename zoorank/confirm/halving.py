@@ -84,6 +84,15 @@ class HalvingResult:
     budget: float | None = None
     stopped_by_budget: bool = False
     note: str | None = None
+    # Only with ``partial=True``: the models whose validation accuracy at rung ``waiting_rung``
+    # is not known yet (train them to ``schedule[waiting_rung - 1]`` and call again).
+    waiting_for: tuple[str, ...] = ()
+    waiting_rung: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """False while models still have a rung to train (``partial=True`` only)."""
+        return not self.waiting_for
 
     @property
     def complete(self) -> bool:
@@ -100,6 +109,9 @@ class HalvingResult:
             "budget": self.budget,
             "stopped_by_budget": self.stopped_by_budget,
             "complete": self.complete,
+            "finished": self.finished,
+            "waiting_for": list(self.waiting_for),
+            "waiting_rung": self.waiting_rung,
             "note": self.note,
             "records": [
                 {
@@ -176,7 +188,9 @@ def _costs(epoch_cost: Mapping[str, float], order: Sequence[str]) -> dict[str, f
     return out
 
 
-def _curves(curves: Mapping[str, Curve], order: Sequence[str], max_epochs: int) -> dict[str, np.ndarray]:
+def _curves(
+    curves: Mapping[str, Curve], order: Sequence[str], max_epochs: int, *, partial: bool = False
+) -> dict[str, np.ndarray]:
     missing = [m for m in order if m not in curves]
     if missing:
         raise InvalidInputError(f"curves has no validation curve for {', '.join(missing)}", field="curves")
@@ -189,6 +203,11 @@ def _curves(curves: Mapping[str, Curve], order: Sequence[str], max_epochs: int) 
                 f"curves[{m!r}] must be a sequence of numbers (validation accuracy after epoch 1..E)",
                 field="curves",
             ) from exc
+        if partial and curve.ndim == 1 and curve.size <= max_epochs:
+            if not np.isfinite(curve).all():  # diverged: nothing more will come
+                curve = np.concatenate([curve, np.full(max_epochs - curve.size, np.nan)])
+            out[m] = curve
+            continue
         if curve.ndim != 1 or curve.size < max_epochs:
             raise InvalidInputError(
                 f"curves[{m!r}] has {curve.size if curve.ndim == 1 else curve.shape} epochs; max_epochs="
@@ -270,6 +289,7 @@ def successive_halving(
     eta: int = 2,
     budget: float | None = None,
     min_epochs: int = 1,
+    partial: bool = False,
 ) -> HalvingResult:
     """Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018) of the shortlist
     ``top_k_order`` (best-ranked first) over epochs of fine-tuning.
@@ -289,11 +309,17 @@ def successive_halving(
 
     ``curves``: model -> validation accuracy after epochs ``1..E`` (``E >= max_epochs``; NaN or
     None where the run diverged).
+
+    ``partial=True`` drives a run whose curves are still being trained (the service, rung by
+    rung): a curve may stop early, and where a surviving model's accuracy at the next rung is
+    not known yet, the run stops there and says which models to train to which rung
+    (``waiting_for``, ``waiting_rung``); with the curves completed, the call gives the same
+    decisions as one over full curves.
     """
     order = _shortlist(top_k_order)
     schedule = rungs(max_epochs, eta, min_epochs)
     cost_of = _costs(epoch_cost, order)
-    curve_of = _curves(curves, order, schedule[-1])
+    curve_of = _curves(curves, order, schedule[-1], partial=partial)
     limit = _budget(budget, minimum_budget(cost_of, order, min_epochs=min_epochs), min_epochs)
     position = {m: i for i, m in enumerate(order)}
     epochs = dict.fromkeys(order, 0)
@@ -307,10 +333,16 @@ def successive_halving(
     def by_accuracy(models: list[str]) -> list[str]:
         return sorted(models, key=lambda m: (-latest(m), position[m]))
 
+    waiting: tuple[str, ...] = ()
+    waiting_rung: int | None = None
     for r, end in enumerate(schedule, start=1):
         step = math.fsum((end - epochs[m]) * cost_of[m] for m in survivors)
         if limit is not None and spent + step > limit * (1 + BUDGET_RTOL):
             stopped_at = r
+            break
+        waiting = tuple(m for m in survivors if curve_of[m].size < end)
+        if waiting:
+            waiting_rung = r
             break
         spent += step
         for m in survivors:
@@ -329,6 +361,18 @@ def successive_halving(
 
     pick: str | None = None
     note: str | None = None
+    if waiting:
+        reason |= {m: f"training in rung {waiting_rung}" for m in survivors}
+        return HalvingResult(
+            pick=None,
+            runner_up=None,
+            cost=spent,
+            records=_records(order, epochs, rung_of, reason, cost_of, curve_of),
+            schedule=tuple(schedule),
+            budget=limit,
+            waiting_for=waiting,
+            waiting_rung=waiting_rung,
+        )
     if survivors:
         ranked = by_accuracy(survivors)
         pick = ranked[0]
@@ -350,27 +394,37 @@ def successive_halving(
             f" picked by validation accuracy after epoch {done}"
             + (f"; fine-tune {pick} on to epoch {schedule[-1]}" if done < schedule[-1] else "")
         )
-    records = {
+    return HalvingResult(
+        pick=pick,
+        runner_up=runner_up,
+        cost=spent,
+        records=_records(order, epochs, rung_of, reason, cost_of, curve_of),
+        schedule=tuple(schedule),
+        budget=limit,
+        stopped_by_budget=stopped_at is not None,
+        note=note,
+    )
+
+
+def _records(
+    order: Sequence[str],
+    epochs: Mapping[str, int],
+    rung_of: Mapping[str, int],
+    reason: Mapping[str, str],
+    cost_of: Mapping[str, float],
+    curve_of: Mapping[str, np.ndarray],
+) -> dict[str, HalvingRecord]:
+    return {
         m: HalvingRecord(
             model=m,
             epochs=epochs[m],
-            val_accuracy=latest(m) if epochs[m] else math.nan,
+            val_accuracy=float(curve_of[m][epochs[m] - 1]) if epochs[m] else math.nan,
             rung=rung_of[m],
             reason=reason.get(m, BUDGET_SPENT),
             cost=epochs[m] * cost_of[m],
         )
         for m in order
     }
-    return HalvingResult(
-        pick=pick,
-        runner_up=runner_up,
-        cost=spent,
-        records=records,
-        schedule=tuple(schedule),
-        budget=limit,
-        stopped_by_budget=stopped_at is not None,
-        note=note,
-    )
 
 
 def accuracy_interval(
@@ -398,6 +452,29 @@ def accuracy_interval(
     means = np.random.default_rng(seed).binomial(n, float(array.mean()), size=resamples) / n
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def paired_difference(
+    correct_a: np.ndarray, correct_b: np.ndarray, *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Accuracy of ``a`` minus that of ``b`` on the same validation rows (0/1 per row, same
+    order), and its percentile bootstrap interval, rows resampled in pairs: ``(difference, low,
+    high)``. An interval that holds 0 means the two cannot be told apart on these rows."""
+    a, b = np.asarray(correct_a, dtype=np.float64), np.asarray(correct_b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise InvalidInputError(
+            "correct_a and correct_b must be 0/1 vectors over the same rows, got shapes"
+            f" {a.shape} and {b.shape}",
+            field="correct_n",
+        )
+    if not (np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()):
+        raise InvalidInputError("correct_a and correct_b must hold only 0 and 1", field="correct_n")
+    resamples = _integer(resamples, "resamples", 1, "bootstrap draws")
+    diff = a - b
+    rows = np.random.default_rng(seed).integers(0, diff.size, size=(resamples, diff.size))
+    means = diff[rows].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(diff.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 def clamp_top_k(top_k: int, n_models: int) -> tuple[int, str | None]:

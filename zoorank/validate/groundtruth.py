@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -204,13 +204,157 @@ def linear_probe_accuracy(
     return float((probe.predict(sx) == test_y).mean()), val_acc, float(c)
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """0/1 per row: the model's top class is the label."""
     model.eval()
-    correct = 0
+    out = []
     with torch.inference_mode():
         for begin in range(0, len(x), batch):
-            correct += int((model(x[begin : begin + batch]).argmax(1) == y[begin : begin + batch]).sum())
-    return correct / max(len(x), 1)
+            out.append((model(x[begin : begin + batch]).argmax(1) == y[begin : begin + batch]).cpu().numpy())
+    return np.concatenate(out).astype(np.int8) if out else np.zeros(0, np.int8)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
+    return int(_correct(model, x, y, batch).sum()) / max(len(x), 1)
+
+
+class Diverged(InvalidInputError):
+    """A fine-tuning step gave a non-finite loss (NaN or inf)."""
+
+
+class FineTuneRun:
+    """One fine-tuning run of every weight of ``model``, advanced an epoch at a time and
+    resumable from :meth:`checkpoint` in another process (the confirmation stage trains a rung,
+    saves, and the next rung may run on another worker).
+
+    The classifier is replaced by a fresh ``num_classes`` head initialised under ``seed``; the
+    model's own preprocessing at ``settings.input_size`` (the images preprocessed once); the
+    loss ``ce`` or ``powergrad`` with ``alpha``; AdamW or SGD with a per-step cosine learning
+    rate over ``settings.epochs`` epochs. The run keeps its own random state (head, dropout,
+    batch order), so a run resumed from a checkpoint continues exactly as one that never
+    stopped (on CPU). Test rows are read only when :meth:`accuracy` asks for them.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: ImageDataset,
+        split: Split,
+        settings: TrainSettings,
+        *,
+        loss: str = "ce",
+        alpha: float = 0.25,
+        seed: int = 0,
+    ) -> None:
+        self.model, self.dataset, self.split, self.settings, self.seed = model, dataset, split, settings, seed
+        self.loss_fn = make_loss(loss, alpha)
+        self.device = resolve_device(settings.device)
+        self._preprocessing = model_preprocessing(model, settings.input_size)
+        self.train_x, self.train_y = self.tensors(split.train)
+        self.val_x, self.val_y = self.tensors(split.val)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model.reset_classifier(dataset.num_classes)  # type: ignore[operator]
+            self._rng = torch.get_rng_state()
+        model.to(self.device)
+        self.generator = torch.Generator().manual_seed(seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if settings.optimizer == "adamw":
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+                params, lr=settings.lr, weight_decay=settings.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.SGD(
+                params,
+                lr=settings.lr,
+                momentum=settings.momentum,
+                weight_decay=settings.weight_decay,
+                nesterov=True,
+            )
+        self.steps_per_epoch = max(1, len(self.train_x) // settings.batch_size)  # drop the ragged last batch
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=self.steps_per_epoch * settings.epochs
+        )
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+
+    def tensors(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._preprocessing(self.dataset.read(rows)).to(self.device)
+        return x, torch.as_tensor(self.dataset.labels[rows], dtype=torch.long, device=self.device)
+
+    def train_epoch(self, should_stop: Callable[[], None] | None = None) -> dict[str, float]:
+        """One more epoch, then the validation accuracy; returns (and keeps) its history entry
+        ``{"epoch", "loss", "val_accuracy", "seconds"}``. ``should_stop`` is called before every
+        step and may raise (a cancelled job) to end the epoch with nothing changed outside the
+        run. A non-finite loss raises :class:`Diverged`."""
+        start = time.perf_counter()
+        epoch = self.epoch + 1
+        n, batch_size = len(self.train_x), self.settings.batch_size
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._rng)
+            self.model.train()
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+            total = 0.0
+            for step in range(self.steps_per_epoch):
+                if should_stop is not None:
+                    should_stop()
+                batch = order[step * batch_size : (step + 1) * batch_size]
+                self.optimizer.zero_grad(set_to_none=True)
+                value = self.loss_fn(self.model(self.train_x[batch]), self.train_y[batch])
+                if not torch.isfinite(value):
+                    raise Diverged(
+                        f"training diverged (loss {float(value)}) at epoch {epoch}; lower the learning rate",
+                        field="settings",
+                    )
+                value.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                total += float(value.detach())
+            self._rng = torch.get_rng_state()
+        self.epoch = epoch
+        entry = {
+            "epoch": epoch,
+            "loss": total / self.steps_per_epoch,
+            "val_accuracy": _accuracy(self.model, self.val_x, self.val_y),
+            "seconds": time.perf_counter() - start,
+        }
+        self.history.append(entry)
+        return entry
+
+    def val_correct(self) -> np.ndarray:
+        """0/1 per validation row (``split.val`` order): whether the model, as it is now, gets
+        it right (what an interval over validation rows resamples)."""
+        return _correct(self.model, self.val_x, self.val_y)
+
+    def accuracy(self, which: str = "test") -> float:
+        """Accuracy of the model as it is now on the ``train``, ``val`` or ``test`` rows."""
+        if which == "train":
+            return _accuracy(self.model, self.train_x, self.train_y)
+        if which == "val":
+            return _accuracy(self.model, self.val_x, self.val_y)
+        return _accuracy(self.model, *self.tensors(self.split.test))
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything that resumes the run (:meth:`restore`): weights, optimiser, schedule and
+        random state, epochs done and their history."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "rng": self._rng,
+            "epoch": self.epoch,
+            "history": list(self.history),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self._rng = state["rng"]
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
 
 
 def finetune_accuracy(
@@ -223,95 +367,35 @@ def finetune_accuracy(
     alpha: float = 0.25,
     seed: int = 0,
 ) -> RunResult:
-    """Fine-tune every weight of ``model`` (a timm model, weights loaded) on ``split.train``.
-
-    The classifier is replaced by a fresh ``num_classes`` head initialised under ``seed``; the
-    model's own preprocessing at ``settings.input_size``; ``settings.epochs`` epochs of the
-    loss (``ce`` or ``powergrad`` with ``alpha``) with a per-step cosine learning rate; after
-    each epoch the validation accuracy, stopping after ``patience`` epochs without a new best
-    (but not before epoch ``min_epochs``);
-    the best epoch's weights give the test accuracy and the final train accuracy (which says
-    whether the schedule was long enough for the model to fit the train split at all).
+    """Fine-tune every weight of ``model`` (a timm model, weights loaded) on ``split.train``
+    (a :class:`FineTuneRun`): after each epoch the validation accuracy, stopping after
+    ``patience`` epochs without a new best (but not before epoch ``min_epochs``); the best
+    epoch's weights give the test accuracy and the final train accuracy (which says whether the
+    schedule was long enough for the model to fit the train split at all).
     """
     start = time.perf_counter()
-    loss_fn = make_loss(loss, alpha)
-    device = resolve_device(settings.device)
-    preprocessing = model_preprocessing(model, settings.input_size)
-
-    def tensors(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = preprocessing(dataset.read(rows)).to(device)
-        return x, torch.as_tensor(dataset.labels[rows], dtype=torch.long, device=device)
-
-    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (
-        tensors(split.train),
-        tensors(split.val),
-        tensors(split.test),
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.reset_classifier(dataset.num_classes)  # type: ignore[operator]
-        model.to(device)
-        generator = torch.Generator().manual_seed(seed)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if settings.optimizer == "adamw":
-            optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-                params, lr=settings.lr, weight_decay=settings.weight_decay
-            )
-        else:
-            optimizer = torch.optim.SGD(
-                params,
-                lr=settings.lr,
-                momentum=settings.momentum,
-                weight_decay=settings.weight_decay,
-                nesterov=True,
-            )
-        n = len(train_x)
-        steps_per_epoch = max(1, n // settings.batch_size)  # drop the ragged last batch
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=steps_per_epoch * settings.epochs
-        )
-        best_val, best_epoch, best_state = -1.0, 0, None
-        history: list[dict[str, float]] = []
-        epoch = 0
-        for epoch in range(1, settings.epochs + 1):
-            model.train()
-            order = torch.randperm(n, generator=generator).to(device)
-            total = 0.0
-            for step in range(steps_per_epoch):
-                batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-                optimizer.zero_grad(set_to_none=True)
-                value = loss_fn(model(train_x[batch]), train_y[batch])
-                if not torch.isfinite(value):
-                    raise InvalidInputError(
-                        f"training diverged (loss {float(value)}) at epoch {epoch}; lower the learning rate",
-                        field="settings",
-                    )
-                value.backward()
-                optimizer.step()
-                scheduler.step()
-                total += float(value.detach())
-            val_acc = _accuracy(model, val_x, val_y)
-            history.append({"epoch": epoch, "loss": total / steps_per_epoch, "val_accuracy": val_acc})
-            if val_acc > best_val:
-                best_val, best_epoch = val_acc, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch >= settings.min_epochs and epoch - best_epoch >= settings.patience:
-                break
-        last_train_acc = _accuracy(model, train_x, train_y)
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        test_acc = _accuracy(model, test_x, test_y)
-        train_acc = _accuracy(model, train_x, train_y)
+    run = FineTuneRun(model, dataset, split, settings, loss=loss, alpha=alpha, seed=seed)
+    best_val, best_epoch, best_state = -1.0, 0, None
+    for epoch in range(1, settings.epochs + 1):
+        val_acc = run.train_epoch()["val_accuracy"]
+        if val_acc > best_val:
+            best_val, best_epoch = val_acc, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch >= settings.min_epochs and epoch - best_epoch >= settings.patience:
+            break
+    last_train_acc = run.accuracy("train")
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return RunResult(
         seed=seed,
-        accuracy=test_acc,
+        accuracy=run.accuracy("test"),
         val_accuracy=best_val,
-        train_accuracy=train_acc,
+        train_accuracy=run.accuracy("train"),
         last_train_accuracy=last_train_acc,
-        epochs_run=epoch,
+        epochs_run=run.epoch,
         best_epoch=best_epoch,
         seconds=time.perf_counter() - start,
-        history=history,
+        history=[{k: v for k, v in h.items() if k != "seconds"} for h in run.history],
     )
 
 
