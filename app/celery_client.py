@@ -24,6 +24,7 @@ QUEUES = (GPU_QUEUE, CPU_QUEUE)
 ROUTES = {
     "zoorank.extract_model": GPU_QUEUE,
     "zoorank.validate_job": GPU_QUEUE,
+    "zoorank.confirm_unit": GPU_QUEUE,
     "zoorank.rank_model": CPU_QUEUE,
     "zoorank.finalise_job": CPU_QUEUE,
 }

@@ -83,6 +83,11 @@ class CeleryDispatcher:
         """One ``zoorank.validate_job`` task: training is sequential on a worker anyway."""
         return [self.celery.send_task("zoorank.validate_job", args=(job_id,)).id]
 
+    def send_confirm_unit(self, confirmation_id: str, model: str, rung: int) -> None:
+        """One (model, rung) of a confirmation, on the ``gpu`` queue."""
+        with self._sending:
+            self.celery.send_task("zoorank.confirm_unit", args=(confirmation_id, model, rung))
+
     def revoke(self, task_ids: list[str]) -> None:
         """Best effort: queued tasks also check the job's status before doing anything."""
         # Transports without broadcast (filesystem) cannot revoke; the status check covers it.

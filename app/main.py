@@ -45,6 +45,7 @@ def create_app(
     dispatch: Dispatch | None = None,
     revoke: Callable[[list[str]], None] | None = None,
     dispatch_validation: Callable[[str], list[str]] | None = None,
+    send_confirm: Callable[[str, str, int], None] | None = None,
 ) -> FastAPI:
     """Build the API. ``dispatch``/``revoke`` default to the Celery ones (by task name)."""
     settings = settings or get_settings()
@@ -64,7 +65,12 @@ def create_app(
         if settings.sweep_interval > 0:
             from app import sweeper
 
-            stop = sweeper.start(settings, dispatcher.send_model, dispatcher.queue_depth)
+            stop = sweeper.start(
+                settings,
+                dispatcher.send_model,
+                dispatcher.queue_depth,
+                send_confirm=send_confirm or dispatcher.send_confirm_unit,
+            )
         freeze_startup_heap()
         metrics.watch_gc()
         yield
@@ -87,6 +93,7 @@ def create_app(
     api.state.dispatch = dispatch or dispatcher.dispatch
     api.state.revoke = revoke or dispatcher.revoke
     api.state.dispatch_validation = dispatch_validation or dispatcher.dispatch_validation
+    api.state.send_confirm = send_confirm or dispatcher.send_confirm_unit
     api.state.ping_broker = dispatcher.ping_broker
     api.state.queue_depth = dispatcher.queue_depth
     problems.install(api)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from zoorank.confirm.request import DEFAULT_ETA, DEFAULT_TOP_K, MAX_TOP_K
 from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
 
 
@@ -46,6 +47,32 @@ class ValidationCreate(BaseModel):
     alpha: float = Field(DEFAULT_ALPHA, description="PowerGrad alpha in (0, 1]")
     seeds: list[int] = Field(default_factory=lambda: list(DEFAULT_SEEDS), description="1 to 10 distinct")
     settings: dict[str, Any] | None = Field(default=None, examples=[{"epochs": 6, "input_size": 32}])
+
+
+class ConfirmCreate(BaseModel):
+    """A confirmation of a finished ranking (``zoorank.confirm.request.ConfirmRequest``, whose
+    checks and defaults these are)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="best-ranked models to fine-tune")
+    budget: float | None = Field(
+        default=None, gt=0, description="cap in budget_unit; none: the schedule's own cost (see dry_run)"
+    )
+    budget_unit: Literal["images", "seconds"] = Field(
+        "images", description="images: image passes (training and validation); seconds: estimated"
+    )
+    loss: Literal["ce", "powergrad"] = "ce"
+    alpha: float = Field(0.25, gt=0, le=1, description="PowerGrad alpha")
+    eta: int = Field(DEFAULT_ETA, ge=2, le=8, description="each rung keeps 1/eta of the models")
+    seed: int = Field(0, ge=0)
+    settings: dict[str, Any] | None = Field(
+        default=None, examples=[{"epochs": 6, "val_per_class": 20, "train_per_class": 50}]
+    )
+    dry_run: bool = Field(False, description="answer the plan and its estimated cost; start nothing")
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"dry_run"}, exclude_none=True)
 
 
 class ModelProgress(BaseModel):
@@ -89,6 +116,9 @@ class JobPublic(BaseModel):
     results: list[ScoreValue] = []
     ranking: dict[str, Any] | None = None
     sample_ids: list[int] | None = None
+    confirmation: dict[str, Any] | None = Field(
+        default=None, description="the job's latest confirmation (POST /v1/jobs/{id}/confirm)"
+    )
 
 
 class JobsPublic(BaseModel):

@@ -18,7 +18,12 @@ left behind:
   sent again from its arrays stage only (``crud.resume_stage``): its forward pass and its
   model-needing scores are not redone, the features wait in the cache;
 * a job whose models have all ended is closed (its chord callback may have been lost with
-  the broker's state).
+  the broker's state);
+* the units of an open confirmation (one per (model, rung), :mod:`app.confirmations`) are
+  treated like models: a running unit with a stale heartbeat, or a queued one waiting longer
+  than ``resend_after`` while the queues are empty, is sent again (it resumes from the previous
+  rung's checkpoint); a confirmation whose units have all ended is advanced (the last unit's
+  worker may have died between writing its outcome and queuing the next rung).
 
 The API process runs it every ``sweep_interval`` seconds (:func:`start`); several API replicas
 may: each re-send is claimed in the database first, once per period.
@@ -47,15 +52,23 @@ class SweepReport:
     resent_stale: list[tuple[str, str]] = field(default_factory=list)  # (job, model)
     resent_lost: list[tuple[str, str]] = field(default_factory=list)
     closed: list[tuple[str, str]] = field(default_factory=list)  # (job, status)
+    resent_units: list[tuple[str, str, int]] = field(default_factory=list)  # (confirmation, model, rung)
+    advanced: list[tuple[str, str]] = field(default_factory=list)  # (confirmation, status)
 
 
 if TYPE_CHECKING:
     from zoorank.rank import Stage
 
     Send = Callable[[str, str, Stage], None]
+    SendConfirm = Callable[[str, str, int], None]
 
 
-def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None]) -> SweepReport:
+def sweep(
+    settings: Settings,
+    send: Send,
+    queue_depth: Callable[[], int | None],
+    send_confirm: SendConfirm | None = None,
+) -> SweepReport:
     """One pass over the open jobs (see the module docstring). ``send(job_id, model, stage)``
     queues a model's work from ``stage`` on (``"device"``: all of it; ``"arrays"``: the scores on
     cached arrays only); ``queue_depth()`` is the number of messages waiting in the broker's
@@ -114,6 +127,8 @@ def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
             report.closed.append((job_id, services.finalise_job(settings, job_id)))
     for job_id, model in [*report.resent_stale, *report.resent_lost]:
         send(job_id, model, stages[job_id, model])
+    if send_confirm is not None:
+        _sweep_confirmations(settings, send_confirm, queues_empty, report)
     metrics.SWEEPER_RESENT.labels("stale heartbeat").inc(len(report.resent_stale))
     metrics.SWEEPER_RESENT.labels("lost message").inc(len(report.resent_lost))
     metrics.SWEEPER_CLOSED.inc(len(report.closed))
@@ -127,7 +142,70 @@ def sweep(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
     return report
 
 
-def start(settings: Settings, send: Send, queue_depth: Callable[[], int | None]) -> threading.Event:
+def _sweep_confirmations(
+    settings: Settings, send: SendConfirm, queues_empty: Callable[[], bool], report: SweepReport
+) -> None:
+    from sqlalchemy import select, update
+
+    from app import confirmations
+    from app.db.models import ConfirmUnit
+
+    now = utcnow()
+    stale_before = now - timedelta(seconds=settings.stale_after)
+    resend_before = now - timedelta(seconds=settings.resend_after)
+    with session_scope(settings.database_url) as session:
+        open_ids = [row.id for row in confirmations.open_confirmations(session)]
+    for confirmation_id in open_ids:
+        with session_scope(settings.database_url) as session:
+            units = list(
+                session.scalars(select(ConfirmUnit).where(ConfirmUnit.confirmation_id == confirmation_id))
+            )
+            for unit in units:
+                if unit.status == "running":
+                    beat = unit.heartbeat_at or unit.started_at
+                    due = beat is not None and crud.as_utc(beat) < stale_before
+                    since = stale_before
+                    if (
+                        due
+                        and unit.resent_at is not None
+                        and beat is not None
+                        and crud.as_utc(unit.resent_at) > crud.as_utc(beat)
+                    ):
+                        due = queues_empty()  # re-sent once already: again only if that message is gone
+                elif unit.status == "queued":
+                    waiting = unit.resent_at or unit.created_at
+                    due = crud.as_utc(waiting) < resend_before and queues_empty()
+                    since = resend_before
+                else:
+                    continue
+                if due:
+                    claimed = session.execute(
+                        update(ConfirmUnit)
+                        .where(
+                            ConfirmUnit.id == unit.id,
+                            (ConfirmUnit.resent_at.is_(None)) | (ConfirmUnit.resent_at < since),
+                        )
+                        .values(resent_at=utcnow())
+                        .execution_options(synchronize_session=False)
+                    )
+                    if getattr(claimed, "rowcount", 0):
+                        report.resent_units.append((confirmation_id, unit.model, unit.rung))
+            idle = not any(u.status in ("queued", "running") for u in units)
+        if idle:
+            report.advanced.append((confirmation_id, confirmations.advance(settings, confirmation_id, send)))
+    for confirmation_id, model, rung in report.resent_units:
+        send(confirmation_id, model, rung)
+    if report.resent_units:
+        log.warning("sweep: re-sent %d confirmation units", len(report.resent_units))
+    metrics.SWEEPER_RESENT.labels("confirmation unit").inc(len(report.resent_units))
+
+
+def start(
+    settings: Settings,
+    send: Send,
+    queue_depth: Callable[[], int | None],
+    send_confirm: SendConfirm | None = None,
+) -> threading.Event:
     """Run :func:`sweep` every ``settings.sweep_interval`` seconds in a daemon thread; set the
     returned event to stop it."""
     stop = threading.Event()
@@ -135,7 +213,7 @@ def start(settings: Settings, send: Send, queue_depth: Callable[[], int | None])
     def loop() -> None:
         while not stop.wait(settings.sweep_interval):
             try:
-                sweep(settings, send, queue_depth)
+                sweep(settings, send, queue_depth, send_confirm)
             except Exception:  # the database may be down: the next pass tries again
                 log.exception("sweep failed")
 

@@ -1,4 +1,5 @@
-"""Celery tasks: one per (job, model), and the chord callback that closes the job.
+"""Celery tasks: a ranking's two stages per (job, model) and the chord callback that closes the
+job; a validation job; one (model, rung) of a confirmation, which queues the next rung itself.
 
 A database that is unreachable for a while (restarting, failing over) makes a task retry with
 growing pauses instead of failing: the job's record is in the database, so nothing is decided
@@ -79,3 +80,26 @@ def finalise_job(self: Task, member_results: list[dict[str, Any]], job_id: str) 
 @shared_task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)
 def validate_job(job_id: str) -> str:
     return services.run_validation(get_settings(), job_id)
+
+
+@shared_task(
+    bind=True,
+    name="zoorank.confirm_unit",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=DATABASE_RETRIES,
+)
+def confirm_unit(self: Task, confirmation_id: str, model: str, rung: int) -> dict[str, Any]:
+    """One (model, rung) of a confirmation: trains from the previous rung's checkpoint, then
+    advances the confirmation (queues the next rung, or closes it)."""
+    from app import confirmations
+
+    def send(confirmation: str, name: str, next_rung: int) -> None:
+        self.app.send_task("zoorank.confirm_unit", args=(confirmation, name, next_rung))
+
+    try:
+        return confirmations.run_unit(
+            get_settings(), confirmation_id, model, rung, send, task_id=self.request.id
+        )
+    except DATABASE_DOWN as exc:
+        raise self.retry(exc=exc, countdown=_pause(self)) from exc

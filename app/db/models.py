@@ -141,3 +141,53 @@ class GroundTruth(Base):
     seeds: Mapped[list[Any]] = mapped_column(JSON)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Confirmation(Base):
+    """The confirmation stage of a ranking job: its shortlist fine-tuned by successive halving
+    (``zoorank.confirm``). ``plan`` is fixed when it is accepted; ``result`` is the answer."""
+
+    __tablename__ = "confirmations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ConfirmUnit(Base):
+    """One (model, rung) of a confirmation: one task on the ``gpu`` queue. Its outcome
+    (``history``, ``val_correct``) is written once, when the rung's checkpoint is on disk."""
+
+    __tablename__ = "confirm_units"
+    __table_args__ = (
+        UniqueConstraint("confirmation_id", "model", "rung", name="uq_confirm_units_confirmation_model_rung"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    confirmation_id: Mapped[str] = mapped_column(
+        ForeignKey("confirmations.id", ondelete="CASCADE"), index=True
+    )
+    model: Mapped[str] = mapped_column(String(256))
+    rung: Mapped[int] = mapped_column(Integer)
+    end_epoch: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    history: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    val_correct: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    diverged: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    runner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from app import metrics, services
+from app import confirmations, metrics, services
 from app.db import crud
-from app.db.models import Job
+from app.db.models import Confirmation, Job
 from app.db.session import session_scope
 from app.deps import get_session, get_settings_dep, require_writer
 from app.problems import ProblemError, problem_responses
-from app.schemas import JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
+from app.schemas import ConfirmCreate, JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
 from app.settings import Settings
 from zoorank.states import JobStatus
 
@@ -28,6 +30,8 @@ def job_public(session: Session, job: Job, *, full: bool = True) -> JobPublic:
         public.results = [
             ScoreValue.model_validate(r, from_attributes=True) for r in crud.job_results(session, job.id)
         ]
+        confirmation = confirmations.latest(session, job.id)
+        public.confirmation = confirmations.public(session, confirmation) if confirmation else None
     else:
         public.sample_ids = None
     return public
@@ -112,3 +116,54 @@ def cancel_job(job_id: str, request: Request, session: Session = Depends(get_ses
     session.flush()
     request.app.state.revoke(job.task_ids or [])
     return job_public(session, job)
+
+
+def _found(call: Any) -> Any:
+    try:
+        return call()
+    except confirmations.NotFound as exc:
+        raise ProblemError(404, "Not found", str(exc)) from None
+
+
+@router.post(
+    "/{job_id}/confirm",
+    status_code=202,
+    responses=problem_responses(401, 404, 409),
+    dependencies=[Depends(require_writer)],
+)
+def confirm_job(job_id: str, body: ConfirmCreate, request: Request) -> JSONResponse:
+    """Confirm the ranking's shortlist by successive halving over fine-tuning epochs: 202 with
+    the confirmation (poll ``GET /v1/jobs/{id}/confirm``); with ``dry_run``, 200 with the plan
+    and its estimated cost, and nothing started."""
+    settings: Settings = request.app.state.settings
+    if body.dry_run:
+        return JSONResponse(_found(lambda: confirmations.dry_run(settings, job_id, body.options())))
+    confirmation_id = _found(
+        lambda: confirmations.submit(settings, job_id, body.options(), request.app.state.send_confirm)
+    )
+    with session_scope(settings.database_url) as session:
+        row = session.get(Confirmation, confirmation_id)
+        payload = confirmations.public(session, row)
+    return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/jobs/{job_id}/confirm"})
+
+
+@router.get("/{job_id}/confirm", responses=problem_responses(404))
+def get_confirmation(job_id: str, session: Session = Depends(get_session)) -> dict[str, Any]:
+    """The job's latest confirmation: status, progress (rung, epoch x of y, ETA) and answer."""
+    get_job_or_404(session, job_id)
+    row = confirmations.latest(session, job_id)
+    if row is None:
+        raise ProblemError(
+            404, "Not found", f"job {job_id} has no confirmation; POST /v1/jobs/{job_id}/confirm"
+        )
+    return confirmations.public(session, row)
+
+
+@router.post(
+    "/{job_id}/confirm/cancel",
+    responses=problem_responses(401, 404, 409),
+    dependencies=[Depends(require_writer)],
+)
+def cancel_confirmation(job_id: str, request: Request) -> dict[str, Any]:
+    """Stop the job's confirmation: a unit mid-rung stops between two steps, writing nothing."""
+    return _found(lambda: confirmations.cancel(request.app.state.settings, job_id))

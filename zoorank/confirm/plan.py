@@ -117,6 +117,13 @@ class ConfirmPlan:
         )
 
 
+def ranking_order(ranking: Mapping[str, Any]) -> list[str]:
+    """A ranking's models best first (``ranking["aggregate"]`` of :func:`zoorank.rank.summarise`),
+    without those whose every score failed."""
+    rows = sorted(ranking.get("aggregate") or [], key=lambda row: row["rank"])
+    return [str(row["model"]) for row in rows if not row.get("failed")]
+
+
 def plan_confirmation(
     ranking_order: Sequence[str],
     labels_n: np.ndarray,

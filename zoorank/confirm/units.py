@@ -38,10 +38,6 @@ class UnitResult:
     error: str | None = None  # the unit failed for another reason (the model leaves the run)
     seconds: float = 0.0
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> UnitResult:
-        return cls(**{k: values.get(k) for k in cls.__dataclass_fields__ if k in values})
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
