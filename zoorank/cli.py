@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from zoorank.confirm.request import DEFAULT_TOP_K
 from zoorank.settings import CoreSettings
 from zoorank.states import TERMINAL
 from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
@@ -210,6 +211,16 @@ def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None = N
     Console(width=max(console.width, needed)).print(table)
 
 
+TOP_K_HELP = (
+    "Confirmation: how many of the best-ranked models to fine-tune"
+    f" [default: {DEFAULT_TOP_K}, chosen by benchmarks/confirm.py]."
+)
+BUDGET_HELP = "Confirmation: a cap in --budget-unit [default: none, the schedule's own cost]."
+BUDGET_UNIT_HELP = "Confirmation: images (image passes) or seconds (estimated) [default: images]."
+CONFIRM_LOSS_HELP = "Confirmation: the fine-tuning loss, ce or powergrad [default: ce]."
+CONFIRM_SETTING_HELP = "Confirmation: a trainer setting k=v, e.g. epochs=8, val_per_class=20 (repeatable)."
+
+
 # -- ranking in-process -------------------------------------------------------------------
 
 
@@ -230,8 +241,17 @@ def rank(
         None, help="Resamples behind P(top-1) and rank intervals (0 = none; default: the job default)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the whole ranking as JSON."),
+    confirm: bool = typer.Option(
+        False, "--confirm", help="Then confirm the shortlist by successive halving over fine-tuning epochs."
+    ),
+    top_k: int | None = typer.Option(None, help=TOP_K_HELP),
+    budget: float | None = typer.Option(None, help=BUDGET_HELP),
+    budget_unit: str | None = typer.Option(None, help=BUDGET_UNIT_HELP),
+    loss: str | None = typer.Option(None, help=CONFIRM_LOSS_HELP),
+    confirm_setting: list[str] = typer.Option([], help=CONFIRM_SETTING_HELP),
 ) -> None:
-    """Whole ranking in this process, no server: prints a table (or JSON)."""
+    """Whole ranking in this process, no server: prints a table (or JSON); with --confirm,
+    then fine-tunes the shortlist and names one model."""
     from tqdm import tqdm
 
     from zoorank.errors import ZoorankError
@@ -252,6 +272,11 @@ def rank(
     )
     if bootstrap_resamples is not None:
         options.bootstrap_resamples = bootstrap_resamples
+    confirm_request = None
+    if confirm:
+        confirm_request = _confirm_request(top_k, budget, budget_unit, loss, confirm_setting)
+    elif any(v is not None for v in (top_k, budget, budget_unit, loss)) or confirm_setting:
+        _fail("--top-k, --budget, --budget-unit, --loss and --confirm-setting need --confirm")
     bar = tqdm(total=0, unit="img", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
 
     def on_model(name: str, index: int, total: int) -> None:
@@ -278,8 +303,11 @@ def rank(
         return
     bar.close()
     failed = [r for r in result.results if r.error]
+    answer = None
+    if confirm_request is not None and len(failed) < len(result.results):
+        answer = _confirm_locally(dataset, result, confirm_request, _data_roots(data_root), quiet=as_json)
     if as_json:
-        _print_json(result.to_dict())
+        _print_json({**result.to_dict(), **({"confirmation": answer} if answer is not None else {})})
         if failed and len(failed) == len(result.results):
             raise typer.Exit(1)
         return
@@ -302,6 +330,61 @@ def rank(
             fg=typer.colors.YELLOW,
             err=True,
         )
+    if answer is not None:
+        from zoorank.confirm.report import print_answer
+
+        print_answer(answer, title=f"confirmation of the top {len(answer['models'])}")
+
+
+def _confirm_request(
+    top_k: int | None, budget: float | None, budget_unit: str | None, loss: str | None, setting: list[str]
+) -> Any:
+    from zoorank.confirm.report import confirm_options
+    from zoorank.confirm.request import ConfirmRequest
+    from zoorank.errors import ZoorankError
+
+    try:
+        return ConfirmRequest.from_dict(
+            confirm_options(
+                top_k=top_k, budget=budget, budget_unit=budget_unit, loss=loss, settings=_params(setting)
+            )
+        )
+    except ZoorankError as exc:
+        _fail(str(exc))
+
+
+def _confirm_locally(dataset: str, result: Any, request: Any, data_roots: list[Path], *, quiet: bool) -> Any:
+    """The confirmation stage in this process, on the ranking just made (checkpoints in a
+    temporary folder, removed afterwards)."""
+    import tempfile
+
+    from zoorank.confirm.plan import plan_confirmation, ranking_order
+    from zoorank.confirm.stage import run_confirmation
+    from zoorank.data import load_dataset
+    from zoorank.errors import ZoorankError
+    from zoorank.rank import resolve_models
+
+    try:
+        data = load_dataset(dataset, data_roots=data_roots)
+        plan = plan_confirmation(
+            ranking_order(result.to_dict()["ranking"]),
+            data.labels,
+            request,
+            images_per_second={r.model: r.images_per_second for r in result.results},
+            scored_rows=result.sample_ids,
+        )
+    except ZoorankError as exc:
+        _fail(str(exc))
+    if not quiet:
+        typer.secho(f"confirming: {plan.summary()}", err=True)
+    specs = {spec.name: spec for spec in resolve_models(plan.shortlist)}
+
+    def progress(model: str, rung: int, epoch: int, end: int) -> None:
+        if not quiet:
+            typer.secho(f"  rung {rung}: {model} epoch {epoch} of {end}", err=True)
+
+    with tempfile.TemporaryDirectory(prefix="zoorank-confirm-") as folder:
+        return run_confirmation(plan, data, specs, checkpoints=Path(folder), progress=progress)
 
 
 MAX_TABLE_SCORES = 6
@@ -652,6 +735,68 @@ def jobs_cancel(
     with _http(server) as client:
         job = _answer(client.delete(f"/v1/jobs/{job_id}"))
     typer.echo(f"job {job['id']} {job['status']}")
+
+
+@app.command("confirm")
+def confirm_command(
+    job_id: str = typer.Argument(..., help="A finished ranking job on the server."),
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    top_k: int | None = typer.Option(None, help=TOP_K_HELP),
+    budget: float | None = typer.Option(None, help=BUDGET_HELP),
+    budget_unit: str | None = typer.Option(None, help=BUDGET_UNIT_HELP),
+    loss: str | None = typer.Option(None, help=CONFIRM_LOSS_HELP),
+    setting: list[str] = typer.Option([], help=CONFIRM_SETTING_HELP),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan and its estimated cost; start nothing."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Follow it to the end, then print the answer."),
+    show: bool = typer.Option(False, "--show", help="Print the job's latest confirmation; start nothing."),
+    cancel: bool = typer.Option(False, "--cancel", help="Cancel the job's confirmation in progress."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Confirm a ranking job's shortlist on the server: fine-tune its top-k by successive
+    halving and name one model, with its evidence."""
+    import time
+
+    from zoorank.confirm.report import confirm_options, print_answer
+
+    body = confirm_options(
+        top_k=top_k, budget=budget, budget_unit=budget_unit, loss=loss, settings=_params(setting)
+    )
+    with _http(server) as client:
+        if cancel:
+            confirmation = _answer(client.post(f"/v1/jobs/{job_id}/confirm/cancel"))
+        elif show:
+            confirmation = _answer(client.get(f"/v1/jobs/{job_id}/confirm"))
+        elif dry_run:
+            plan = _answer(client.post(f"/v1/jobs/{job_id}/confirm", json={**body, "dry_run": True}))
+            _print_json(plan) if as_json else typer.echo(f"dry run: {plan['summary']}")
+            return
+        else:
+            confirmation = _answer(client.post(f"/v1/jobs/{job_id}/confirm", json=body), 202)
+        while wait and confirmation["status"] not in TERMINAL_STATUSES:
+            if not as_json:
+                progress = confirmation["progress"]
+                eta = progress.get("eta_seconds")
+                typer.secho(
+                    f"{confirmation['status']}: {progress['text']}"
+                    f" ({100 * progress['fraction']:.0f} %" + (f", about {eta:.0f} s left)" if eta else ")"),
+                    err=True,
+                )
+            time.sleep(2.0)
+            confirmation = _answer(client.get(f"/v1/jobs/{job_id}/confirm"))
+    if as_json:
+        _print_json(confirmation)
+    elif confirmation.get("result"):
+        print_answer(confirmation["result"], title=f"confirmation {confirmation['id']} of job {job_id}")
+    else:
+        typer.echo(
+            f"confirmation {confirmation['id']} {confirmation['status']}: {confirmation['progress']['text']}"
+            + (f" ({confirmation['error']})" if confirmation.get("error") else "")
+            + f"; {server.rstrip('/')}/jobs/{job_id}"
+        )
+    if confirmation["status"] in ("failed", "cancelled") and not cancel:
+        raise typer.Exit(1)
 
 
 # -- ground truth and benchmarks (issue 7: zoorank.validate, benchmarks/) ----------------

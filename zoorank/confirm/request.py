@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoorank.errors import InvalidInputError
-from zoorank.validate.groundtruth import TrainSettings
-from zoorank.validate.powergrad import LOSSES, make_loss
+
+if TYPE_CHECKING:
+    from zoorank.validate.groundtruth import TrainSettings
 
 DEFAULT_TOP_K = 5
 DEFAULT_ETA = 2
@@ -121,6 +122,8 @@ class ConfirmRequest:
                 f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, got {self.budget_unit!r}",
                 field="budget_unit",
             )
+        from zoorank.validate.powergrad import LOSSES, make_loss
+
         if self.loss not in LOSSES:
             raise InvalidInputError(
                 f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}", field="loss"
@@ -134,6 +137,8 @@ class ConfirmRequest:
 
     def train_settings(self) -> TrainSettings:
         """The trainer's settings (validated)."""
+        from zoorank.validate.groundtruth import TrainSettings
+
         return TrainSettings.from_dict(self.settings)
 
     def to_dict(self) -> dict[str, Any]:
