@@ -27,6 +27,11 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [round(first + i * step, 10) for i in range(int((high - first) / step) + 1)]
 
 
+def integer_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """The whole-number ticks of ``_ticks`` (for counts such as epochs)."""
+    return [t for t in _ticks(low, high, count) if float(t).is_integer()]
+
+
 Scale = Callable[[float], float]
 
 
@@ -48,7 +53,7 @@ def _frame(
     y_range: tuple[float, float],
     legend: Sequence[str],
     *,
-    x_ticks: bool = True,
+    x_ticks: bool | Sequence[float] = True,
 ) -> tuple[list[str], Scale, Scale]:
     sx = _scale(*x_range, LEFT, WIDTH - RIGHT)
     sy = _scale(*y_range, HEIGHT - BOTTOM, TOP)
@@ -59,7 +64,8 @@ def _frame(
         _line(LEFT, HEIGHT - BOTTOM, WIDTH - RIGHT, HEIGHT - BOTTOM),
         _line(LEFT, TOP, LEFT, HEIGHT - BOTTOM),
     ]
-    for t in _ticks(*x_range) if x_ticks else []:
+    ticks = (_ticks(*x_range) if x_ticks else []) if isinstance(x_ticks, bool) else list(x_ticks)
+    for t in ticks:
         x = sx(t)
         parts.append(_line(x, HEIGHT - BOTTOM, x, HEIGHT - BOTTOM + 4))
         parts.append(
@@ -94,21 +100,69 @@ def _range(values: Sequence[float], pad: float = 0.05) -> tuple[float, float]:
     return low - margin, high + margin
 
 
+def _segments(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    """The runs of a series between its missing (None or not finite) values."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in points:
+        if y is None or not math.isfinite(y):
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((x, y))
+    return [run for run in runs if run]
+
+
 def line_chart(
-    series: Mapping[str, Sequence[tuple[float, float]]], *, title: str, x_label: str, y_label: str
+    series: Mapping[str, Sequence[tuple[float, float | None]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    x_ticks: bool | Sequence[float] = True,
+    marks: Sequence[tuple[float, str]] = (),
 ) -> str:
-    """One polyline with markers per series (``name -> [(x, y), ...]``)."""
-    xs = [x for points in series.values() for x, _ in points]
-    ys = [y for points in series.values() for _, y in points]
+    """One polyline with markers per series (``name -> [(x, y), ...]``), each series in its own
+    ``<g class="series" data-series="name">`` and named in the legend; a point whose ``y`` is
+    None (or not finite) breaks its line there. ``marks``: vertical dashed lines at ``x`` with a
+    short label (e.g. where a schedule's stages end). ``x_range``/``y_range`` fix the axes
+    (default: the data's, padded); ``x_ticks``: the tick values, or whether to draw them."""
+    drawn = {name: [(x, y) for run in _segments(points) for x, y in run] for name, points in series.items()}
+    xs = [x for points in series.values() for x, _ in points] + [x for x, _ in marks]
+    ys = [y for points in drawn.values() for _, y in points]
     desc = "; ".join(
-        f"{name}: " + ", ".join(f"({x:.2f}, {y:.3f})" for x, y in points) for name, points in series.items()
+        f"{name}: " + ", ".join(f"({x:.2f}, {'missing' if y is None else f'{y:.3f}'})" for x, y in points)
+        for name, points in series.items()
     )
-    parts, sx, sy = _frame(title, desc, x_label, y_label, _range(xs, 0.02), _range(ys), list(series))
-    for i, points in enumerate(series.values()):
+    if marks:
+        desc += "; dashed lines at " + ", ".join(f"{label} (x = {x:g})" for x, label in marks)
+    parts, sx, sy = _frame(
+        title,
+        desc,
+        x_label,
+        y_label,
+        x_range or _range(xs, 0.02),
+        y_range or _range(ys),
+        list(series),
+        x_ticks=x_ticks,
+    )
+    for x, label in marks:
+        parts.append(
+            _line(sx(x), TOP, sx(x), HEIGHT - BOTTOM, "#888", ' stroke-dasharray="5 4" class="mark"')
+        )
+        parts.append(
+            f'<text x="{sx(x) - 3:.1f}" y="{TOP + 10}" font-size="10" fill="#666" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
+    for i, (name, points) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>')
-        parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in points]
+        parts.append(f'<g class="series" data-series="{escape(name)}">')
+        for run in _segments(points):
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in run)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>')
+            parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in run]
+        parts.append("</g>")
     return "".join(parts) + "</svg>"
 
 

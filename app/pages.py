@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from zoorank.errors import TooLargeError, ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
 from zoorank.policy import DEFAULT_RANKING, score_catalogue
 from zoorank.scores import list_scores
+from zoorank.states import TERMINAL
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
@@ -159,8 +161,95 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
             "keys_required": request.app.state.keys.required,
             "figures": job_figures(public.results),
             "truth": _job_truth_figure(session, public),
+            "confirm": confirmation_view(public),
         },
     )
+
+
+def confirmation_view(job: Any) -> dict[str, Any]:
+    """What the job page shows of the confirmation stage: whether the form is offered (a
+    ranking that finished with a ranking, and no confirmation open), the latest confirmation
+    (``app.confirmations.public``) and, once it has an answer, its learning curves."""
+    from app.confirmations import CONFIRMABLE
+    from zoorank.confirm.request import BUDGET_UNITS, DEFAULT_TOP_K, MAX_TOP_K
+
+    latest = job.confirmation
+    running = bool(latest) and latest["status"] not in TERMINAL
+    ranked = len((job.ranking or {}).get("aggregate", []))
+    result = (latest or {}).get("result") or {}
+    return {
+        "offered": job.kind == "ranking" and job.status in CONFIRMABLE and bool(job.ranking) and not running,
+        "running": running,
+        "latest": latest,
+        "result": result,
+        "default_top_k": min(DEFAULT_TOP_K, ranked) if ranked else DEFAULT_TOP_K,
+        "max_top_k": MAX_TOP_K,
+        "budget_units": BUDGET_UNITS,
+        "curves": learning_curves(latest) if result.get("models") else None,
+        "colours": {
+            row["model"]: charts.PALETTE[i % len(charts.PALETTE)]
+            for i, row in enumerate(result.get("models", []))
+        },
+    }
+
+
+def learning_curves(confirmation: dict[str, Any]) -> str:
+    """Validation accuracy against epoch, one line per shortlisted model (in confirmed order, so
+    the pick comes first), with a dashed line where each rung of the schedule ends."""
+    models = confirmation["result"]["models"]
+    schedule = [int(e) for e in (confirmation.get("plan") or {}).get("schedule", [])]
+    last = max([*schedule, *(int(h["epoch"]) for m in models for h in m.get("curve", []))], default=1)
+    series = {
+        m["model"]: [(float(h["epoch"]), h.get("val_accuracy")) for h in m.get("curve", [])] for m in models
+    }
+    top = max(
+        (float(y) for points in series.values() for _, y in points if y is not None and math.isfinite(y)),
+        default=1.0,
+    )
+    return charts.line_chart(
+        series,
+        title="Learning curves of the confirmation",
+        x_label="epoch of fine-tuning",
+        y_label="validation accuracy",
+        x_range=(0.0, float(last)),
+        y_range=(0.0, min(1.0, top * 1.1 + 0.02)),
+        x_ticks=charts.integer_ticks(0.0, float(last)),
+        marks=[(float(end), f"rung {i} ends") for i, end in enumerate(schedule, start=1)],
+    )
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in words for an ETA: "about 40 s", "about 3 min", "about 1.5 h"."""
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def percent(value: float | None) -> str:
+    """An accuracy in [0, 1] as a percentage ("61.7 %"); a dash when there is none."""
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
+
+
+def percent_interval(interval: list[float] | None) -> str:
+    """An interval of accuracies as "52.0–71.3 %"."""
+    if not interval:
+        return ""
+    low, high = interval
+    return f"{100 * low:.1f}–{100 * high:.1f} %"
+
+
+def sentence(text: str) -> str:
+    """``text`` with its first letter capitalised (the rest kept: model names are case-sensitive)
+    and without a final full stop (the template adds its own where it needs one)."""
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:]
+
+
+templates.env.globals.update(duration=duration, pct=percent, pct_interval=percent_interval, sentence=sentence)
 
 
 def _job_truth_figure(session: Session, job: Any) -> dict[str, Any] | None:

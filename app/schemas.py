@@ -223,3 +223,9 @@ class LeaderboardPublic(BaseModel):
     option_sets: list[OptionSet]
     data: list[LeaderboardRow]
     count: int
+    confirmed: list[dict[str, Any]] = Field(
+        default=[],
+        description="the pick of every finished confirmation of a ranking on this dataset, newest first"
+        " (confirmation, job_id, pick, val_accuracy, val_interval, runner_up, verdict,"
+        " agrees_with_ranking, finished_at)",
+    )

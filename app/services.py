@@ -416,9 +416,12 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
     succeeded or partial jobs, the latest value per (model, score). Pool-relative steps (NCTI,
     z-scores of the default ranking) and the ranking's uncertainty are recomputed over the
     models shown."""
+    from app.confirmations import confirmed_picks  # local: only the leaderboard reads confirmations
+
     check_ref(dataset)
     if score is not None:
         get_score(score)
+    confirmed = confirmed_picks(session, dataset)
     sets: dict[str, dict[str, Any]] = {}
     latest: dict[str, dict[str, dict[str, tuple[Any, Any]]]] = {}
     for row, job in crud.leaderboard_rows(session, dataset=dataset):
@@ -451,6 +454,7 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
             "rule": None,
             "left_out": {},
             "uncertainty": None,
+            "confirmed": confirmed,
         }
     chosen = option_set or listed[0]["key"]
     if chosen not in sets:
@@ -518,6 +522,7 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
         "rule": rule,
         "left_out": left_out,
         "uncertainty": ranking.get("uncertainty") if score is None else None,
+        "confirmed": confirmed,
     }
 
 

@@ -312,3 +312,14 @@ def zip_archive(entries: dict[str, bytes]) -> bytes:
         for name, data in entries.items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+def kill_whole_worker(pid: int) -> None:
+    """SIGKILL the worker's parent and its pool children at once, as a host crash would."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            children = [int(p) for p in handle.read().split()]
+    except OSError:
+        children = []
+    for victim in [pid, *children]:
+        os.kill(victim, signal.SIGKILL)

@@ -160,4 +160,5 @@ def leaderboard(
         option_sets=board["option_sets"],
         data=data,
         count=len(data),
+        confirmed=board["confirmed"],
     )

@@ -6,8 +6,6 @@ exactly once."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 
@@ -24,6 +22,7 @@ from tests.service_harness import (
     celery_worker,
     free_port,
     kill_group,
+    kill_whole_worker,
     one_row_per_result,
     postgres_schema,
     rabbitmq_server,
@@ -42,17 +41,6 @@ def _with(settings: Settings, **changes: object) -> Settings:
     return Settings(**{**settings.model_dump(), **changes})
 
 
-def _kill_whole_worker(pid: int) -> None:
-    """SIGKILL the worker's parent and its pool children at once, as a host crash would."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            children = [int(p) for p in handle.read().split()]
-    except OSError:
-        children = []
-    for victim in [pid, *children]:
-        os.kill(victim, signal.SIGKILL)
-
-
 def test_whole_worker_killed_then_another_worker_finishes_the_job(settings, tmp_path):
     fast = _with(settings, stale_after=6.0)
     client = TestClient(create_app(fast))
@@ -60,7 +48,7 @@ def test_whole_worker_killed_then_another_worker_finishes_the_job(settings, tmp_
     with celery_worker(fast, log=tmp_path / "first.log") as worker:
         job_id = client.post("/v1/jobs", json=LONG_JOB).json()["id"]
         wait_running(client, job_id)
-        _kill_whole_worker(worker.pid)
+        kill_whole_worker(worker.pid)
         worker.wait()
     killed_at = time.monotonic()
     stop = sweeper.start(_with(fast, sweep_interval=1.0), dispatcher.send_model, dispatcher.queue_depth)

@@ -418,7 +418,9 @@ def _records(
         m: HalvingRecord(
             model=m,
             epochs=epochs[m],
-            val_accuracy=float(curve_of[m][epochs[m] - 1]) if epochs[m] else math.nan,
+            val_accuracy=(
+                float(curve_of[m][epochs[m] - 1]) if epochs[m] and reason.get(m) != DIVERGED else math.nan
+            ),
             rung=rung_of[m],
             reason=reason.get(m, BUDGET_SPENT),
             cost=epochs[m] * cost_of[m],
@@ -470,6 +472,8 @@ def paired_difference(
     if not (np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()):
         raise InvalidInputError("correct_a and correct_b must hold only 0 and 1", field="correct_n")
     resamples = _integer(resamples, "resamples", 1, "bootstrap draws")
+    if not 0 < level < 1:
+        raise InvalidInputError(f"level must be in (0, 1), got {level!r}", field="level")
     diff = a - b
     rows = np.random.default_rng(seed).integers(0, diff.size, size=(resamples, diff.size))
     means = diff[rows].mean(axis=1)

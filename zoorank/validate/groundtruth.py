@@ -79,14 +79,26 @@ class TrainSettings:
         defaults = cls()
         for key, value in values.items():
             default = getattr(defaults, key)
-            if isinstance(value, str) and not isinstance(default, str):
-                try:  # from the CLI (k=v) or a form: "3" -> 3, "1e-3" -> 0.001
-                    as_float = float(value)
-                    values[key] = int(as_float) if isinstance(default, int) else as_float
+            if isinstance(default, str):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise InvalidInputError(
+                    f"training setting {key} must be a number, got {value!r}", field="settings"
+                )
+            if isinstance(value, str):  # from the CLI (k=v) or a form: "3" -> 3, "1e-3" -> 0.001
+                try:
+                    value = float(value)
                 except ValueError:
                     raise InvalidInputError(
                         f"training setting {key} must be a number, got {value!r}", field="settings"
                     ) from None
+            if isinstance(default, int):
+                if not float(value).is_integer():
+                    raise InvalidInputError(
+                        f"training setting {key} must be a whole number, got {value!r}", field="settings"
+                    )
+                value = int(value)
+            values[key] = float(value) if isinstance(default, float) else value
         try:
             parsed = cls(**values)
         except TypeError as exc:
@@ -303,7 +315,8 @@ class FineTuneRun:
                 value = self.loss_fn(self.model(self.train_x[batch]), self.train_y[batch])
                 if not torch.isfinite(value):
                     raise Diverged(
-                        f"training diverged (loss {float(value)}) at epoch {epoch}; lower the learning rate",
+                        f"training diverged (loss {float(value.detach())}) at epoch {epoch};"
+                        " lower the learning rate",
                         field="settings",
                     )
                 value.backward()
