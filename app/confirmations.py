@@ -34,7 +34,7 @@ from zoorank.confirm.request import ConfirmRequest
 from zoorank.confirm.stage import answer, decide
 from zoorank.confirm.units import UnitResult, checkpoint_dir, train_unit
 from zoorank.data import DatasetIdentity, load_dataset
-from zoorank.errors import Cancelled, ConflictError, InvalidInputError
+from zoorank.errors import Cancelled, ConflictError, InvalidInputError, ZoorankError
 from zoorank.states import TERMINAL
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,37 @@ def submit(settings: Settings, job_id: str, options: dict[str, Any] | None, send
         confirmation_id = row.id
     advance(settings, confirmation_id, send)
     return confirmation_id
+
+
+def start_requested(settings: Settings, job_id: str, send: Send) -> str | None:
+    """Start the confirmation a job asked for at submission, once its ranking has finished
+    (called after the job is closed, by the worker and by the sweeper; at most one starts).
+    What only the finished ranking can refuse (a budget in seconds below its minimum) is
+    recorded as a failed confirmation with the reason. Returns its id, or None."""
+    with session_scope(settings.database_url) as session:
+        job = crud.get_job(session, job_id)
+        if job is None or job.confirm is None or job.status not in CONFIRMABLE:
+            return None
+        if session.scalars(select(Confirmation.id).where(Confirmation.job_id == job_id)).first() is not None:
+            return None
+        options = dict(job.confirm)
+    try:
+        return submit(settings, job_id, options, send)
+    except ConflictError:
+        return None  # another caller started it
+    except ZoorankError as exc:
+        with session_scope(settings.database_url) as session:
+            row = Confirmation(
+                id=crud.new_id(),
+                job_id=job_id,
+                status="failed",
+                options=options,
+                plan={},
+                error=str(exc),
+                finished_at=utcnow(),
+            )
+            session.add(row)
+            return row.id
 
 
 def _unit_result(unit: ConfirmUnit) -> UnitResult:
@@ -436,6 +467,8 @@ def latest(session: Session, job_id: str) -> Confirmation | None:
 
 def _public_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """The plan without its row lists (the counts stay)."""
+    if not plan:
+        return {}
     split = {k: v for k, v in plan["split"].items() if k not in ("fine_tune", "validation")}
     return {**plan, "split": split}
 
@@ -508,7 +541,7 @@ def public(session: Session, row: Confirmation) -> dict[str, Any]:
         "options": row.options,
         "plan": _public_plan(row.plan),
         "progress": {
-            **progress(row.plan, units),
+            **(progress(row.plan, units) if row.plan else {}),
             **({"text": row.status, "eta_seconds": 0.0} if row.status in TERMINAL else {}),
         },
         "units": [

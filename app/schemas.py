@@ -25,30 +25,6 @@ class Readiness(BaseModel):
     checks: dict[str, str] = Field(description="database and broker: ok, or what is wrong")
 
 
-class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
-    models: list[str] | None = Field(default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]])
-    scores: list[str] | None = Field(default=None, examples=[["logme", "linear_probe"]])
-    options: dict[str, Any] | None = Field(
-        default=None, examples=[{"samples_per_class": 50, "input_size": 64}]
-    )
-
-
-class ValidationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
-    models: list[str] | None = None
-    scores: list[str] | None = Field(default=None, description="None: every non-expensive score; []: none")
-    mode: str = Field(DEFAULT_MODE, examples=["linear", "finetune"])
-    loss: str = Field(DEFAULT_LOSS, examples=["ce", "powergrad"])
-    alpha: float = Field(DEFAULT_ALPHA, description="PowerGrad alpha in (0, 1]")
-    seeds: list[int] = Field(default_factory=lambda: list(DEFAULT_SEEDS), description="1 to 10 distinct")
-    settings: dict[str, Any] | None = Field(default=None, examples=[{"epochs": 6, "input_size": 32}])
-
-
 class ConfirmCreate(BaseModel):
     """A confirmation of a finished ranking (``zoorank.confirm.request.ConfirmRequest``, whose
     checks and defaults these are)."""
@@ -73,6 +49,35 @@ class ConfirmCreate(BaseModel):
 
     def options(self) -> dict[str, Any]:
         return self.model_dump(exclude={"dry_run"}, exclude_none=True)
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
+    models: list[str] | None = Field(default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]])
+    scores: list[str] | None = Field(default=None, examples=[["logme", "linear_probe"]])
+    options: dict[str, Any] | None = Field(
+        default=None, examples=[{"samples_per_class": 50, "input_size": 64}]
+    )
+    confirm: ConfirmCreate | None = Field(
+        default=None,
+        description="confirm the shortlist once the ranking has finished (as POST /v1/jobs/{id}/confirm;"
+        " dry_run is not allowed here)",
+    )
+
+
+class ValidationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
+    models: list[str] | None = None
+    scores: list[str] | None = Field(default=None, description="None: every non-expensive score; []: none")
+    mode: str = Field(DEFAULT_MODE, examples=["linear", "finetune"])
+    loss: str = Field(DEFAULT_LOSS, examples=["ce", "powergrad"])
+    alpha: float = Field(DEFAULT_ALPHA, description="PowerGrad alpha in (0, 1]")
+    seeds: list[int] = Field(default_factory=lambda: list(DEFAULT_SEEDS), description="1 to 10 distinct")
+    settings: dict[str, Any] | None = Field(default=None, examples=[{"epochs": 6, "input_size": 32}])
 
 
 class ModelProgress(BaseModel):
@@ -116,6 +121,9 @@ class JobPublic(BaseModel):
     results: list[ScoreValue] = []
     ranking: dict[str, Any] | None = None
     sample_ids: list[int] | None = None
+    confirm: dict[str, Any] | None = Field(
+        default=None, description="the confirmation asked for at submission, started when the ranking ends"
+    )
     confirmation: dict[str, Any] | None = Field(
         default=None, description="the job's latest confirmation (POST /v1/jobs/{id}/confirm)"
     )

@@ -74,6 +74,7 @@ def submit_ranking(
     scores: Sequence[str] | None,
     options: dict[str, Any] | None,
     dispatch: Dispatch,
+    confirm: dict[str, Any] | None = None,
 ) -> Created:
     """Check the request, create the job, queue one task per model.
 
@@ -82,14 +83,25 @@ def submit_ranking(
     (:mod:`zoorank.data.identity`; no image is read). What only reading the images can find (an
     image that does not decode) fails the model in its task, with the reason, and the job
     ends ``failed`` or ``partial``. Two transactions: the job and its models, then the task ids.
+
+    ``confirm``: a confirmation (:class:`~zoorank.confirm.request.ConfirmRequest`) to start
+    when the ranking has finished; checked here as far as the ranking is not needed (a budget
+    in images against its minimum, the classes against the validation split).
     """
+    from zoorank.confirm.plan import plan_confirmation
+    from zoorank.confirm.request import ConfirmRequest
+
     parsed_options = RankOptions.from_dict(options)
+    confirm_request = ConfirmRequest.from_dict(confirm) if confirm is not None else None
     score_names = resolve_scores(scores)
     with session_scope(settings.database_url) as session:
         specs = job_models(settings, session, models)
         prepared = prepare_dataset(
             dataset, parsed_options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
         )
+        if confirm_request is not None and confirm_request.budget_unit == "images":
+            # every model's epoch costs the same in images: any order gives the plan's checks
+            plan_confirmation([spec.name for spec in specs], prepared.dataset.labels, confirm_request)
         job, rows = crud.create_job(
             session,
             dataset=dataset,
@@ -99,6 +111,7 @@ def submit_ranking(
             scores=score_names,
             options=parsed_options.to_dict(),
             images_per_model=len(prepared.rows),
+            confirm=confirm_request.to_dict() if confirm_request is not None else None,
         )
     task_ids = dispatch(job.id, list(job.models))
     with session_scope(settings.database_url) as session:

@@ -128,6 +128,10 @@ def sweep(
     for job_id, model in [*report.resent_stale, *report.resent_lost]:
         send(job_id, model, stages[job_id, model])
     if send_confirm is not None:
+        from app import confirmations
+
+        for job_id, _ in report.closed:  # the callback that would have started it was lost too
+            confirmations.start_requested(settings, job_id, send_confirm)
         _sweep_confirmations(settings, send_confirm, queues_empty, report)
     metrics.SWEEPER_RESENT.labels("stale heartbeat").inc(len(report.resent_stale))
     metrics.SWEEPER_RESENT.labels("lost message").inc(len(report.resent_lost))

@@ -71,10 +71,23 @@ def rank_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
     max_retries=DATABASE_RETRIES,
 )
 def finalise_job(self: Task, member_results: list[dict[str, Any]], job_id: str) -> str:
+    from app import confirmations
+
     try:
-        return services.finalise_job(get_settings(), job_id)
+        status = services.finalise_job(get_settings(), job_id)
+        confirmations.start_requested(get_settings(), job_id, _sender(self))
+        return status
     except DATABASE_DOWN as exc:
         raise self.retry(exc=exc, countdown=_pause(self)) from exc
+
+
+def _sender(task: Task) -> Any:
+    """Queues one (model, rung) of a confirmation through the task's own app."""
+
+    def send(confirmation_id: str, model: str, rung: int) -> None:
+        task.app.send_task("zoorank.confirm_unit", args=(confirmation_id, model, rung))
+
+    return send
 
 
 @shared_task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)
@@ -94,12 +107,9 @@ def confirm_unit(self: Task, confirmation_id: str, model: str, rung: int) -> dic
     advances the confirmation (queues the next rung, or closes it)."""
     from app import confirmations
 
-    def send(confirmation: str, name: str, next_rung: int) -> None:
-        self.app.send_task("zoorank.confirm_unit", args=(confirmation, name, next_rung))
-
     try:
         return confirmations.run_unit(
-            get_settings(), confirmation_id, model, rung, send, task_id=self.request.id
+            get_settings(), confirmation_id, model, rung, _sender(self), task_id=self.request.id
         )
     except DATABASE_DOWN as exc:
         raise self.retry(exc=exc, countdown=_pause(self)) from exc

@@ -47,6 +47,7 @@ def create_job(
     options: dict[str, Any],
     images_per_model: int,
     kind: str = "ranking",
+    confirm: dict[str, Any] | None = None,
 ) -> tuple[Job, list[JobModel]]:
     """A queued job and its models' rows, flushed (ids and defaults filled in)."""
     job = Job(
@@ -59,6 +60,7 @@ def create_job(
         models=models,
         scores=scores,
         options=options,
+        confirm=confirm,
     )
     session.add(job)
     session.flush()

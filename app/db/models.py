@@ -36,6 +36,8 @@ class Job(Base):
     ranking: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     task_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # A confirmation to start once the ranking has finished (``POST /v1/jobs`` with ``confirm``).
+    confirm: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

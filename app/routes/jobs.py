@@ -54,6 +54,13 @@ def get_job_or_404(session: Session, job_id: str) -> Job:
 def create_job(
     body: JobCreate, request: Request, settings: Settings = Depends(get_settings_dep)
 ) -> JSONResponse:
+    if body.confirm is not None and body.confirm.dry_run:
+        raise ProblemError(
+            422,
+            "Invalid input",
+            "confirm.dry_run applies to POST /v1/jobs/{id}/confirm only",
+            field="confirm",
+        )
     created = services.submit_ranking(
         settings,
         dataset=body.dataset,
@@ -61,6 +68,7 @@ def create_job(
         scores=body.scores,
         options=body.options,
         dispatch=request.app.state.dispatch,
+        confirm=body.confirm.options() if body.confirm is not None else None,
     )
     metrics.JOBS_SUBMITTED.inc()
     return accepted(created, f"/v1/jobs/{created.id}")

@@ -1,4 +1,4 @@
-"""confirmations and confirm_units: the confirmation stage of a ranking job
+"""confirmations and confirm_units: the confirmation stage of a ranking job; jobs.confirm
 
 Revision ID: 0005
 Revises: 0004
@@ -14,6 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch_op:
+        batch_op.add_column(sa.Column("confirm", sa.JSON(), nullable=True))
     op.create_table(
         "confirmations",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -64,3 +66,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("confirm_units")
     op.drop_table("confirmations")
+    with op.batch_alter_table("jobs") as batch_op:
+        batch_op.drop_column("confirm")

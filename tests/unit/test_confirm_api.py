@@ -193,3 +193,39 @@ def test_a_validation_job_cannot_be_confirmed(tmp_path):
     )
     assert job.status_code == 202, job.text
     _problem(client.post(f"/v1/jobs/{job.json()['id']}/confirm", json={}), 422, "job", "only a ranking")
+
+
+def test_a_confirmation_asked_with_the_job_is_checked_at_submission_and_starts_after_it(tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
+    client = _client(settings)
+    for confirm, field in (
+        ({"budget": 10, "settings": SMALL}, "budget"),  # below one epoch of the shortlist
+        ({"settings": {"val_per_class": 180}}, "dataset"),  # a class too small for the split
+        ({"dry_run": True}, "confirm"),
+        ({"loss": "mse"}, "confirm.loss"),
+    ):
+        _problem(client.post("/v1/jobs", json={**JOB, "confirm": confirm}), 422, field)
+    job = client.post("/v1/jobs", json={**JOB, "confirm": {"top_k": 2, "settings": SMALL}})
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+    assert job.json()["confirm"]["top_k"] == 2
+    # what the worker's finalise_job task does once the ranking is closed; twice starts one
+    send = client.app.state.send_confirm
+    first = confirmations.start_requested(settings, job_id, send)
+    assert first is not None and confirmations.start_requested(settings, job_id, send) is None
+    confirmation = client.get(f"/v1/jobs/{job_id}/confirm").json()
+    assert confirmation["id"] == first and confirmation["status"] == "succeeded", confirmation
+    assert len(confirmation["result"]["models"]) == 2
+
+
+def test_a_requested_confirmation_the_ranking_refuses_is_recorded_as_failed(tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
+    client = _client(settings)
+    # a budget in seconds is checked only once the ranking has measured each model's speed
+    job_id = client.post(
+        "/v1/jobs", json={**JOB, "confirm": {"budget": 0.001, "budget_unit": "seconds", "settings": SMALL}}
+    ).json()["id"]
+    confirmation_id = confirmations.start_requested(settings, job_id, client.app.state.send_confirm)
+    confirmation = client.get(f"/v1/jobs/{job_id}/confirm").json()
+    assert confirmation["id"] == confirmation_id and confirmation["status"] == "failed"
+    assert "below the minimum" in confirmation["error"], confirmation
