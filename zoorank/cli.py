@@ -604,7 +604,39 @@ def _answer(response: Any, expected: int | tuple[int, ...] = 200) -> Any:
 
 
 def _print_job(job: dict[str, Any]) -> None:
-    if job.get("ranking"):
+    if job.get("kind") == "validation" and job.get("ranking"):
+        truth = job["ranking"]
+        _table(
+            ["model", "test accuracy", "std", "error"],
+            [
+                {
+                    "model": g["model"],
+                    "test accuracy": g["accuracy"],
+                    "std": g["accuracy_std"],
+                    "error": g["error"],
+                }
+                for g in truth["ground_truth"]
+            ],
+            title=f"validation {job['id']} on {job['dataset']} ({truth['mode']}): {job['status']}",
+        )
+        if truth.get("agreement"):
+            _table(
+                ["score", "weighted tau", "kendall tau", "top-1 regret", "models"],
+                [
+                    {
+                        "score": a["score"],
+                        "weighted tau": a["weighted_tau"],
+                        "kendall tau": a["kendall_tau"],
+                        "top-1 regret": a["top1_regret"],
+                        "models": a["n_models"],
+                    }
+                    for a in truth["agreement"]
+                ],
+                title="agreement with the ground truth",
+            )
+        for warning in truth.get("warnings", []):
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW)
+    elif job.get("ranking"):
         values: dict[str, dict[str, float | None]] = {}
         for r in job["results"]:
             values.setdefault(r["model"], {})[r["score"]] = r["value"]

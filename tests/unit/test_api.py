@@ -343,7 +343,7 @@ def test_register_model_checks_weights(client, settings):
 
 
 @pytest.mark.slow
-def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
+def test_validation_job_stores_ground_truth_on_the_leaderboard(settings, capsys):
     def inline_validate(job_id: str) -> list[str]:
         services.run_validation(settings, job_id)
         return []
@@ -390,6 +390,17 @@ def test_validation_job_stores_ground_truth_on_the_leaderboard(settings):
     assert "logme against ground truth</title>" in page
     job_page = client.get(f"/jobs/{board['data'][0]['job_id']}").text  # the same figure for the job
     assert 'id="truth"' in job_page and "the default ranking against ground truth</title>" in job_page
+    # the validation job's own page and `zoorank jobs show` (a 500 and a KeyError before)
+    page = client.get(f"/jobs/{job['id']}")
+    assert page.status_code == 200, page.text[-500:]
+    assert 'id="ground-truth"' in page.text and 'id="agreement"' in page.text
+    assert all(f"{accuracy:.3f}" in page.text for accuracy in truth.values())
+    from zoorank.cli import _print_job
+
+    capsys.readouterr()
+    _print_job(job)
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "agreement with the ground truth" in printed and "logme" in printed
     assert_problem(client.post("/v1/validations", json={**body, "loss": "powergrad"}), 422, "loss")
     assert_problem(client.post("/v1/validations", json={**body, "mode": "guess"}), 422, "mode")
     assert_problem(client.post("/v1/validations", json={**body, "seeds": []}), 422, "seeds")
