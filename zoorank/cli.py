@@ -580,13 +580,32 @@ TERMINAL_STATUSES = tuple(TERMINAL)
 SERVER_HELP = "Base URL of a running zoorank API (ZOORANK_SERVER)."
 
 
+UNREACHABLE_EXIT = 3  # the server could not be reached (2: the request was refused, 1: it failed)
+
+
 def _http(server: str) -> Any:
-    """An HTTP client for ``server``, with ``ZOORANK_API_KEY`` as the bearer key when set."""
+    """An HTTP client for ``server``, with ``ZOORANK_API_KEY`` as the bearer key when set. A
+    server that cannot be reached ends the command with one line and exit code 3."""
     import httpx
+
+    if not server.startswith(("http://", "https://")):
+        _fail(f"--server must be a URL starting with http:// or https://, got {server!r}")
+
+    class Client(httpx.Client):
+        def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+            try:
+                return super().request(*args, **kwargs)
+            except httpx.TransportError as exc:
+                _fail(
+                    f"cannot reach the zoorank server at {server} ({type(exc).__name__}: {exc});"
+                    " start one with `zoorank run`, or pass --server / ZOORANK_SERVER",
+                    code=UNREACHABLE_EXIT,
+                )
+                raise  # unreachable: _fail exits
 
     key = os.environ.get("ZOORANK_API_KEY", "")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=60)
+    return Client(base_url=server.rstrip("/"), headers=headers, timeout=60)
 
 
 def _answer(response: Any, expected: int | tuple[int, ...] = 200) -> Any:

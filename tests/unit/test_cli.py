@@ -317,3 +317,29 @@ def test_the_installed_command_has_the_service_and_bench_commands(tmp_path):
             if line.startswith("│ ") and len(line.split()) > 1
         }
         assert names <= listed, (names - listed, shown.stdout)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["jobs", "list"],
+        ["jobs", "show", "0123456789abcdef"],
+        ["submit", "--dataset", "builtin:digits"],
+        ["confirm", "0123456789abcdef", "--dry-run"],
+    ],
+)
+def test_remote_commands_without_a_server_say_so_in_one_line(argv):
+    import socket
+
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = runner.invoke(load_commands(), [*argv, "--server", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 3, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the zoorank server" in lines[0] and "zoorank run" in lines[0], (
+        lines
+    )
+    no_scheme = runner.invoke(load_commands(), [*argv, "--server", f"127.0.0.1:{port}"])
+    assert no_scheme.exit_code == 2 and "must be a URL starting with http://" in no_scheme.output
+    assert len(no_scheme.output.strip().splitlines()) == 1, no_scheme.output
