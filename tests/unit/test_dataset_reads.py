@@ -211,3 +211,28 @@ def test_a_cached_upload_is_not_listed_again(tmp_path, monkeypatch):
     again = load_dataset(f"upload:{upload_id}", upload_dir=tmp_path / "uploads")
     assert listed == [] and again.fingerprint == first.fingerprint
     assert again.identity.version == upload_id
+
+
+def test_a_single_npy_array_is_refused_as_a_dataset_everywhere(settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from zoorank.cli import load_commands
+    from zoorank.data import load_dataset
+    from zoorank.errors import InvalidInputError
+
+    root = settings.data_roots[0]
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "X.npy", np.zeros((4, 8, 8), dtype=np.uint8))
+    ref = f"npz:{root / 'X.npy'}"
+    with pytest.raises(InvalidInputError) as err:  # was a TypeError from inside numpy
+        load_dataset(ref, data_roots=[root])
+    assert err.value.field == "dataset" and "not named arrays" in str(err.value)
+    client = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    response = client.post("/v1/jobs", json={"dataset": ref, "models": ["resnet10t@random"]})
+    assert response.status_code == 422, response.text  # was a plain-text 500
+    assert response.json()["field"] == "dataset"
+    result = CliRunner().invoke(
+        load_commands(), ["rank", "--dataset", ref, "--models", "resnet10t@random", "--data-root", str(root)]
+    )
+    assert result.exit_code == 2 and "not named arrays" in result.output, result.output  # was exit 0
+    assert "Traceback" not in result.output

@@ -234,7 +234,10 @@ def _npz_arrays(path: Path, *, labels_only: bool = False) -> tuple[np.ndarray | 
     """``(x, labels, class names)`` of an ``.npz``: x as (n, h, w, 3) uint8 (``None`` with
     ``labels_only``), labels as indices into the sorted distinct values of ``y``."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array: no labels in it
+            raise ValueError(f"it holds one {type(loaded).__name__}, not named arrays")
+        with loaded as archive:
             y = archive["y"]
             x = None if labels_only else archive["x"]
     except (OSError, KeyError, ValueError) as exc:
