@@ -69,9 +69,9 @@ def _ranked(client: TestClient, tmp_path: Path, settings: Settings, name: str) -
     return job_id
 
 
+# Once, on the production stack; the embedded stack runs the cancel test below.
+@pytest.mark.parametrize("settings", ["postgres-redis"], indirect=True)
 def test_worker_killed_mid_rung_resumes_from_the_previous_rung(settings, tmp_path):
-    if settings.broker_url.startswith("filesystem://"):
-        pytest.skip("run once, on the production stack (PostgreSQL + Redis); cancel runs embedded")
     fast = _with(settings, stale_after=6.0)
     client = TestClient(create_app(fast))
     dispatcher = CeleryDispatcher(fast)
