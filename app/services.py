@@ -386,13 +386,15 @@ def finalise_job(settings: Settings, job_id: str) -> str:
             for model, value in per_model.items():
                 crud.set_pool_value(session, job_id, model, score, value)
         failed = [m for m in models if m.status != "succeeded"]
+        # a model that ran but some of whose scores failed (``scores failed: ...``)
+        incomplete = [m for m in models if m.status == "succeeded" and m.error]
         if len(failed) == len(models):
             status = "failed"
-        elif failed:
+        elif failed or incomplete:
             status = "partial"
         else:
             status = "succeeded"
-        error = "; ".join(f"{m.model}: {m.error or m.status}" for m in failed) or None
+        error = "; ".join(f"{m.model}: {m.error or m.status}" for m in [*failed, *incomplete]) or None
         crud.close_job(
             session,
             job,

@@ -85,6 +85,13 @@ class RankOptions:
                 "batch_size must be >= 1; samples_per_class and tap_images_per_class >= 0",
                 field="options",
             )
+        if 0 < self.samples_per_class < self.min_samples_per_class:
+            raise InvalidInputError(
+                f"samples_per_class {self.samples_per_class} is below min_samples_per_class"
+                f" {self.min_samples_per_class}: the scores need that many images of each class; raise"
+                " samples_per_class (0 takes every image) or lower min_samples_per_class",
+                field="options",
+            )
         if not 0 <= self.bootstrap_resamples <= 1000:
             raise InvalidInputError("bootstrap_resamples must be between 0 and 1000", field="options")
         if self.device not in ("auto", "cpu", "cuda"):

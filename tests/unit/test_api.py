@@ -931,3 +931,50 @@ def test_job_figures_draw_the_stored_betti_curves():
     assert "betti_curves" not in job_figures(
         [SimpleNamespace(model="m", score="betti_decay", value=0.1, details=broken)]
     )
+
+
+def test_too_few_samples_per_class_is_refused_everywhere(client):
+    from typer.testing import CliRunner
+
+    from zoorank.cli import load_commands
+    from zoorank.errors import InvalidInputError
+    from zoorank.rank import RankOptions
+
+    with pytest.raises(InvalidInputError) as err:  # was accepted, then 6 of 20 scores failed
+        RankOptions.from_dict({"samples_per_class": 1})
+    assert "below min_samples_per_class 5" in str(err.value)
+    body = {"dataset": "builtin:digits", "models": ["resnet10t@random"], "options": {"samples_per_class": 1}}
+    assert_problem(client.post("/v1/jobs", json=body), 422, "options", "below min_samples_per_class 5")
+    RankOptions.from_dict({"samples_per_class": 1, "min_samples_per_class": 1})  # lowered: allowed
+    result = CliRunner().invoke(
+        load_commands(),
+        ["rank", "--dataset", "builtin:digits", "--models", "resnet10t@random", "--samples-per-class", "1"],
+    )
+    assert result.exit_code == 2 and "below min_samples_per_class" in result.output, result.output
+
+
+def test_a_job_whose_scores_failed_is_partial_not_succeeded(client, monkeypatch):
+    import zoorank.rank
+
+    real_run_score = zoorank.rank.run_score
+
+    def leep_fails(name, inputs, params):
+        record = real_run_score(name, inputs, params)
+        if name == "leep":
+            record.value, record.error = None, "InvalidInputError: broken on purpose"
+        return record
+
+    monkeypatch.setattr(zoorank.rank, "run_score", leep_fails)
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": ["resnet10t@random"],
+            "scores": ["nce", "leep"],
+            "options": OPTIONS,
+        },
+    )
+    assert response.status_code == 202, response.text
+    job = client.get(f"/v1/jobs/{response.json()['id']}").json()
+    assert job["status"] == "partial", job["status"]  # was "succeeded"
+    assert "scores failed: leep" in job["error"]

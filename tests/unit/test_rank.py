@@ -150,6 +150,7 @@ def test_betti_input_size_param_takes_taps_at_that_resolution(tmp_path):
 
     options = RankOptions(
         samples_per_class=4,
+        min_samples_per_class=4,
         input_size=32,
         tap_images_per_class=2,
         score_params={"betti_slope": {"input_size": "48"}},
