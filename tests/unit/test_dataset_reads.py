@@ -236,3 +236,52 @@ def test_a_single_npy_array_is_refused_as_a_dataset_everywhere(settings, tmp_pat
     )
     assert result.exit_code == 2 and "not named arrays" in result.output, result.output  # was exit 0
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("mode", "suffix", "pixel", "expected"),
+    [
+        ("1", ".png", 1, 255),
+        ("L", ".png", 100, 100),
+        ("LA", ".png", (100, 255), 100),
+        ("P", ".png", 7, None),  # a palette index: the palette's colour (checked below)
+        ("RGB", ".png", (100, 100, 100), 100),
+        ("RGBA", ".png", (100, 100, 100, 255), 100),
+        ("CMYK", ".jpg", (0, 0, 0, 155), 100),
+        ("I;16", ".png", 32768, 128),  # 16-bit grey: was clipped to 255 (a white blob)
+        ("I;16", ".png", 25700, 100),
+        ("I", ".tif", 25700, 100),  # 32-bit integers holding 16-bit values
+        ("I", ".tif", 100, 100),  # ... or 8-bit ones
+        ("F", ".tif", 100 / 255, 100),  # floats in [0, 1]
+        ("F", ".tif", 100.0, 100),  # floats in [0, 255]
+    ],
+)
+def test_every_pil_mode_reads_at_its_bit_depth(tmp_path, mode, suffix, pixel, expected):
+    from PIL import Image
+
+    from zoorank.data.datasets import _load_image
+
+    image = Image.new(mode, (16, 16), pixel)
+    if mode == "P":
+        image.putpalette([(i * 37) % 256 for i in range(768)])
+        expected = (7 * 3 * 37) % 256  # the red entry of palette colour 7 (grey tests read channel 0)
+    path = tmp_path / f"x{suffix}"
+    image.save(path)
+    assert Image.open(path).mode == mode or mode == "CMYK"
+    rgb = _load_image(path)
+    assert rgb.shape[-1] == 3 and rgb.dtype == np.uint8
+    assert abs(int(rgb[8, 8, 0]) - expected) <= 2, (mode, rgb[8, 8])
+
+
+@pytest.mark.parametrize(("mode", "pixel"), [("F", 1000.0), ("F", -1.0), ("I", 70000)])
+def test_pixel_values_outside_their_mode_are_refused(tmp_path, mode, pixel):
+    from PIL import Image
+
+    from zoorank.data.datasets import _load_image
+    from zoorank.errors import InvalidInputError
+
+    path = tmp_path / "x.tif"
+    Image.new(mode, (4, 4), pixel).save(path)
+    with pytest.raises(InvalidInputError) as err:
+        _load_image(path)
+    assert err.value.field == "dataset" and "save it as an 8- or 16-bit image" in str(err.value)

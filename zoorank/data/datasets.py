@@ -182,7 +182,7 @@ def _load_image(path: Path) -> np.ndarray:
             if image.width * image.height > MAX_IMAGE_PIXELS:  # PIL itself refuses only above 2x
                 raise _too_large(path, f"{image.width}x{image.height}")
             image.draft("RGB", (CANONICAL_SIZE, CANONICAL_SIZE))
-            rgb = image.convert("RGB").resize((CANONICAL_SIZE, CANONICAL_SIZE), Image.Resampling.BILINEAR)
+            rgb = _as_rgb(image, path).resize((CANONICAL_SIZE, CANONICAL_SIZE), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
     except InvalidInputError:
         raise
@@ -194,6 +194,32 @@ def _load_image(path: Path) -> np.ndarray:
         raise InvalidInputError(
             f"image {_shown(path)} is not a readable image ({reason or type(exc).__name__})", field="dataset"
         ) from None
+
+
+def _as_rgb(image: Image.Image, path: Path) -> Image.Image:
+    """8-bit RGB. Pillow's own conversion clips the high-bit-depth grey modes (a 16-bit PNG is
+    ``I;16``: every value above 255 becomes white); those are scaled by their bit depth instead:
+    16-bit integers by 1/257, floats in [0, 1] by 255. Values outside the mode's range are
+    refused rather than guessed."""
+    mode = image.mode
+    if not (mode.startswith("I") or mode == "F"):
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode == "F" and low >= 0.0 and high <= 1.0:
+        scaled = values * 255.0
+    elif mode.startswith("I;16") or (mode == "I" and low >= 0.0 and high <= 65535.0):
+        scaled = values / 257.0 if mode.startswith("I;16") or high > 255.0 else values
+    elif mode == "F" and low >= 0.0 and high <= 255.0:
+        scaled = values
+    else:
+        raise InvalidInputError(
+            f"image {_shown(path)} is a {mode} image with values from {low:g} to {high:g}, outside 16-bit"
+            " (or, for floats, [0, 1]); save it as an 8- or 16-bit image",
+            field="dataset",
+        )
+    grey = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+    return grey.convert("RGB")
 
 
 def _too_large(path: Path, size: str) -> InvalidInputError:
