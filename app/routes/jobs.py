@@ -151,6 +151,7 @@ def confirm_job(job_id: str, body: ConfirmCreate, request: Request) -> JSONRespo
     )
     with session_scope(settings.database_url) as session:
         row = session.get(Confirmation, confirmation_id)
+        assert row is not None  # committed by submit
         payload = confirmations.public(session, row)
     return JSONResponse(payload, status_code=202, headers={"Location": f"/v1/jobs/{job_id}/confirm"})
 
