@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,6 +21,34 @@ PROBLEM_JSON = "application/problem+json"
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+# Answers under these paths are for programs; everything else is a page a person reads.
+API_PATHS = ("/v1/", "/metrics", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/static/")
+
+
+def _wants_page(request: Request | None) -> bool:
+    return (
+        request is not None
+        and not request.url.path.startswith(API_PATHS)
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+def answer(request: Request | None, status: int, title: str, detail: str, **extra: Any) -> Response:
+    """The problem as ``application/problem+json``, or as an HTML page with a way back when a
+    browser asked for a page."""
+    if not _wants_page(request):
+        return problem(status, title, detail, **extra)
+    from fastapi.templating import Jinja2Templates
+
+    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+    return templates.TemplateResponse(
+        request,  # type: ignore[arg-type]
+        "error.html",
+        {"status": status, "title": title, "detail": detail, "field": extra.get("field")},
+        status_code=status,
+    )
 
 
 class ProblemError(Exception):
@@ -43,31 +72,31 @@ def _located(error: Any) -> dict[str, Any]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
-    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        return answer(request, exc.status, exc.title, exc.detail, **exc.extra)
 
     @app.exception_handler(UnknownNameError)
-    async def _unknown(_: Request, exc: UnknownNameError) -> JSONResponse:
-        return problem(422, "Unknown name", str(exc), field=exc.field)
+    async def _unknown(request: Request, exc: UnknownNameError) -> Response:
+        return answer(request, 422, "Unknown name", str(exc), field=exc.field)
 
     @app.exception_handler(ConflictError)
-    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
-        return problem(409, "Conflict", str(exc), field=exc.field)
+    async def _conflict(request: Request, exc: ConflictError) -> Response:
+        return answer(request, 409, "Conflict", str(exc), field=exc.field)
 
     @app.exception_handler(TooLargeError)
-    async def _too_large(_: Request, exc: TooLargeError) -> JSONResponse:
-        return problem(413, "Payload too large", str(exc), field=exc.field)
+    async def _too_large(request: Request, exc: TooLargeError) -> Response:
+        return answer(request, 413, "Payload too large", str(exc), field=exc.field)
 
     @app.exception_handler(InvalidInputError)
-    async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return problem(422, "Invalid input", str(exc), field=exc.field)
+    async def _invalid(request: Request, exc: InvalidInputError) -> Response:
+        return answer(request, 422, "Invalid input", str(exc), field=exc.field)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [_located(e) for e in exc.errors()]
         first = errors[0] if errors else {"field": None, "message": "invalid request"}
         detail = f"{first['field'] or 'body'}: {first['message']}"
-        return problem(422, "Invalid request", detail, field=first["field"] or None, errors=errors)
+        return answer(request, 422, "Invalid request", detail, field=first["field"] or None, errors=errors)
 
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         # The database is unreachable, restarting or past the statement timeout: the request
@@ -92,9 +121,9 @@ def install(app: FastAPI) -> None:
         return problem(500, "Internal error", "a database error; it is logged on the server")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         title = _TITLES.get(exc.status_code, "Error")
-        response = problem(exc.status_code, title, str(exc.detail))
+        response = answer(request, exc.status_code, title, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
         return response
