@@ -22,7 +22,7 @@ from app.problems import ProblemError
 from app.routes import catalogue
 from app.routes.catalogue import leaderboard
 from app.routes.jobs import job_public
-from zoorank.errors import TooLargeError, ZoorankError
+from zoorank.errors import InvalidInputError, TooLargeError, ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
 from zoorank.policy import DEFAULT_RANKING, score_catalogue
 from zoorank.scores import list_scores
@@ -43,9 +43,19 @@ def index(
     datasets = crud.known_datasets(session)
     dataset = dataset or (datasets[0] if datasets else None)
     score = score or None  # the form's "default ranking" choice sends an empty value
-    board = (
-        leaderboard(score=score, dataset=dataset, option_set=option_set, session=session) if dataset else None
-    )
+    notice = None
+    try:
+        board = (
+            leaderboard(score=score, dataset=dataset, option_set=option_set, session=session)
+            if dataset
+            else None
+        )
+    except InvalidInputError as exc:
+        if exc.field != "option_set":
+            raise
+        # the form kept the previous dataset's option set when the dataset was switched
+        notice = f"Option set {option_set} has no results on {dataset}; showing its latest option set."
+        board = leaderboard(score=score, dataset=dataset, option_set=None, session=session)
     values = [row.value for row in board.data if row.value is not None] if board else []
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     truth_figure = _truth_figure(board, score) if board else None
@@ -67,6 +77,7 @@ def index(
             "low": low,
             "span": (high - low) or 1.0,
             "jobs": jobs,
+            "notice": notice,
         },
     )
 

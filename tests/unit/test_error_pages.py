@@ -41,3 +41,24 @@ def test_the_api_answers_problem_json_even_to_a_browser(client):
     assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
     refused = client.post("/v1/jobs", json={"dataset": "builtin:digits", "models": []}, headers=BROWSER)
     assert refused.status_code == 422 and refused.json()["field"] == "models"
+
+
+def test_switching_the_leaderboard_dataset_drops_an_option_set_it_does_not_have(tmp_path):
+    from app import services
+
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
+
+    def dispatch(job_id: str, models: list[str]) -> list[str]:
+        for model in models:
+            services.run_model(settings, job_id, model)
+        services.finalise_job(settings, job_id)
+        return []
+
+    client = TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None))
+    job = {"dataset": "builtin:digits", "models": ["resnet10t@random"], "scores": ["nce"]}
+    assert client.post("/v1/jobs", json={**job, "options": {"samples_per_class": 5}}).status_code == 202
+    # the form sends the option set it showed for the previous dataset
+    page = client.get("/", params={"dataset": "builtin:digits", "option_set": "0123abcd"}, headers=BROWSER)
+    assert page.status_code == 200, page.text[-300:]  # was a raw 422
+    assert 'id="notice"' in page.text and "has no results on builtin:digits" in page.text
+    assert "resnet10t@random" in page.text
