@@ -111,6 +111,7 @@ def submit(settings: Settings, job_id: str, options: dict[str, Any] | None, send
     request = ConfirmRequest.from_dict(options)
     with session_scope(settings.database_url) as session:
         job = _job(session, job_id)
+        job_id = job.id  # a short id given: the full one from here on
         plan = make_plan(settings, session, job, request)
         open_one = session.scalars(
             select(Confirmation.id).where(Confirmation.job_id == job_id, Confirmation.status.not_in(CLOSED))
@@ -439,7 +440,7 @@ def cancel(settings: Settings, job_id: str) -> dict[str, Any]:
     """Cancel the job's open confirmation: queued units never start, a running unit stops
     between two steps and writes nothing. 409 when there is none open."""
     with session_scope(settings.database_url) as session:
-        _job(session, job_id)
+        job_id = _job(session, job_id).id
         row = session.scalars(
             select(Confirmation)
             .where(Confirmation.job_id == job_id, Confirmation.status.not_in(CLOSED))

@@ -45,6 +45,18 @@ def run_embedded(host: str, port: int, worker_argv: list[str]) -> None:
         _stop(worker)
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` (a bind succeeds)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def demo(
     *,
     port: int,
@@ -60,6 +72,14 @@ def demo(
     from zoorank.zoo.specs import default_models
 
     started = time.perf_counter()
+    if not port_free("127.0.0.1", port):
+        # another server there would take the demo's job and answer for it
+        print(
+            f"zoorank demo: port {port} on 127.0.0.1 is in use (another zoorank or another program);"
+            " stop it or pass --port",
+            file=sys.stderr,
+        )
+        return 2
     application = create_app()
     server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

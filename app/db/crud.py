@@ -70,8 +70,21 @@ def create_job(
     return job, rows
 
 
+SHORT_ID = 8  # the pages show ids this long; a unique prefix of at least this many finds its job
+
+
 def get_job(session: Session, job_id: str) -> Job | None:
-    return session.get(Job, job_id)
+    """The job with this id, or with this unique prefix of at least :data:`SHORT_ID` hex
+    characters (what pages and the demo print); None when there is none or several."""
+    job = session.get(Job, job_id)
+    if (
+        job is not None
+        or not SHORT_ID <= len(job_id) < 32
+        or not all(c in "0123456789abcdef" for c in job_id)
+    ):
+        return job
+    matches = list(session.scalars(select(Job).where(Job.id.startswith(job_id, autoescape=True)).limit(2)))
+    return matches[0] if len(matches) == 1 else None
 
 
 def list_jobs(

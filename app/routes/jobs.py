@@ -159,7 +159,7 @@ def confirm_job(job_id: str, body: ConfirmCreate, request: Request) -> JSONRespo
 @router.get("/{job_id}/confirm", responses=problem_responses(404))
 def get_confirmation(job_id: str, session: Session = Depends(get_session)) -> dict[str, Any]:
     """The job's latest confirmation: status, progress (rung, epoch x of y, ETA) and answer."""
-    get_job_or_404(session, job_id)
+    job_id = get_job_or_404(session, job_id).id
     row = confirmations.latest(session, job_id)
     if row is None:
         raise ProblemError(

@@ -47,3 +47,37 @@ def test_one_terminal_set():
 
     assert crud.TERMINAL == TERMINAL and set(TERMINAL_STATUSES) == set(TERMINAL)
     assert JobStatus.QUEUED not in TERMINAL and JobStatus.RUNNING not in TERMINAL
+
+
+def test_a_unique_prefix_of_eight_characters_finds_its_job_everywhere(client):
+    job_id = client.post(
+        "/v1/jobs", json={"dataset": "builtin:digits", "models": ["resnet10t@random"]}
+    ).json()["id"]
+    short = job_id[:8]  # what the pages and the demo print
+    found = client.get(f"/v1/jobs/{short}")
+    assert found.status_code == 200 and found.json()["id"] == job_id  # was 404
+    assert client.get(f"/jobs/{short}").status_code == 200
+    assert client.get(f"/v1/jobs/{job_id[:7]}").status_code == 404  # too short to be an id
+    assert client.get("/v1/jobs/zzzzzzzzzz").status_code == 404
+    assert client.post(f"/v1/jobs/{short}/confirm", json={}).status_code == 409  # found: still queued
+
+
+def test_demo_refuses_a_port_in_use_instead_of_talking_to_another_server(capsys):
+    import socket
+
+    from app.service_runner import demo
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = demo(
+            port=port,
+            samples_per_class=5,
+            input_size=32,
+            scores=None,
+            worker_argv=["false"],
+            printer=lambda *a, **k: None,
+        )
+    assert code == 2
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
