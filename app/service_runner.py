@@ -15,10 +15,25 @@ from typing import Any
 import httpx
 
 
+def _die_with_parent() -> None:
+    """In the worker, before exec: when this process (its parent) dies, however it dies, the
+    kernel sends the worker SIGQUIT, Celery's cold shutdown (its pool goes with it; tasks are
+    acknowledged late, so a running one is re-queued). uvicorn re-raises the SIGTERM it
+    caught after its own shutdown, which ends this process before any ``finally`` runs: without
+    this, ``docker stop`` or systemd left the worker running, re-parented to PID 1."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+
+
 def _start_worker(argv: list[str]) -> subprocess.Popen[bytes]:
     # Celery warns at length when run as root (as in containers and CI); the demo need not.
     quiet = "ignore:You're running the worker with superuser privileges"
-    return subprocess.Popen(argv, env={**os.environ, "PYTHONWARNINGS": quiet})
+    linux = sys.platform.startswith("linux")
+    return subprocess.Popen(
+        argv, env={**os.environ, "PYTHONWARNINGS": quiet}, preexec_fn=_die_with_parent if linux else None
+    )
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
