@@ -99,6 +99,9 @@ def submit_ranking(
         prepared = prepare_dataset(
             dataset, parsed_options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
         )
+        largest_class = int(np.bincount(prepared.dataset.labels).max()) if len(prepared.dataset.labels) else 0
+        if parsed_options.samples_per_class >= largest_class:
+            parsed_options.samples_per_class = 0  # what was used: every image (recorded as such)
         if confirm_request is not None and confirm_request.budget_unit == "images":
             # every model's epoch costs the same in images: any order gives the plan's checks
             plan_confirmation([spec.name for spec in specs], prepared.dataset.labels, confirm_request)

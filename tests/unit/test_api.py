@@ -978,3 +978,18 @@ def test_a_job_whose_scores_failed_is_partial_not_succeeded(client, monkeypatch)
     job = client.get(f"/v1/jobs/{response.json()['id']}").json()
     assert job["status"] == "partial", job["status"]  # was "succeeded"
     assert "scores failed: leep" in job["error"]
+
+
+def test_a_sample_larger_than_every_class_is_recorded_as_every_image(client):
+    job = client.post(
+        "/v1/jobs",
+        json={
+            "dataset": "builtin:digits",
+            "models": ["resnet10t@random"],
+            "scores": ["nce"],
+            "options": {"samples_per_class": 100000000, "input_size": 32},
+        },
+    ).json()
+    assert job["options"]["samples_per_class"] == 0  # was recorded as 100000000
+    job = client.get(f"/v1/jobs/{job['id']}").json()
+    assert job["status"] == "succeeded" and len(job["sample_ids"]) == 1797
