@@ -130,7 +130,11 @@ def job_models(settings: Settings, session: Any, models: Sequence[str] | None) -
 
     if models is not None and len(models) == 0:
         raise InvalidInputError("the model list is empty; name at least one model", field="models")
+    from zoorank.zoo.load import check_reachable
+
     specs = crud.resolve_models(session, models or default_models())
+    for spec in specs:
+        check_reachable(spec)
     files = [spec for spec in specs if spec.weights.startswith("file:")]
     registered = {row.name for row in crud.registered_models(session)} if files else set()
     for spec in files:

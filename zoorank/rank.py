@@ -211,7 +211,12 @@ def resolve_models(names: Sequence[str] | None) -> list[ModelSpec]:
     """Requested model specs (validated), or the whole built-in zoo."""
     if names is not None and len(names) == 0:
         raise InvalidInputError("the model list is empty; name at least one model", field="models")
-    return [get_model_spec(n) for n in (names or default_models())]
+    from zoorank.zoo.load import check_reachable
+
+    specs = [get_model_spec(n) for n in (names or default_models())]
+    for spec in specs:
+        check_reachable(spec)
+    return specs
 
 
 def prepare_dataset(

@@ -993,3 +993,19 @@ def test_a_sample_larger_than_every_class_is_recorded_as_every_image(client):
     assert job["options"]["samples_per_class"] == 0  # was recorded as 100000000
     job = client.get(f"/v1/jobs/{job['id']}").json()
     assert job["status"] == "succeeded" and len(job["sample_ids"]) == 1797
+
+
+def test_hub_weights_while_offline_are_refused_at_submission(client, monkeypatch):
+    from typer.testing import CliRunner
+
+    from zoorank.cli import load_commands
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(client.app.state.settings.var_dir / "empty-hub"))  # no cached copy
+    body = {"dataset": "builtin:digits", "models": ["resnet18@timm"], "scores": ["nce"]}
+    # was 202, then the job failed with the hub's LocalEntryNotFoundError
+    assert_problem(client.post("/v1/jobs", json=body), 422, "models", "ZOORANK_OFFLINE=1")
+    result = CliRunner().invoke(
+        load_commands(), ["rank", "--dataset", "builtin:digits", "--models", "resnet18@timm"]
+    )
+    assert result.exit_code == 2 and "offline" in result.output, result.output

@@ -146,13 +146,33 @@ def test_rank_exit_codes_empty_lists_and_all_failed(tmp_path):
         app, ["rank", "--dataset", "builtin:digits", "--models", "mobilenetv2_100", "--scores", "", *common]
     )
     assert empty_scores.exit_code == 2 and "score list is empty" in empty_scores.output
-    # A model whose weights cannot be had offline: every model failed -> exit 1, reason said.
-    failed = runner.invoke(
+    # A model whose weights cannot be had offline: refused before any work, naming the setting.
+    offline = runner.invoke(
         app,
         ["rank", "--dataset", "builtin:digits", "--models", "resnet18@timm", "--scores", "logme", *common],
     )
+    assert offline.exit_code == 2 and "offline" in offline.output, offline.output
+    # A weight file that does not load: every model failed -> exit 1, reason said.
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    model = f"resnet10t@file:{broken}"
+    failed = runner.invoke(
+        app,
+        [
+            "rank",
+            "--dataset",
+            "builtin:digits",
+            "--models",
+            model,
+            "--scores",
+            "logme",
+            "--data-root",
+            str(tmp_path),
+            *common,
+        ],
+    )
     assert failed.exit_code == 1, failed.output
-    assert "every model failed (1 of 1)" in failed.output and "resnet18@timm failed:" in failed.output
+    assert "every model failed (1 of 1)" in failed.output and f"{model} failed:" in failed.output
     assert "Traceback" not in failed.output
 
 

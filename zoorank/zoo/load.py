@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import pickle
 import re
 from functools import cache
@@ -132,6 +133,31 @@ def match_state_dict(
             field="models",
         )
     return {k: g for k, g, _ in pairs}
+
+
+def check_reachable(spec: ModelSpec) -> None:
+    """Refuse, before any work, a model whose weights must come from the Hugging Face hub
+    while the network is off (``ZOORANK_OFFLINE``, which sets ``HF_HUB_OFFLINE``) and the hub
+    cache holds no copy: it could only fail later, in a worker, with the hub's own error."""
+    if not (spec.weights == "timm" or spec.weights.startswith("timm:")):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    name = spec.weights[5:] if spec.weights.startswith("timm:") else spec.architecture
+    config = get_pretrained_cfg(name)
+    hub_id = getattr(config, "hf_hub_id", None) if config is not None else None
+    names = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+    if hub_id and any(isinstance(try_to_load_from_cache(hub_id, f), str) for f in names):
+        return
+    raise InvalidInputError(
+        f"model {spec.name} needs its weights from the Hugging Face hub ({hub_id or name}), and this"
+        " process is offline (ZOORANK_OFFLINE=1 / HF_HUB_OFFLINE=1) with no cached copy: use a model with"
+        " offline weights (`zoorank zoo list`), file: weights, or turn ZOORANK_OFFLINE off",
+        field="models",
+    )
 
 
 def create_model(spec: ModelSpec) -> nn.Module:
