@@ -176,7 +176,7 @@ def box_chart(samples: Mapping[str, Sequence[float]], *, title: str, y_label: st
     )
     values = [v for s in stats.values() for v in s]
     parts, _, sy = _frame(
-        title, desc, "model (in legend order)", y_label, (0, len(names)), _range(values), names, x_ticks=False
+        title, desc, "model", y_label, (0, len(names)), _range(values), names, x_ticks=False
     )
     band = (WIDTH - RIGHT - LEFT) / max(1, len(names))
     for i, name in enumerate(names):
@@ -192,6 +192,12 @@ def box_chart(samples: Mapping[str, Sequence[float]], *, title: str, y_label: st
         parts.append(
             f'<line x1="{centre - half:.1f}" y1="{sy(median):.1f}" x2="{centre + half:.1f}" '
             f'y2="{sy(median):.1f}" stroke="#111" stroke-width="2"/>'
+        )
+        # the model's name under its box (short: the legend on the right has it whole)
+        label = escape(name if len(name) <= 14 else name[:13] + "…")
+        parts.append(
+            f'<text class="box-label" x="{centre:.1f}" y="{HEIGHT - BOTTOM + 14:.1f}" font-size="10"'
+            f' text-anchor="middle">{label}</text>'
         )
     zero = sy(0.0)
     if TOP <= zero <= HEIGHT - BOTTOM:
