@@ -964,8 +964,12 @@ def load_commands() -> typer.Typer:
             continue
         try:
             register = entry.load()
-        except ImportError:
-            continue  # e.g. `bench` outside the repository root, where benchmarks/ is absent
+        except ModuleNotFoundError as exc:
+            # only the entry's own package may be absent (`bench` outside the repository root,
+            # where benchmarks/ is not installed); any other broken import fails loudly
+            if exc.name != entry.module.split(".")[0]:
+                raise
+            continue
         register(app)
         _loaded.append(entry.name)
     return app

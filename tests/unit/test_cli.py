@@ -363,3 +363,22 @@ def test_remote_commands_without_a_server_say_so_in_one_line(argv):
     no_scheme = runner.invoke(load_commands(), [*argv, "--server", f"127.0.0.1:{port}"])
     assert no_scheme.exit_code == 2 and "must be a URL starting with http://" in no_scheme.output
     assert len(no_scheme.output.strip().splitlines()) == 1, no_scheme.output
+
+
+def test_a_broken_command_package_fails_loudly_an_absent_one_is_skipped(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import zoorank.cli as cli
+
+    (tmp_path / "brokenpkg").mkdir()
+    (tmp_path / "brokenpkg" / "__init__.py").write_text(
+        "import not_installed_xyz\n\ndef register(app):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    absent = EntryPoint(name="absent", value="absentpkg_xyz.cli:register", group=cli.COMMANDS_GROUP)
+    broken = EntryPoint(name="broken", value="brokenpkg:register", group=cli.COMMANDS_GROUP)
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [absent])
+    cli.load_commands()  # the entry's own package is not installed: nothing added, no error
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [broken])
+    with pytest.raises(ModuleNotFoundError, match="not_installed_xyz"):  # was swallowed: "No such command"
+        cli.load_commands()

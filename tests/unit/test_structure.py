@@ -48,7 +48,7 @@ def test_the_whole_cli_and_pipeline_load_no_service_code_at_import():
     assert out.stdout.strip() == "[]"
 
 
-def test_importing_the_workers_builds_no_celery_app_and_makes_no_folder(tmp_path):
+def test_the_celery_app_is_built_on_first_use_not_at_import(tmp_path):
     var = tmp_path / "var"
     code = (
         "import workers.tasks, workers.celery_app as w, celery; "
