@@ -126,7 +126,23 @@ def install(app: FastAPI) -> None:
         response = answer(request, exc.status_code, title, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path only
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at the request's path (RFC 9110 §15.5.6), from its
+    OpenAPI paths, the description clients are generated from."""
+    import re
+
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            methods |= {m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")}
+    return sorted(methods)
 
 
 class Problem(BaseModel):

@@ -62,3 +62,20 @@ def test_switching_the_leaderboard_dataset_drops_an_option_set_it_does_not_have(
     assert page.status_code == 200, page.text[-300:]  # was a raw 422
     assert 'id="notice"' in page.text and "has no results on builtin:digits" in page.text
     assert "resnet10t@random" in page.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("put", "/v1/jobs", "GET, POST"),
+        ("patch", "/v1/jobs/abc", "DELETE, GET"),
+        ("delete", "/v1/scores", "GET"),
+        ("put", "/v1/jobs/abc/confirm", "GET, POST"),
+    ],
+)
+def test_405_names_every_method_the_path_serves(client, method, path, allowed):
+    response = client.request(method.upper(), path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed  # Starlette named the first matching route's only
+    for other in allowed.split(", "):  # and each one it names is served there
+        assert client.request(other, path).status_code != 405
