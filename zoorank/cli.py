@@ -1,8 +1,10 @@
-"""``zoorank ...``: the command line (DESIGN §3).
+"""``zoorank ...``: the command line (docs/design.md §3).
 
-Core commands (``rank``, ``score``, catalogues) use only the library. The service commands
-(``run``, ``serve``, ``worker``, ``db``, ``demo``) import the web app and the workers lazily,
-inside the command, so that the core library never imports them.
+The core commands here (``rank``, ``score``, ``explain``, ``validate``, catalogues, the cache) use
+only the library; the client commands (``submit``, ``jobs``, ``confirm``) talk to a server over
+HTTP. The service commands (``run``, ``serve``, ``worker``, ``db``, ``demo``, ``keys``) live in
+``app.cli`` and ``bench`` in ``benchmarks``; :func:`load_commands` adds them through the
+``zoorank.commands`` entry points, so the core never imports the web app.
 """
 
 from __future__ import annotations

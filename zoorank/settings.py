@@ -2,7 +2,7 @@
 
 One object for the CLI and the service: ``app.settings.Settings`` extends :class:`CoreSettings`
 with what only the service needs (database, broker, uploads), so ``zoorank rank`` on a laptop
-and a worker in production read the same variables with the same defaults (DESIGN §3).
+and a worker in production read the same variables with the same defaults (docs/design.md §3).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ FORWARD_SIZE = 16
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread() -> Iterator[None]:
-    """Score-sized work on one thread, as BLAS runs for scores (DESIGN §7): on this shared
+    """Score-sized work on one thread, as BLAS runs for scores (docs/design.md §7): on this shared
     2-core CPU two torch threads made constrained_margin 40 times slower (7 s vs 0.17 s)."""
     import torch
 

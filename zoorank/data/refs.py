@@ -1,4 +1,4 @@
-"""The one parser of dataset reference strings (DESIGN §4).
+"""The one parser of dataset reference strings (docs/design.md §4).
 
 Accepted forms: ``builtin:NAME``, ``folder:PATH``, ``npz:PATH``, ``upload:ID``.
 Paths must resolve inside one of the allowed data roots (no traversal, no symlink escapes).

@@ -3,7 +3,7 @@
 arXiv 2311.04592's released code taps ResNet-18 at L = 11 points: the stem convolution, its
 batch norm, its ReLU (``children()[:1..3]``), then the output of every residual block
 (``layer1.0 .. layer4.1``); the max-pool after the stem is not a tap. For other
-architectures: "stem + every block" (DESIGN §5.1). One entry of :data:`FAMILIES` per model
+architectures: "stem + every block" (docs/design.md §5.1). One entry of :data:`FAMILIES` per model
 family, tried in order; the first whose ``matches`` holds gives the taps:
 
 =============  ======================================  ============================================

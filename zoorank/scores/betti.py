@@ -2,7 +2,7 @@
 
 Suresh, Das, Abrol, Dutta Roy. "On Characterizing the Evolution of Embedding Space of Neural
 Networks using Algebraic Topology", arXiv 2311.04592 (Pattern Recognition Letters 2024), as
-their released code computes it (DESIGN §5.1):
+their released code computes it (docs/design.md §5.1):
 
 1. Taps ``l = 1..L`` in network order (:mod:`zoorank.features.taps`); per image and tap the
    feature map ``(c, h, w)`` of raw activations is a 3-D volume.

