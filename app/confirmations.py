@@ -272,22 +272,28 @@ def _claim(
     return unit.attempts
 
 
+def _update_unit(
+    session: Session, confirmation_id: str, model: str, rung: int, *, running: bool = True, **values: Any
+) -> bool:
+    """Set ``values`` on one unit (only while it runs, with ``running``); whether it changed."""
+    where = [
+        ConfirmUnit.confirmation_id == confirmation_id,
+        ConfirmUnit.model == model,
+        ConfirmUnit.rung == rung,
+    ]
+    if running:
+        where.append(ConfirmUnit.status == "running")
+    done = session.execute(
+        update(ConfirmUnit).where(*where).values(**values).execution_options(synchronize_session=False)
+    )
+    return bool(getattr(done, "rowcount", 0))
+
+
 def _finish_unit(session: Session, confirmation_id: str, model: str, rung: int, **values: Any) -> bool:
     """Write a unit's outcome once, unless the confirmation was cancelled meanwhile."""
     if session.get(Confirmation, confirmation_id).status == "cancelled":  # type: ignore[union-attr]
         return False
-    done = session.execute(
-        update(ConfirmUnit)
-        .where(
-            ConfirmUnit.confirmation_id == confirmation_id,
-            ConfirmUnit.model == model,
-            ConfirmUnit.rung == rung,
-            ConfirmUnit.status == "running",
-        )
-        .values(finished_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(done, "rowcount", 0))
+    return _update_unit(session, confirmation_id, model, rung, finished_at=utcnow(), **values)
 
 
 def run_unit(
@@ -324,16 +330,7 @@ def run_unit(
         while not stop.wait(settings.stale_after / 4):
             try:
                 with session_scope(settings.database_url) as session:
-                    session.execute(
-                        update(ConfirmUnit)
-                        .where(
-                            ConfirmUnit.confirmation_id == confirmation_id,
-                            ConfirmUnit.model == model,
-                            ConfirmUnit.rung == rung,
-                            ConfirmUnit.status == "running",
-                        )
-                        .values(heartbeat_at=utcnow())
-                    )
+                    _update_unit(session, confirmation_id, model, rung, heartbeat_at=utcnow())
             except Exception as exc:  # a database blip: the next beat tries again
                 log.warning("heartbeat of %s rung %d failed: %s", model, rung, exc)
 
@@ -355,18 +352,13 @@ def run_unit(
     def on_epoch(epoch: int, end: int) -> None:
         try:
             with session_scope(settings.database_url) as session:
-                session.execute(
-                    update(ConfirmUnit)
-                    .where(
-                        ConfirmUnit.confirmation_id == confirmation_id,
-                        ConfirmUnit.model == model,
-                        ConfirmUnit.rung == rung,
-                        ConfirmUnit.status == "running",
-                    )
-                    .values(
-                        epochs_done=epoch - (plan.schedule[rung - 2] if rung > 1 else 0),
-                        heartbeat_at=utcnow(),
-                    )
+                _update_unit(
+                    session,
+                    confirmation_id,
+                    model,
+                    rung,
+                    epochs_done=epoch - (plan.schedule[rung - 2] if rung > 1 else 0),
+                    heartbeat_at=utcnow(),
                 )
         except DATABASE_DOWN as exc:
             log.warning("progress of %s rung %d not written: %s", model, rung, exc)
@@ -410,14 +402,14 @@ def run_unit(
             except Cancelled:
                 (folder / f"rung-{rung}.pt").unlink(missing_ok=True)
                 with session_scope(settings.database_url) as session:
-                    session.execute(
-                        update(ConfirmUnit)
-                        .where(
-                            ConfirmUnit.confirmation_id == confirmation_id,
-                            ConfirmUnit.model == model,
-                            ConfirmUnit.rung == rung,
-                        )
-                        .values(status="cancelled", finished_at=utcnow())
+                    _update_unit(
+                        session,
+                        confirmation_id,
+                        model,
+                        rung,
+                        running=False,
+                        status="cancelled",
+                        finished_at=utcnow(),
                     )
                 log.info("confirm unit stopped: the confirmation was cancelled")
                 return {**outcome, "status": "cancelled"}
