@@ -323,3 +323,26 @@ def kill_whole_worker(pid: int) -> None:
         children = []
     for victim in [pid, *children]:
         os.kill(victim, signal.SIGKILL)
+
+
+def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool = True) -> Any:
+    """A TestClient of the API with inline workers: ``run_jobs`` runs a ranking's models inside
+    the request (else jobs stay queued); ``run_units`` trains each confirmation unit inside the
+    call that queues it (else the units stay queued, as with no worker listening)."""
+    from fastapi.testclient import TestClient
+
+    from app import confirmations, services
+    from app.main import create_app
+
+    def dispatch(job_id: str, models: list[str]) -> list[str]:
+        if run_jobs:
+            for model in models:
+                services.run_model(settings, job_id, model)
+            services.finalise_job(settings, job_id)
+        return []
+
+    def send(confirmation_id: str, model: str, rung: int) -> None:
+        if run_units:
+            confirmations.run_unit(settings, confirmation_id, model, rung, send)
+
+    return TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None, send_confirm=send))

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app import confirmations, services
+from app import confirmations
 from app.main import create_app
 from app.settings import Settings
+from tests.service_harness import inline_client
 from zoorank.validate import groundtruth
 
 MODELS = ["resnet10t@random", "test_resnet@random", "mobilenetv2_100@random"]
@@ -17,19 +18,7 @@ JOB = {"dataset": "builtin:digits", "models": MODELS, "scores": ["nce"], "option
 SMALL = {"epochs": 2, "train_per_class": 5, "val_per_class": 3, "batch_size": 16}
 
 
-def _client(settings: Settings, *, run_units: bool = True, run_jobs: bool = True) -> TestClient:
-    def dispatch(job_id: str, models: list[str]) -> list[str]:
-        if run_jobs:
-            for model in models:
-                services.run_model(settings, job_id, model)
-            services.finalise_job(settings, job_id)
-        return []
-
-    def send(confirmation_id: str, model: str, rung: int) -> None:
-        if run_units:
-            confirmations.run_unit(settings, confirmation_id, model, rung, send)
-
-    return TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None, send_confirm=send))
+_client = inline_client
 
 
 @pytest.fixture(scope="module")

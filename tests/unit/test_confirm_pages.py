@@ -12,15 +12,13 @@ import re
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from app import confirmations, services
 from app.charts import line_chart
 from app.db.models import Confirmation
 from app.db.session import session_scope
 from app.keys import hash_key
-from app.main import create_app
 from app.settings import Settings
+from tests.service_harness import inline_client
 from zoorank.confirm.request import DEFAULT_TOP_K
 
 MODELS = ["resnet10t@random", "test_resnet@random"]
@@ -34,23 +32,7 @@ CONFIRM = {"settings": {"epochs": 2, "train_per_class": 5, "val_per_class": 3}}
 KEY = "zrk_unit-test-key-0123456789abcdefghij"
 
 
-def _app(settings: Settings, *, run_jobs: bool = True, run_units: bool = True) -> TestClient:
-    """The API with inline workers: ``run_jobs`` runs a ranking's models inside the request (else
-    jobs stay queued); ``run_units`` trains each confirmation unit inside the request (else the
-    units stay queued, as with no worker listening)."""
-
-    def dispatch(job_id: str, models: list[str]) -> list[str]:
-        if run_jobs:
-            for model in models:
-                services.run_model(settings, job_id, model)
-            services.finalise_job(settings, job_id)
-        return []
-
-    def send(confirmation_id: str, model: str, rung: int) -> None:
-        if run_units:
-            confirmations.run_unit(settings, confirmation_id, model, rung, send)
-
-    return TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None, send_confirm=send))
+_app = inline_client
 
 
 def _section(page: str, tag: str, id_: str) -> str:
