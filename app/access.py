@@ -15,11 +15,10 @@ from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.keys import KeyEntry, KeyRing
-from app.problems import problem
-from app.ratelimit import Limiter, make_limiter
-from app.settings import Settings
+from zoorank_app.keys import KeyEntry, KeyRing
+from zoorank_app.problems import problem
+from zoorank_app.ratelimit import Limiter, make_limiter
+from zoorank_app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery
-
-from app.settings import Settings
+from zoorank_app.settings import Settings
 
 # Queues by resource: forward passes (and the model-needing scores, and training) on `gpu`;
 # what reads cached arrays only (most scores, persistence, bootstrap, closing a job) on `cpu`.

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import typer
 from pydantic import ValidationError
+from zoorank_app.celery_client import QUEUES
+from zoorank_app.keys import keys_app
+from zoorank_app.settings import Settings, get_settings
 
-from app.celery_client import QUEUES
-from app.keys import keys_app
-from app.settings import Settings, get_settings
 from zoorank.cli import print_ranking, split_option
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
@@ -45,7 +45,7 @@ def _settings() -> Settings:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply the Alembic migrations to ZOORANK_DATABASE_URL."""
-    from app.db.session import current_revision, upgrade
+    from zoorank_app.db.session import current_revision, upgrade
 
     settings = _settings()
     settings.ensure_dirs()
@@ -59,9 +59,8 @@ def serve(
 ) -> None:
     """The API alone (production: run `zoorank worker` beside it)."""
     import uvicorn
-
-    from app.logs import configure
-    from app.main import create_app
+    from zoorank_app.logs import configure
+    from zoorank_app.main import create_app
 
     settings = _settings()
     configure(settings.log_format)
@@ -78,7 +77,7 @@ def worker(
     ),
 ) -> None:
     """A Celery worker alone."""
-    from app.db.session import upgrade
+    from zoorank_app.db.session import upgrade
 
     settings = _settings()
     settings.ensure_dirs()
@@ -102,7 +101,7 @@ def worker_argv(concurrency: int, queues: Sequence[str] = QUEUES) -> list[str]:
         "-m",
         "celery",
         "-A",
-        "workers.celery_app:celery_app",
+        "zoorank_workers.celery_app:celery_app",
         "--quiet",
         "worker",
         "--loglevel=WARNING",
@@ -117,7 +116,7 @@ def worker_argv(concurrency: int, queues: Sequence[str] = QUEUES) -> list[str]:
 
 def run(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
     """API + one worker on the embedded defaults (SQLite, filesystem broker), foreground."""
-    from app.service_runner import run_embedded
+    from zoorank_app.service_runner import run_embedded
 
     _settings()
     run_embedded(host, port, worker_argv(1))
@@ -132,7 +131,7 @@ def demo(
     ),
 ) -> None:
     """Start API + worker, submit a ranking of the offline zoo on builtin:digits, print it, stop."""
-    from app.service_runner import demo as run_demo
+    from zoorank_app.service_runner import demo as run_demo
 
     # The demo ranks the offline zoo only: it never needs the network.
     os.environ.setdefault("ZOORANK_OFFLINE", "1")

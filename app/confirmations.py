@@ -23,12 +23,12 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from zoorank_app.db import crud
+from zoorank_app.db.models import Confirmation, ConfirmUnit, Job, utcnow
+from zoorank_app.db.session import DATABASE_DOWN, session_scope
+from zoorank_app.logs import log_context
+from zoorank_app.settings import Settings
 
-from app.db import crud
-from app.db.models import Confirmation, ConfirmUnit, Job, utcnow
-from app.db.session import DATABASE_DOWN, session_scope
-from app.logs import log_context
-from app.settings import Settings
 from zoorank.confirm.plan import ConfirmPlan, plan_confirmation, plan_from_dict, ranking_order
 from zoorank.confirm.request import ConfirmRequest
 from zoorank.confirm.stage import answer, decide

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
-
-from app.db.session import session_scope
-from app.keys import KeyRing
-from app.settings import Settings
+from zoorank_app.db.session import session_scope
+from zoorank_app.keys import KeyRing
+from zoorank_app.settings import Settings
 
 log = logging.getLogger(__name__)
 

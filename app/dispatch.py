@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 
 from celery import chain, chord, group
 from celery.canvas import Signature
-
-from app.celery_client import QUEUES
-from app.settings import Settings
+from zoorank_app.celery_client import QUEUES
+from zoorank_app.settings import Settings
 
 if TYPE_CHECKING:
     from zoorank.rank import Stage
@@ -23,7 +22,7 @@ class CeleryDispatcher:
     """Sends ranking chords to the broker of ``settings``."""
 
     def __init__(self, settings: Settings) -> None:
-        from app.celery_client import make_celery
+        from zoorank_app.celery_client import make_celery
 
         self.settings = settings
         self.celery = make_celery(settings)

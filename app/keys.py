@@ -194,7 +194,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys, stored as hashes on
 @keys_app.command("new")
 def new_command(name: str = typer.Argument(..., help="who or what the key is for")) -> None:
     """Make a key: print it once, append its hash to ZOORANK_API_KEYS_FILE."""
-    from app.settings import Settings
+    from zoorank_app.settings import Settings
 
     path = Settings().api_keys_file
     if path is None:

@@ -1,4 +1,4 @@
-"""The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn app.main:app``."""
+"""The FastAPI application: ``create_app(settings)``; ``app`` for ``uvicorn zoorank_app.main:app``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-
-from app import access, docs, metrics, pages, problems
-from app.routes import catalogue, health, jobs, validations
-from app.services import Dispatch
-from app.settings import Settings, get_settings
+from zoorank_app import access, docs, metrics, pages, problems
+from zoorank_app.routes import catalogue, health, jobs, validations
+from zoorank_app.services import Dispatch
+from zoorank_app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +51,10 @@ def create_app(
     settings.apply_network_policy()  # registering a timm-hub model loads it in this process
     settings.ensure_dirs()
     if settings.auto_migrate:
-        from app.db.session import upgrade
+        from zoorank_app.db.session import upgrade
 
         upgrade(settings.database_url)
-    from app.dispatch import CeleryDispatcher
+    from zoorank_app.dispatch import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
 
@@ -63,7 +62,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = None
         if settings.sweep_interval > 0:
-            from app import sweeper
+            from zoorank_app import sweeper
 
             stop = sweeper.start(
                 settings,
@@ -111,7 +110,7 @@ def create_app(
 
 
 def __getattr__(name: str) -> FastAPI:
-    # `uvicorn app.main:app` builds the app on first access, not at import.
+    # `uvicorn zoorank_app.main:app` builds the app on first access, not at import.
     if name == "app":
         return create_app()
     raise AttributeError(name)

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from zoorank_app.db import crud
+from zoorank_app.db.session import session_scope
+from zoorank_app.settings import Settings
 
-from app.db import crud
-from app.db.session import session_scope
-from app.settings import Settings
 from zoorank.features.cache import FeatureCache
 
 JOBS_SUBMITTED = Counter("zoorank_jobs_submitted_total", "Ranking jobs accepted")

@@ -14,14 +14,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
+from zoorank_app import charts, metrics, services
+from zoorank_app.db import crud
+from zoorank_app.deps import get_session, key_allows_writes
+from zoorank_app.problems import ProblemError
+from zoorank_app.routes import catalogue
+from zoorank_app.routes.catalogue import leaderboard
+from zoorank_app.routes.jobs import job_public
 
-from app import charts, metrics, services
-from app.db import crud
-from app.deps import get_session, key_allows_writes
-from app.problems import ProblemError
-from app.routes import catalogue
-from app.routes.catalogue import leaderboard
-from app.routes.jobs import job_public
 from zoorank.errors import InvalidInputError, TooLargeError, ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
 from zoorank.policy import DEFAULT_RANKING, score_catalogue
@@ -181,7 +181,8 @@ def confirmation_view(job: Any) -> dict[str, Any]:
     """What the job page shows of the confirmation stage: whether the form is offered (a
     ranking that finished with a ranking, and no confirmation open), the latest confirmation
     (``app.confirmations.public``) and, once it has an answer, its learning curves."""
-    from app.confirmations import CONFIRMABLE
+    from zoorank_app.confirmations import CONFIRMABLE
+
     from zoorank.confirm.request import BUDGET_UNITS, DEFAULT_TOP_K, MAX_TOP_K
 
     latest = job.confirmation

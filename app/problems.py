@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from zoorank_app.db.session import DATABASE_DOWN
 
-from app.db.session import DATABASE_DOWN
 from zoorank.errors import ConflictError, InvalidInputError, TooLargeError, UnknownNameError
 
 PROBLEM_JSON = "application/problem+json"

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from app.settings import Settings
+from zoorank_app.settings import Settings
 
 log = logging.getLogger(__name__)
 

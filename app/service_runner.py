@@ -49,8 +49,7 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 def run_embedded(host: str, port: int, worker_argv: list[str]) -> None:
     import uvicorn
-
-    from app.main import create_app
+    from zoorank_app.main import create_app
 
     application = create_app()  # migrates first, so the worker finds the schema
     worker = _start_worker(worker_argv)
@@ -82,8 +81,8 @@ def demo(
     printer: Callable[..., None],
 ) -> int:
     import uvicorn
+    from zoorank_app.main import create_app
 
-    from app.main import create_app
     from zoorank.zoo.specs import default_models
 
     started = time.perf_counter()

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from zoorank_app import archives
+from zoorank_app.db import crud
+from zoorank_app.db.models import Dataset, Job, JobModel
+from zoorank_app.db.session import DATABASE_DOWN, session_scope
+from zoorank_app.logs import log_context
+from zoorank_app.settings import Settings
 
-from app import archives
-from app.db import crud
-from app.db.models import Dataset, Job, JobModel
-from app.db.session import DATABASE_DOWN, session_scope
-from app.logs import log_context
-from app.settings import Settings
 from zoorank.data import DatasetIdentity, load_dataset
 from zoorank.data.datasets import check_ref
 from zoorank.data.refs import resolve_under_roots
@@ -438,7 +438,7 @@ def leaderboard(session: Any, *, dataset: str, score: str | None, option_set: st
     succeeded or partial jobs, the latest value per (model, score). Pool-relative steps (NCTI,
     z-scores of the default ranking) and the ranking's uncertainty are recomputed over the
     models shown."""
-    from app.confirmations import confirmed_picks  # local: only the leaderboard reads confirmations
+    from zoorank_app.confirmations import confirmed_picks  # local: only the leaderboard reads confirmations
 
     check_ref(dataset)
     if score is not None:

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
+from zoorank_app.keys import parse_hashes
 
-from app.keys import parse_hashes
 from zoorank.settings import CoreSettings, split_list
 
 QueueName = Literal["gpu", "cpu"]  # app.celery_client.QUEUES

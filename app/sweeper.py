@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from app import metrics, services
-from app.db import crud
-from app.db.models import utcnow
-from app.db.session import session_scope
-from app.settings import Settings
+from zoorank_app import metrics, services
+from zoorank_app.db import crud
+from zoorank_app.db.models import utcnow
+from zoorank_app.db.session import session_scope
+from zoorank_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def sweep(
     for job_id, model in [*report.resent_stale, *report.resent_lost]:
         send(job_id, model, stages[job_id, model])
     if send_confirm is not None:
-        from app import confirmations
+        from zoorank_app import confirmations
 
         for job_id, _ in report.closed:  # the callback that would have started it was lost too
             confirmations.start_requested(settings, job_id, send_confirm)
@@ -150,9 +150,8 @@ def _sweep_confirmations(
     settings: Settings, send: SendConfirm, queues_empty: Callable[[], bool], report: SweepReport
 ) -> None:
     from sqlalchemy import select, update
-
-    from app import confirmations
-    from app.db.models import ConfirmUnit
+    from zoorank_app import confirmations
+    from zoorank_app.db.models import ConfirmUnit
 
     now = utcnow()
     stale_before = now - timedelta(seconds=settings.stale_after)

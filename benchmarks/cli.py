@@ -16,7 +16,7 @@ def register(cli: typer.Typer) -> None:
 
 
 def _bench(module: str, args: list[str]) -> None:
-    raise typer.Exit(importlib.import_module(f"benchmarks.{module}").main(args))
+    raise typer.Exit(importlib.import_module(f"zoorank_bench.{module}").main(args))
 
 
 @bench_app.command("ranking", context_settings=PASS_THROUGH)

@@ -58,13 +58,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.heldout.analyse import load_targets, pool_twins, procedures
-from benchmarks.heldout.work import RESULTS, SEEDS, score_names
 from zoorank.confirm.halving import accuracy_interval, successive_halving
 from zoorank.errors import InvalidInputError
 from zoorank.policy import DEFAULT_POLICY, DEFAULT_RANKING, RankingPolicy, released
 from zoorank.scores import get_score
 from zoorank.validate.selection import TargetData, Training, bootstrap_mean_interval, choose
+
+from .heldout.analyse import load_targets, pool_twins, procedures
+from .heldout.work import RESULTS, SEEDS, score_names
 
 log = logging.getLogger(__name__)
 OUT = Path("benchmarks/results")

@@ -196,8 +196,8 @@ def seed_state(app: Any) -> Known:
     import torch
     from fastapi.testclient import TestClient
     from safetensors.torch import save_file
+    from zoorank_app import services
 
-    from app import services
     from zoorank.data.datasets import encode_png
 
     settings = app.state.settings
@@ -419,8 +419,8 @@ def informed_requests(known: Known) -> dict[str, Any]:
 def fuzz_app(var_dir: Path) -> Any:
     """The API as the tests build it: SQLite under ``var_dir``, a dispatch that queues nothing,
     no sweeper, no rate limit (thousands of requests a minute from one client)."""
-    from app.main import create_app
-    from app.settings import Settings
+    from zoorank_app.main import create_app
+    from zoorank_app.settings import Settings
 
     settings = Settings(var_dir=var_dir, data_roots=[var_dir / "data"], sweep_interval=0, rate_limit=0)
     return create_app(

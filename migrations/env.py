@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
-
-from app.db.models import Base
+from zoorank_app.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +15,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from app.settings import get_settings
+    from zoorank_app.settings import get_settings
 
     return get_settings().database_url
 

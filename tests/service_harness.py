@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from app.celery_client import QUEUES
-from app.cli import worker_argv
-from app.settings import Settings
+from zoorank_app.celery_client import QUEUES
+from zoorank_app.cli import worker_argv
+from zoorank_app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -330,9 +330,8 @@ def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool 
     the request (else jobs stay queued); ``run_units`` trains each confirmation unit inside the
     call that queues it (else the units stay queued, as with no worker listening)."""
     from fastapi.testclient import TestClient
-
-    from app import confirmations, services
-    from app.main import create_app
+    from zoorank_app import confirmations, services
+    from zoorank_app.main import create_app
 
     def dispatch(job_id: str, models: list[str]) -> list[str]:
         if run_jobs:

@@ -12,11 +12,10 @@ from functools import lru_cache
 
 from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
+from zoorank_app.celery_client import make_celery
+from zoorank_app.settings import get_settings
 
-from app.celery_client import make_celery
-from app.settings import get_settings
-
-TASK_MODULES = ("workers.tasks",)
+TASK_MODULES = ("zoorank_workers.tasks",)
 
 
 @lru_cache
@@ -50,7 +49,7 @@ def _logging(loglevel: object = None, **_: object) -> None:
     # own records go through it.
     import logging
 
-    from app.logs import configure
+    from zoorank_app.logs import configure
 
     level = loglevel if isinstance(loglevel, int) else logging.getLevelName(str(loglevel or "INFO").upper())
     configure(get_settings().log_format, level=level if isinstance(level, int) else logging.INFO)
@@ -61,7 +60,7 @@ _TASK_CONTEXT: dict[str, object] = {}
 
 @task_prerun.connect
 def _task_context(task_id: str | None = None, **_: object) -> None:
-    from app.logs import log_context
+    from zoorank_app.logs import log_context
 
     manager = log_context(task_id=task_id)
     manager.__enter__()

@@ -13,10 +13,10 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
+from zoorank_app import services
+from zoorank_app.db.session import DATABASE_DOWN
+from zoorank_app.settings import get_settings
 
-from app import services
-from app.db.session import DATABASE_DOWN
-from app.settings import get_settings
 from zoorank.rank import Stage
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def rank_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
     max_retries=DATABASE_RETRIES,
 )
 def finalise_job(self: Task, member_results: list[dict[str, Any]], job_id: str) -> str:
-    from app import confirmations
+    from zoorank_app import confirmations
 
     try:
         status = services.finalise_job(get_settings(), job_id)
@@ -105,7 +105,7 @@ def validate_job(job_id: str) -> str:
 def confirm_unit(self: Task, confirmation_id: str, model: str, rung: int) -> dict[str, Any]:
     """One (model, rung) of a confirmation: trains from the previous rung's checkpoint, then
     advances the confirmation (queues the next rung, or closes it)."""
-    from app import confirmations
+    from zoorank_app import confirmations
 
     try:
         return confirmations.run_unit(

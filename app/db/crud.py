@@ -13,8 +13,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from zoorank_app.db.models import Dataset, GroundTruth, Job, JobModel, RegisteredModel, ScoreResult, utcnow
 
-from app.db.models import Dataset, GroundTruth, Job, JobModel, RegisteredModel, ScoreResult, utcnow
 from zoorank import states
 from zoorank.errors import UnknownNameError
 from zoorank.zoo import ModelSpec, get_model_spec, list_models

@@ -8,12 +8,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import zoorank_migrations
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+# The migrations ship as the package zoorank_migrations (the folder migrations/ in a checkout), so
+# an installed wheel can upgrade its database as a source checkout can.
+MIGRATIONS = Path(zoorank_migrations.__file__).resolve().parent
 # What an unreachable or restarting database raises: the API answers 503, a worker retries its
 # task, and best-effort writes (progress, heartbeats) are skipped until it is back.
 DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError)

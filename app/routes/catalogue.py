@@ -5,12 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
-
-from app import services
-from app.db import crud
-from app.deps import get_session, get_settings_dep, require_writer
-from app.problems import problem_responses
-from app.schemas import (
+from zoorank_app import services
+from zoorank_app.db import crud
+from zoorank_app.deps import get_session, get_settings_dep, require_writer
+from zoorank_app.problems import problem_responses
+from zoorank_app.schemas import (
     DatasetPublic,
     DatasetsPublic,
     LeaderboardPublic,
@@ -21,7 +20,8 @@ from app.schemas import (
     ScoreInfo,
     ScoresPublic,
 )
-from app.settings import Settings
+from zoorank_app.settings import Settings
+
 from zoorank.data import list_builtin_datasets
 from zoorank.policy import DEFAULT_RANKING, describe, score_catalogue
 from zoorank.scores import get_score

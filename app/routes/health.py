@@ -6,11 +6,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-
-from app.db.session import current_revision, get_engine
-from app.deps import get_settings_dep
-from app.schemas import Readiness
-from app.settings import Settings
+from zoorank_app.db.session import current_revision, get_engine
+from zoorank_app.deps import get_settings_dep
+from zoorank_app.schemas import Readiness
+from zoorank_app.settings import Settings
 
 router = APIRouter(tags=["health"])
 
@@ -53,7 +52,7 @@ def metrics(request: Request, settings: Settings = Depends(get_settings_dep)) ->
     """Prometheus text: HTTP traffic of this process, and the work's state (jobs by status,
     task failures, seconds by model and score, queue depth, feature cache size) from the
     database, the broker and the cache folder."""
-    from app import metrics as gauges
+    from zoorank_app import metrics as gauges
 
     gauges.refresh(settings, request.app.state.queue_depth)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -7,15 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
+from zoorank_app import confirmations, metrics, services
+from zoorank_app.db import crud
+from zoorank_app.db.models import Confirmation, Job
+from zoorank_app.db.session import session_scope
+from zoorank_app.deps import get_session, get_settings_dep, require_writer
+from zoorank_app.problems import ProblemError, problem_responses
+from zoorank_app.schemas import ConfirmCreate, JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
+from zoorank_app.settings import Settings
 
-from app import confirmations, metrics, services
-from app.db import crud
-from app.db.models import Confirmation, Job
-from app.db.session import session_scope
-from app.deps import get_session, get_settings_dep, require_writer
-from app.problems import ProblemError, problem_responses
-from app.schemas import ConfirmCreate, JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
-from app.settings import Settings
 from zoorank.states import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(422, 503))

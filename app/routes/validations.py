@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
-
-from app import services
-from app.deps import get_session, get_settings_dep, require_writer
-from app.problems import ProblemError, problem_responses
-from app.routes.jobs import accepted, get_job_or_404, job_public
-from app.schemas import JobPublic, ValidationCreate
-from app.settings import Settings
+from zoorank_app import services
+from zoorank_app.deps import get_session, get_settings_dep, require_writer
+from zoorank_app.problems import ProblemError, problem_responses
+from zoorank_app.routes.jobs import accepted, get_job_or_404, job_public
+from zoorank_app.schemas import JobPublic, ValidationCreate
+from zoorank_app.settings import Settings
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"], responses=problem_responses(422, 503))
 

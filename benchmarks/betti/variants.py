@@ -68,11 +68,12 @@ def collect(out: Path, input_size: int | None) -> dict[str, Any]:
 
     from threadpoolctl import threadpool_limits
 
-    from benchmarks.ranking.config import BenchConfig
-    from benchmarks.ranking.run import rank_options, stored_pool, train_split
     from zoorank.features.cache import FeatureCache
     from zoorank.rank import get_features, resolve_models, run_score, score_inputs
     from zoorank.scores.betti import class_balanced_betti, prepare_taps
+
+    from ..ranking.config import BenchConfig
+    from ..ranking.run import rank_options, stored_pool, train_split
 
     config = BenchConfig()
     stored = json.loads((config.out_dir / "ranking.json").read_text())

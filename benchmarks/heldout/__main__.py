@@ -39,21 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")
     if args.command == "policy":
-        from benchmarks.heldout.policy_source import write
+        from .policy_source import write
 
         if not args.name or not args.version:
             parser.error("policy needs --name and --version: a release is named explicitly")
         print(write(args.name, args.version))
         return 0
     if args.command == "analyse":
-        from benchmarks.heldout.analyse import analyse
+        from .analyse import analyse
 
         analyse(resamples=args.resamples)
         return 0
 
-    from benchmarks.heldout.pool import build_pool, pool_manifest
-    from benchmarks.heldout.targets import write_targets
-    from benchmarks.heldout.work import CACHE, RESULTS, clear_locks, worker
+    from .pool import build_pool, pool_manifest
+    from .targets import write_targets
+    from .work import CACHE, RESULTS, clear_locks, worker
 
     began = time.perf_counter()
     write_targets()

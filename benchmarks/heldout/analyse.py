@@ -19,18 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.heldout.populations import population
-from benchmarks.heldout.targets import TARGETS
-from benchmarks.heldout.work import (
-    EXTRA_KINDS,
-    ONE_SEED_KINDS,
-    RESULTS,
-    SEEDS,
-    calib_scores,
-    score_names,
-    score_options,
-    train_settings,
-)
 from zoorank.policy import RankingPolicy, load_policy, released
 from zoorank.rank import RankOptions
 from zoorank.scores import ScoreOutput, get_score
@@ -55,6 +43,19 @@ from zoorank.validate.selection import (
     signed_ridge_stack,
     single,
     top_k,
+)
+
+from .populations import population
+from .targets import TARGETS
+from .work import (
+    EXTRA_KINDS,
+    ONE_SEED_KINDS,
+    RESULTS,
+    SEEDS,
+    calib_scores,
+    score_names,
+    score_options,
+    train_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -505,7 +506,7 @@ def analyse(*, resamples: int = 1000) -> dict[str, Any]:
         "facts": facts,
     }
     (OUT / "heldout.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
-    from benchmarks.heldout.report import markdown
+    from .report import markdown
 
     (OUT / "heldout.md").write_text(markdown(payload))
     log.info("chosen %s: %s", chosen.name, policy.to_dict())

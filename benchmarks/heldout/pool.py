@@ -21,10 +21,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.heldout.populations import build_new_populations, population
-from benchmarks.ranking.config import OFFLINE_MODELS, ZooConfig
-from benchmarks.ranking.zoo import ZooModel, _ref, _save, build_zoo, redraw_top
 from zoorank.zoo import get_model_spec
+
+from ..ranking.config import OFFLINE_MODELS, ZooConfig
+from ..ranking.zoo import ZooModel, _ref, _save, build_zoo, redraw_top
+from .populations import build_new_populations, population
 
 log = logging.getLogger(__name__)
 

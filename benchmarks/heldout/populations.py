@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.ranking.config import OFFLINE_MODELS, ZooConfig
-from benchmarks.ranking.zoo import ZooModel, _accuracy, _ref, _save, source_data, train_steps
 from zoorank.features.preprocess import model_preprocessing
 from zoorank.zoo import create_model, get_model_spec
+
+from ..ranking.config import OFFLINE_MODELS, ZooConfig
+from ..ranking.zoo import ZooModel, _accuracy, _ref, _save, source_data, train_steps
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks.heldout.targets import TARGET_DIR, TARGETS, Target
-from benchmarks.ranking.zoo import ZooModel
 from zoorank.errors import ZoorankError
 from zoorank.validate import TrainSettings
+
+from ..ranking.zoo import ZooModel
+from .targets import TARGET_DIR, TARGETS, Target
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,7 @@ def work(
 def worker(kinds: tuple[str, ...], model_kinds: tuple[str, ...] = ()) -> int:
     """One worker process: its own logging, the pool (already built), every unit it can claim
     (of models of ``model_kinds`` only, when given)."""
-    from benchmarks.heldout.pool import build_pool
+    from .pool import build_pool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", datefmt="%H:%M:%S")
     models = [m for m in build_pool(CACHE) if not model_kinds or m.kind in model_kinds]

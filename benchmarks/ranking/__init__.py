@@ -13,7 +13,7 @@ Run from the repository root::
     python -m benchmarks.ranking --quick    # smoke test, cache/quick/ (not committed)
 """
 
-from benchmarks.ranking.config import BenchConfig, ZooConfig, quick_config
-from benchmarks.ranking.run import run
+from .config import BenchConfig, ZooConfig, quick_config
+from .run import run
 
 __all__ = ["BenchConfig", "ZooConfig", "quick_config", "run"]

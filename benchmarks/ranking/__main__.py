@@ -56,19 +56,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.ranking.config import BenchConfig, quick_config
-    from benchmarks.ranking.run import run
+    from .config import BenchConfig, quick_config
+    from .run import run
 
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     config = BenchConfig()
     if args.reanalyse:
-        from benchmarks.ranking.run import reanalyse
+        from .run import reanalyse
 
         reanalyse(args.out or config.out_dir, resamples=args.resamples or config.resamples)
         return 0
     if args.add_scores:
-        from benchmarks.ranking.run import add_scores
+        from .run import add_scores
 
         add_scores(config, list(args.add_scores))
         return 0

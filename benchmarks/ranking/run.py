@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.ranking.config import BenchConfig
-from benchmarks.ranking.report import powergrad_markdown, ranking_markdown
-from benchmarks.ranking.zoo import ZooModel, build_zoo
 from zoorank.rank import PreparedData, RankOptions, _jsonable
 from zoorank.scores import list_scores
 from zoorank.validate import ValidationResult, compare_with_ground_truth, validate
+
+from .config import BenchConfig
+from .report import powergrad_markdown, ranking_markdown
+from .zoo import ZooModel, build_zoo
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.ranking.config import ZooConfig
 from zoorank.features.preprocess import model_preprocessing
 from zoorank.zoo import create_model, get_model_spec
+
+from .config import ZooConfig
 
 log = logging.getLogger(__name__)
 

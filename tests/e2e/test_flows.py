@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zoorank_app import services
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import services
-from app.main import create_app
-from app.settings import Settings
 from tests.service_harness import serve_in_thread
 from zoorank.data.datasets import encode_png
 

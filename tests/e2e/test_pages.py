@@ -18,10 +18,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from zoorank_app import services
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import services
-from app.main import create_app
-from app.settings import Settings
 from tests.service_harness import serve_in_thread
 
 pytestmark = pytest.mark.e2e

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from zoorank_app.celery_client import QUEUES
+from zoorank_app.settings import Settings
 
-from app.celery_client import QUEUES
-from app.settings import Settings
 from tests.service_harness import postgres_schema, reachable
 
 

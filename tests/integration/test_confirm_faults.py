@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from zoorank_app import sweeper
+from zoorank_app.confirmations import checkpoints_root
+from zoorank_app.dispatch import CeleryDispatcher
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import sweeper
-from app.confirmations import checkpoints_root
-from app.dispatch import CeleryDispatcher
-from app.main import create_app
-from app.settings import Settings
 from tests.service_harness import celery_worker, kill_whole_worker, wait_for_job
 from zoorank.confirm.units import checkpoint_dir
 

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from zoorank_app.db import session as db_session
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app.db import session as db_session
-from app.main import create_app
-from app.settings import Settings
 from tests.netns import Forwarder
 from tests.service_harness import (
     LONG_JOB,

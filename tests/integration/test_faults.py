@@ -11,11 +11,11 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from zoorank_app import sweeper
+from zoorank_app.dispatch import CeleryDispatcher
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import sweeper
-from app.dispatch import CeleryDispatcher
-from app.main import create_app
-from app.settings import Settings
 from tests.service_harness import (
     LONG_JOB,
     RABBITMQ_SERVER,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
+from zoorank_app.main import create_app
 
-from app.main import create_app
 from tests.service_harness import LONG_JOB, celery_worker, wait_for_job
 from zoorank.zoo import create_model, parse_model_ref
 

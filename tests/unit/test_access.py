@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from typer.testing import CliRunner
+from zoorank_app.access import AccessMiddleware
+from zoorank_app.keys import KeyFileError, KeyRing, append_line, hash_key, keys_app, new_key, verify
+from zoorank_app.main import create_app
+from zoorank_app.ratelimit import RateLimiter
+from zoorank_app.settings import Settings
 
-from app.access import AccessMiddleware
-from app.keys import KeyFileError, KeyRing, append_line, hash_key, keys_app, new_key, verify
-from app.main import create_app
-from app.ratelimit import RateLimiter
-from app.settings import Settings
 from tests.unit import test_api
 from tests.unit.test_api import KEY, _images, _keyed, _queued, _zip, assert_problem
 
@@ -114,7 +114,7 @@ def test_key_file_and_setting_both_admit_and_the_file_is_reread(settings, tmp_pa
 
     pasted = new_key("z")[0]
     key_file.write_text(late[1] + "\n" + pasted + "\n")  # a plain key pasted by mistake
-    with caplog.at_level(logging.ERROR, logger="app.keys"):
+    with caplog.at_level(logging.ERROR, logger="zoorank_app.keys"):
         assert_problem(client.delete("/v1/jobs/nope", headers=_bearer(late[0])), 404)  # previous keys stay
     assert "line 2 of" in caplog.text and pasted not in caplog.text
 

@@ -9,11 +9,11 @@ import tarfile
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from zoorank_app import services
+from zoorank_app.keys import hash_key
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import services
-from app.keys import hash_key
-from app.main import create_app
-from app.settings import Settings
 from tests.service_harness import zip_archive as _zip
 from zoorank.data.datasets import encode_png
 
@@ -444,8 +444,8 @@ def test_validation_refuses_weight_files_outside_data_roots(client):
 def test_leaderboard_ranks_only_comparable_results_and_defaults_to_the_default_ranking(client, settings):
     """Values computed under other options, and values of a cancelled job, never share a
     ranking: the bug was a 10-per-class LogME value topping a 50-per-class board."""
-    from app.db import crud
-    from app.db.session import session_scope
+    from zoorank_app.db import crud
+    from zoorank_app.db.session import session_scope
 
     body = {"dataset": "builtin:digits", "models": ["mobilenetv2_100", "mobilenetv2_100@random"]}
     ten = OPTIONS | {"samples_per_class": 10}
@@ -513,10 +513,9 @@ def test_job_stores_and_shows_the_layer_tree_explanation(client):
 def _cancel_every_job(settings):
     """Cancel the (one) job as a user's DELETE would, from inside the running task."""
     from sqlalchemy import select
-
-    from app.db import crud
-    from app.db.models import Job
-    from app.db.session import session_scope
+    from zoorank_app.db import crud
+    from zoorank_app.db.models import Job
+    from zoorank_app.db.session import session_scope
 
     with session_scope(settings.database_url) as session:
         for job in session.scalars(select(Job)).all():
@@ -525,8 +524,9 @@ def _cancel_every_job(settings):
 
 @pytest.mark.parametrize("when", ["between batches", "between scores"])
 def test_cancel_mid_model_stops_the_task_and_writes_nothing(client, settings, monkeypatch, when):
+    from zoorank_app.db import crud
+
     import zoorank.rank
-    from app.db import crud
 
     if when == "between batches":
         real_progress = crud.model_progress
@@ -571,8 +571,8 @@ class _Killed(BaseException):
 
 
 def test_a_task_killed_while_loading_the_dataset_counts_as_an_attempt(client, settings, monkeypatch):
-    from app.db import crud
-    from app.db.session import session_scope
+    from zoorank_app.db import crud
+    from zoorank_app.db.session import session_scope
 
     response = client.post(
         "/v1/jobs",
@@ -642,7 +642,7 @@ def test_a_model_past_the_task_time_limit_is_failed_with_the_reason(tmp_path, mo
 
 
 def test_task_time_limits_and_redis_visibility_timeout_follow_one_setting(tmp_path):
-    from app.celery_client import make_celery
+    from zoorank_app.celery_client import make_celery
 
     settings = Settings(
         var_dir=tmp_path / "var", broker_url="redis://127.0.0.1:6379/0", task_soft_time_limit=100
@@ -655,8 +655,7 @@ def test_task_time_limits_and_redis_visibility_timeout_follow_one_setting(tmp_pa
 
 def test_database_unreachable_is_a_503_problem_and_the_api_recovers(settings, monkeypatch):
     from sqlalchemy.exc import OperationalError
-
-    from app.db import crud
+    from zoorank_app.db import crud
 
     down = Settings(
         var_dir=settings.var_dir,
@@ -887,7 +886,7 @@ def test_json_logs_carry_the_job_model_and_task():
     import json as json_module
     import logging
 
-    from app.logs import ContextFilter, JsonFormatter, log_context
+    from zoorank_app.logs import ContextFilter, JsonFormatter, log_context
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -913,7 +912,7 @@ def test_job_figures_draw_the_stored_betti_curves():
     model, up to 6 taps from first to last, the text alternative listing the stored points."""
     from types import SimpleNamespace
 
-    from app.pages import job_figures
+    from zoorank_app.pages import job_figures
 
     grid = [0.0, 0.25, 0.5, 0.75]
     taps = [{"depth": d, "curve": [10.0 - i, 8.0 - i, 5.0, 1.0 + i]} for i, d in enumerate(range(1, 9))]

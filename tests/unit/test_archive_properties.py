@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, example, given, reject, settings
 from hypothesis import strategies as st
+from zoorank_app.archives import extract_class_folders
+from zoorank_app.settings import Settings
 
-from app.archives import extract_class_folders
-from app.settings import Settings
 from tests.unit.test_api import _queued
 from zoorank.data.datasets import IMAGE_SUFFIXES, encode_png
 from zoorank.errors import InvalidInputError

@@ -279,10 +279,9 @@ def test_the_setting_bounds_the_cache_of_the_workers(tmp_path, monkeypatch):
     """ZOORANK_CACHE_MAX_MB -> the service's Settings -> the FeatureCache a model task scores
     with (run_model, what the Celery task calls)."""
     from fastapi.testclient import TestClient
-
-    from app import services
-    from app.main import create_app
-    from app.settings import Settings
+    from zoorank_app import services
+    from zoorank_app.main import create_app
+    from zoorank_app.settings import Settings
 
     monkeypatch.setenv("ZOORANK_CACHE_MAX_MB", "3")
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])

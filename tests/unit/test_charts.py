@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app import charts
+from zoorank_app import charts
 
 
 def test_box_chart_names_each_box_on_the_x_axis():

@@ -179,9 +179,10 @@ def test_rank_exit_codes_empty_lists_and_all_failed(tmp_path):
 @pytest.fixture
 def server(tmp_path):
     """A real HTTP server (uvicorn in a thread) whose jobs run inline at submission."""
-    from app import services
-    from app.main import create_app
-    from app.settings import Settings
+    from zoorank_app import services
+    from zoorank_app.main import create_app
+    from zoorank_app.settings import Settings
+
     from tests.service_harness import serve_in_thread
 
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
@@ -219,9 +220,8 @@ def test_worker_concurrency_is_one_number_for_celery_and_torch(tmp_path, monkeyp
     import os
 
     import torch
-
-    from app.settings import get_settings
-    from workers import celery_app
+    from zoorank_app.settings import get_settings
+    from zoorank_workers import celery_app
 
     seen: list[list[str]] = []
     monkeypatch.setenv("ZOORANK_VAR_DIR", str(tmp_path / "var"))
@@ -297,7 +297,7 @@ def test_offline_is_a_setting_applied_at_the_entry_point():
 def test_worker_queues_by_resource_and_a_refused_setting_is_a_message(tmp_path, monkeypatch):
     import os
 
-    from app.settings import get_settings
+    from zoorank_app.settings import get_settings
 
     seen: list[list[str]] = []
     monkeypatch.setenv("ZOORANK_VAR_DIR", str(tmp_path / "var"))

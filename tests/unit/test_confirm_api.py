@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from zoorank_app import confirmations
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import confirmations
-from app.main import create_app
-from app.settings import Settings
 from tests.service_harness import inline_client
 from zoorank.validate import groundtruth
 

@@ -12,12 +12,12 @@ import re
 from typing import Any
 
 import pytest
+from zoorank_app.charts import line_chart
+from zoorank_app.db.models import Confirmation
+from zoorank_app.db.session import session_scope
+from zoorank_app.keys import hash_key
+from zoorank_app.settings import Settings
 
-from app.charts import line_chart
-from app.db.models import Confirmation
-from app.db.session import session_scope
-from app.keys import hash_key
-from app.settings import Settings
 from tests.service_harness import inline_client
 from zoorank.confirm.request import DEFAULT_TOP_K
 

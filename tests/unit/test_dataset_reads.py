@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from zoorank_app import services
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import services
-from app.main import create_app
-from app.settings import Settings
 from zoorank.data import identity
 from zoorank.data.datasets import encode_png
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app.main import create_app
-from app.settings import Settings
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
 BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
@@ -44,7 +43,7 @@ def test_the_api_answers_problem_json_even_to_a_browser(client):
 
 
 def test_switching_the_leaderboard_dataset_drops_an_option_set_it_does_not_have(tmp_path):
-    from app import services
+    from zoorank_app import services
 
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
 

@@ -5,8 +5,7 @@ operation, no 5xx, every answer as the schema says. The full-size run (and its r
 from __future__ import annotations
 
 import pytest
-
-from benchmarks.fuzz_api import fuzz, fuzz_app, seed_state
+from zoorank_bench.fuzz_api import fuzz, fuzz_app, seed_state
 
 EXAMPLES = 12  # per operation and mode: about 300 cases
 

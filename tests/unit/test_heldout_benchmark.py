@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from benchmarks.heldout import work
-from benchmarks.heldout.targets import Target
-from benchmarks.ranking.zoo import ZooModel
+from zoorank_bench.heldout import work
+from zoorank_bench.heldout.targets import Target
+from zoorank_bench.ranking.zoo import ZooModel
 
 
 def _setup(tmp_path, monkeypatch, labels):

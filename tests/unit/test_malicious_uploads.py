@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from zoorank_app.settings import Settings
 
-from app.settings import Settings
 from tests.service_harness import zip_archive as _zip
 from tests.unit.test_api import _queued, assert_problem
 from zoorank.data import load_dataset

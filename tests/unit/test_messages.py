@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app.main import create_app
-from app.settings import Settings
 from zoorank.cli import load_commands
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import InvalidInputError

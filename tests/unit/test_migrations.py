@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-
-from app.db.models import Base
-from app.db.session import alembic_config, current_revision, get_engine, upgrade
+from zoorank_app.db.models import Base
+from zoorank_app.db.session import alembic_config, current_revision, get_engine, upgrade
 
 HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
@@ -29,7 +28,7 @@ def test_upgrade_matches_models(tmp_path):
 
 
 def _concurrent_upgrades(url: str, processes: int = 4) -> list[subprocess.CompletedProcess[str]]:
-    code = f"from app.db.session import upgrade; upgrade({url!r})"
+    code = f"from zoorank_app.db.session import upgrade; upgrade({url!r})"
     runs = [
         subprocess.Popen(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -71,7 +70,8 @@ def test_the_migration_lock_waits_longer_than_a_statement_may(monkeypatch):
     import threading
     import time
 
-    from app.db import session as db_session
+    from zoorank_app.db import session as db_session
+
     from tests.service_harness import postgres_schema, reachable
 
     if not reachable(5432):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app.main import create_app
-from app.settings import Settings
 from zoorank.states import TERMINAL, JobStatus
 
 
@@ -42,7 +42,8 @@ def test_a_known_dataset_without_results_is_an_empty_board(client):
 
 
 def test_one_terminal_set():
-    from app.db import crud
+    from zoorank_app.db import crud
+
     from zoorank.cli import TERMINAL_STATUSES
 
     assert crud.TERMINAL == TERMINAL and set(TERMINAL_STATUSES) == set(TERMINAL)
@@ -65,7 +66,7 @@ def test_a_unique_prefix_of_eight_characters_finds_its_job_everywhere(client):
 def test_demo_refuses_a_port_in_use_instead_of_talking_to_another_server(capsys):
     import socket
 
-    from app.service_runner import demo
+    from zoorank_app.service_runner import demo
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

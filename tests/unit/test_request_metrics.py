@@ -9,10 +9,9 @@ import gc
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-
-from app import metrics
-from app.main import create_app
-from app.settings import Settings
+from zoorank_app import metrics
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
 
 def _requests(method: str, route: str, status: str) -> float:
@@ -107,9 +106,9 @@ def test_a_cpu_stage_that_found_its_features_evicted_is_counted(tmp_path):
     makes the forward pass again, which the split by queue exists to avoid: /metrics counts it."""
     import shutil
 
-    from app import services
-    from app.db import crud
-    from app.db.session import session_scope
+    from zoorank_app import services
+    from zoorank_app.db import crud
+    from zoorank_app.db.session import session_scope
 
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
     api = create_app(settings, dispatch=lambda job_id, names: [])  # migrates the database

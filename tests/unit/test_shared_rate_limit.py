@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 from pydantic import ValidationError
+from zoorank_app.ratelimit import RateLimiter, SharedRateLimiter, make_limiter
+from zoorank_app.settings import Settings
 
-from app.ratelimit import RateLimiter, SharedRateLimiter, make_limiter
-from app.settings import Settings
 from tests.unit.test_api import _queued
 
 
@@ -93,7 +93,7 @@ def test_an_unreachable_redis_falls_back_to_a_limit_in_each_process(caplog):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     limiter = SharedRateLimiter(2, f"redis://127.0.0.1:{port}/0")
-    with caplog.at_level(logging.WARNING, logger="app.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="zoorank_app.ratelimit"):
         waits = _takes([limiter], "key alice", 3)
     assert waits[:2] == [0.0, 0.0] and waits[2] == pytest.approx(30.0, abs=0.5)
     assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1  # once, not per request

@@ -10,14 +10,21 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("zoorank", "app", "workers", "benchmarks")
+# import name -> folder: the folders keep the design's names, the import names are namespaced
+FOLDERS = {
+    "zoorank": "zoorank",
+    "zoorank_app": "app",
+    "zoorank_workers": "workers",
+    "zoorank_bench": "benchmarks",
+}
+PACKAGES = tuple(FOLDERS)
 SERVICE_LIBRARIES = {"fastapi", "starlette", "uvicorn", "celery", "kombu", "sqlalchemy", "alembic", "redis"}
 
 
 def imported_packages(package: str) -> set[str]:
     """Top-level names imported anywhere in ``package`` (function bodies included)."""
     found: set[str] = set()
-    for path in (REPO / package).rglob("*.py"):
+    for path in (REPO / FOLDERS[package]).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 found |= {alias.name.split(".")[0] for alias in node.names}
@@ -33,9 +40,28 @@ def import_graph() -> dict[str, set[str]]:
 def test_each_package_depends_only_on_those_below_it():
     graph = import_graph()
     assert graph["zoorank"] == set()
-    assert graph["app"] == {"zoorank"}  # the service layer: settings, database, services, API
-    assert graph["workers"] <= {"app", "zoorank"}
-    assert graph["benchmarks"] <= {"zoorank", "app"}  # the service's load and fuzz studies use app
+    assert graph["zoorank_app"] == {"zoorank"}  # the service layer: settings, database, services, API
+    assert graph["zoorank_workers"] <= {"zoorank_app", "zoorank"}
+    assert graph["zoorank_bench"] <= {"zoorank", "zoorank_app"}  # the load and fuzz studies use the app
+    assert not imported_packages("zoorank") & SERVICE_LIBRARIES
+    # the folder names are not import names: a stale `from app import ...` works only from the
+    # checkout's root, never in an installed wheel
+    for package in PACKAGES:
+        assert not imported_packages(package) & {"app", "workers", "benchmarks", "migrations"}, package
+
+
+def test_the_wheel_lists_every_package_folder():
+    """pyproject lists the packages by hand (the folders are mapped to other import names); a new
+    sub-package left out of it would be missing from the wheel only."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    expected = set()
+    for name, folder in setuptools["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO / folder).parts
+            expected.add(".".join((name, *parts)))
+    assert set(setuptools["packages"]) == expected
     assert not imported_packages("zoorank") & SERVICE_LIBRARIES
 
 
@@ -51,7 +77,7 @@ def test_the_whole_cli_and_pipeline_load_no_service_code_at_import():
 def test_the_celery_app_is_built_on_first_use_not_at_import(tmp_path):
     var = tmp_path / "var"
     code = (
-        "import workers.tasks, workers.celery_app as w, celery; "
+        "import zoorank_workers.tasks, zoorank_workers.celery_app as w, celery; "
         "assert w.worker_app.cache_info().currsize == 0; "
         "print(type(w.celery_app).__name__)"
     )
@@ -66,6 +92,9 @@ def test_importing_the_workers_alone_touches_nothing(tmp_path):
     var = tmp_path / "var"
     env = {**os.environ, "ZOORANK_VAR_DIR": str(var)}
     subprocess.run(
-        [sys.executable, "-c", "import workers.tasks, workers.celery_app"], cwd=REPO, env=env, check=True
+        [sys.executable, "-c", "import zoorank_workers.tasks, zoorank_workers.celery_app"],
+        cwd=REPO,
+        env=env,
+        check=True,
     )
     assert not var.exists()

@@ -7,13 +7,12 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-
-from app import services, sweeper
-from app.db import crud
-from app.db.models import JobModel, utcnow
-from app.db.session import session_scope
-from app.main import create_app
-from app.settings import Settings
+from zoorank_app import services, sweeper
+from zoorank_app.db import crud
+from zoorank_app.db.models import JobModel, utcnow
+from zoorank_app.db.session import session_scope
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
 OPTIONS = {"samples_per_class": 8, "input_size": 32, "tap_images_per_class": 0}
 MODELS = ["mobilenetv2_100", "mobilenetv2_100@random"]
@@ -175,7 +174,7 @@ def test_a_model_handed_over_between_stages_waits_like_a_queued_one(settings, qu
 
 
 def test_a_re_sent_model_goes_to_the_queue_of_the_stage_it_resumes(settings):
-    from app.dispatch import CeleryDispatcher
+    from zoorank_app.dispatch import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)  # the embedded filesystem broker under VAR_DIR
 

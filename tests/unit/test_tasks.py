@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.exc import OperationalError
-
-from app import services
-from workers import tasks
-from workers.celery_app import worker_app
+from zoorank_app import services
+from zoorank_workers import tasks
+from zoorank_workers.celery_app import worker_app
 
 
 def _outage() -> OperationalError:

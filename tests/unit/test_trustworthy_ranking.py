@@ -9,10 +9,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
+from zoorank_app import services
+from zoorank_app.main import create_app
+from zoorank_app.settings import Settings
 
-from app import services
-from app.main import create_app
-from app.settings import Settings
 from zoorank.cli import app as cli
 
 PAIR = "mobilenetv2_100,mobilenetv2_100@random"
