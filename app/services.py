@@ -167,12 +167,7 @@ def run_model(
         if job.status == "cancelled":
             return {"model": model, "status": "cancelled"}
         dataset, scores, options = job.dataset, list(job.scores), RankOptions.from_dict(job.options)
-        # The identity computed when the job was submitted: the task does not hash the data again.
-        expect = (
-            DatasetIdentity(job.dataset_version or "", job.dataset_fingerprint)
-            if job.dataset_fingerprint
-            else None
-        )
+        expect = stored_identity(job)
         if options.device == "auto":
             options.device = settings.device  # ZOORANK_DEVICE: the worker's device unless the job says
         spec = crud.resolve_model(session, model)
@@ -603,6 +598,14 @@ def submit_validation(
     return Created(job, rows)
 
 
+def stored_identity(job: Any) -> DatasetIdentity | None:
+    """The dataset identity computed when ``job`` was submitted: its task checks the data
+    against it (and does not hash it again) instead of working on data changed since."""
+    if not job.dataset_fingerprint:
+        return None
+    return DatasetIdentity(job.dataset_version or "", job.dataset_fingerprint)
+
+
 def run_validation(settings: Settings, job_id: str) -> str:
     """Train every model of a validation job, store ground truth and the score agreement."""
     from zoorank.validate import validate
@@ -613,6 +616,10 @@ def run_validation(settings: Settings, job_id: str) -> str:
             return "cancelled" if job else "missing"
         crud.start_job(session, job_id)
         dataset, models, scores, options = job.dataset, list(job.models), list(job.scores), dict(job.options)
+        expect = stored_identity(job)
+        train_settings = dict(options["settings"])
+        if train_settings.get("device", "auto") == "auto":
+            train_settings["device"] = settings.device  # ZOORANK_DEVICE, as for ranking jobs
 
     def on_model(stage: str, model: str, index: int, total: int) -> None:
         with session_scope(settings.database_url) as session:
@@ -627,10 +634,11 @@ def run_validation(settings: Settings, job_id: str) -> str:
             alpha=options["alpha"],
             seeds=options["seeds"],
             scores=scores,
-            settings=options["settings"],
+            settings=train_settings,
             cache=FeatureCache.from_settings(settings),
             data_roots=settings.data_roots,
             upload_dir=settings.upload_dir,
+            expect=expect,
             on_model=on_model,
         )
     except Exception as exc:
@@ -687,11 +695,15 @@ def _jsonable_runs(runs: Sequence[Any]) -> list[Any]:
     return [_jsonable(asdict(run)) for run in runs]
 
 
-def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str) -> Dataset:
+def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str) -> tuple[Dataset, bool]:
     """Store an uploaded archive of CLASS/IMAGE files as a dataset (``upload:ID``, ID from the
-    archive's hash) and return its row. Streams the archive to disk within the size limit,
-    extracts it safely (:mod:`app.archives`), checks the classes and decodes every image (in
-    chunks, so memory stays bounded).
+    archive's hash) and return its row and whether it is new. Streams the archive to disk within
+    the size limit, extracts it safely (:mod:`app.archives`), checks the classes and decodes
+    every image (in chunks, so memory stays bounded).
+
+    Deduplicated: an archive whose content (the dataset's fingerprint: class folders, file names
+    and bytes) equals a stored dataset's is that dataset, whatever its packing (zip or tar, a top
+    folder, compression): its row comes back with ``False`` and nothing new is kept.
 
     Raises:
         TooLargeError: the archive is larger than ``max_upload_mb``.
@@ -713,6 +725,8 @@ def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str)
                 out.write(chunk)
         dataset_id = digest.hexdigest()[:32]
         target = settings.upload_dir / dataset_id
+        if (same := session.get(Dataset, dataset_id)) is not None and target.exists():
+            return same, False  # the very same archive again
         if not target.exists():
             staging = Path(tmp) / "extract"
             archives.extract_class_folders(
@@ -727,9 +741,13 @@ def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str)
     except InvalidInputError:
         shutil.rmtree(target, ignore_errors=True)
         raise
-    row = session.get(Dataset, dataset_id)
-    if row is None:
-        row = crud.add_dataset(
+    same = crud.dataset_by_fingerprint(session, dataset.fingerprint)
+    if same is not None:
+        if same.id != dataset_id:
+            shutil.rmtree(target, ignore_errors=True)
+        return same, False
+    return (
+        crud.add_dataset(
             session,
             Dataset(
                 id=dataset_id,
@@ -739,8 +757,9 @@ def add_upload(settings: Settings, session: Any, stream: BinaryIO, *, name: str)
                 num_classes=dataset.num_classes,
                 class_names=dataset.class_names,
             ),
-        )
-    return row
+        ),
+        True,
+    )
 
 
 def register_model(

@@ -285,3 +285,26 @@ def test_pixel_values_outside_their_mode_are_refused(tmp_path, mode, pixel):
     with pytest.raises(InvalidInputError) as err:
         _load_image(path)
     assert err.value.field == "dataset" and "save it as an 8- or 16-bit image" in str(err.value)
+
+
+def test_a_folder_changed_after_a_validation_was_submitted_fails_the_validation_with_the_reason(settings):
+    """Validation jobs check the data against the identity stored at submission, as ranking
+    jobs do (before, the worker hashed the folder again and validated whatever it found)."""
+    root = _folder(settings.data_roots[0] / "set", per_class=12)
+    client = TestClient(create_app(settings, dispatch=lambda job_id, models: [], revoke=lambda ids: None))
+    body = {
+        "dataset": f"folder:{root}",
+        "models": MODELS[:1],
+        "scores": [],
+        "mode": "linear",
+        "seeds": [0],
+        "settings": {"train_per_class": 4, "val_per_class": 2, "test_per_class": 4, "input_size": 16},
+    }
+    response = client.post("/v1/validations", json=body)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    (root / "class0" / "0.png").write_bytes(encode_png(np.full((8, 8, 3), 7, dtype=np.uint8)))
+    identity.cache_clear()
+    assert services.run_validation(settings, job_id) == "failed"
+    job = client.get(f"/v1/validations/{job_id}").json()
+    assert job["status"] == "failed" and "changed after the job was submitted" in job["error"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from zoorank.data import class_balanced_rows, load_dataset
+from zoorank.data import DatasetIdentity, class_balanced_rows, load_dataset
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import ZoorankError
 from zoorank.features.cache import FeatureCache
@@ -212,6 +212,7 @@ def validate(
     cache: FeatureCache | None = None,
     data_roots: Sequence[str | Path] = (),
     upload_dir: str | Path | None = None,
+    expect: DatasetIdentity | None = None,
     on_model: Callable[[str, str, int, int], None] | None = None,
 ) -> ValidationResult:
     """Ground truth for every model on ``dataset_ref`` and each score's agreement with it.
@@ -234,13 +235,16 @@ def validate(
         settings: :class:`TrainSettings` or a dict of its fields (split sizes, input size,
             epochs, optimiser...).
         rank_options: :class:`zoorank.rank.RankOptions` or a dict; defaults to
-            ``RankOptions(input_size=settings.input_size, seed=settings.split_seed)``.
+            ``RankOptions(input_size=settings.input_size, seed=settings.split_seed)`` on
+            ``settings.device``.
             ``samples_per_class`` is unused: the scores see the train split.
         resamples: bootstrap resamples over models for every interval (0: no intervals).
         cache_dir: feature cache folder (shared with ``zoorank rank``), without a size bound.
         cache: the feature cache, used instead of ``cache_dir``
             (``FeatureCache.from_settings``: bounded by ``ZOORANK_CACHE_MAX_MB``).
         data_roots, upload_dir: as for ``zoorank.rank.rank``.
+        expect: the dataset's identity when the job was submitted (a service's job): data
+            that changed since is refused instead of validated.
         on_model: progress callback ``(stage, model, index, total)`` with stage ``score`` or
             ``train``.
 
@@ -257,14 +261,16 @@ def validate(
         settings = TrainSettings.from_dict(settings)
     settings.validate()
     if rank_options is None:
-        rank_options = RankOptions(input_size=settings.input_size, seed=settings.split_seed)
+        rank_options = RankOptions(
+            input_size=settings.input_size, seed=settings.split_seed, device=settings.device
+        )
     elif not isinstance(rank_options, RankOptions):
         rank_options = RankOptions.from_dict(rank_options)
     rank_options.validate()
     specs = resolve_models(models)
     score_names = [] if scores is not None and len(scores) == 0 else resolve_scores(scores)
 
-    dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir)
+    dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir, expect=expect)
     check_class_counts(
         dataset.labels, min_per_class=rank_options.min_samples_per_class, class_names=dataset.class_names
     )
