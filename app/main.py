@@ -48,7 +48,6 @@ def create_app(
 ) -> FastAPI:
     """Build the API. ``dispatch``/``revoke`` default to the Celery ones (by task name)."""
     settings = settings or get_settings()
-    settings.apply_network_policy()  # registering a timm-hub model loads it in this process
     settings.ensure_dirs()
     if settings.auto_migrate:
         from zoorank_app.db.session import upgrade
@@ -110,7 +109,11 @@ def create_app(
 
 
 def __getattr__(name: str) -> FastAPI:
-    # `uvicorn zoorank_app.main:app` builds the app on first access, not at import.
+    # `uvicorn zoorank_app.main:app` builds the app on first access, not at import: this is
+    # that process's entry point, where its network policy is set (create_app changes no
+    # environment; it passes `settings.offline` where a request needs it).
     if name == "app":
-        return create_app()
+        settings = get_settings()
+        settings.apply_network_policy()
+        return create_app(settings)
     raise AttributeError(name)

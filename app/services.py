@@ -134,7 +134,7 @@ def job_models(settings: Settings, session: Any, models: Sequence[str] | None) -
 
     specs = crud.resolve_models(session, models or default_models())
     for spec in specs:
-        check_reachable(spec)
+        check_reachable(spec, offline=settings.offline)
     files = [spec for spec in specs if spec.weights.startswith("file:")]
     registered = {row.name for row in crud.registered_models(session)} if files else set()
     for spec in files:

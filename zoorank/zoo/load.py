@@ -135,13 +135,14 @@ def match_state_dict(
     return {k: g for k, g, _ in pairs}
 
 
-def check_reachable(spec: ModelSpec) -> None:
+def check_reachable(spec: ModelSpec, *, offline: bool = False) -> None:
     """Refuse, before any work, a model whose weights must come from the Hugging Face hub
-    while the network is off (``ZOORANK_OFFLINE``, which sets ``HF_HUB_OFFLINE``) and the hub
-    cache holds no copy: it could only fail later, in a worker, with the hub's own error."""
+    while the network is off (``offline``, the settings' ``ZOORANK_OFFLINE``, or this process's
+    ``HF_HUB_OFFLINE``, which ``ZOORANK_OFFLINE`` sets at an entry point) and the hub cache
+    holds no copy: it could only fail later, in a worker, with the hub's own error."""
     if not (spec.weights == "timm" or spec.weights.startswith("timm:")):
         return
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
+    if not offline and os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
         return
     from huggingface_hub import try_to_load_from_cache
     from timm.models import get_pretrained_cfg
