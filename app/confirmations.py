@@ -291,7 +291,8 @@ def _update_unit(
 
 def _finish_unit(session: Session, confirmation_id: str, model: str, rung: int, **values: Any) -> bool:
     """Write a unit's outcome once, unless the confirmation was cancelled meanwhile."""
-    if session.get(Confirmation, confirmation_id).status == "cancelled":  # type: ignore[union-attr]
+    row = session.get(Confirmation, confirmation_id)
+    if row is None or row.status == "cancelled":  # None: deleted with its job
         return False
     return _update_unit(session, confirmation_id, model, rung, finished_at=utcnow(), **values)
 
@@ -346,7 +347,7 @@ def run_unit(
                 status = session.scalar(select(Confirmation.status).where(Confirmation.id == confirmation_id))
         except DATABASE_DOWN:
             return  # the work goes on; the outcome is written after one more check
-        if status == "cancelled":
+        if status in (None, "cancelled"):  # None: deleted with its job
             raise Cancelled(f"confirmation {confirmation_id} cancelled")
 
     def on_epoch(epoch: int, end: int) -> None:

@@ -444,13 +444,13 @@ async def upload_dataset_form(request: Request, session: Session = Depends(get_s
     if upload is None or isinstance(upload, str) or not upload.filename:
         return _datasets_page(request, session, error="choose an archive to upload", status=422)
     try:
-        row = services.add_upload(
+        row, created = services.add_upload(
             settings, session, upload.file, name=str(form.get("name", "")) or upload.filename
         )
     except ZoorankError as exc:
         status = 413 if isinstance(exc, TooLargeError) else 422
         return _datasets_page(request, session, error=str(exc), status=status)
-    return _datasets_page(request, session, added=f"upload:{row.id}", status=201)
+    return _datasets_page(request, session, added=f"upload:{row.id}", status=201 if created else 200)
 
 
 def _datasets_page(

@@ -784,10 +784,24 @@ def jobs_cancel(
     job_id: str = typer.Argument(...),
     server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
 ) -> None:
-    """Cancel a job that has not ended."""
+    """Cancel a job that has not ended; it stays listed (``jobs delete`` removes it)."""
     with _http(server) as client:
-        job = _answer(client.delete(f"/v1/jobs/{job_id}"))
+        job = _answer(client.post(f"/v1/jobs/{job_id}/cancel"))
     typer.echo(f"job {job['id']} {job['status']}")
+
+
+@jobs_app.command("delete")
+def jobs_delete(
+    job_id: str = typer.Argument(...),
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+) -> None:
+    """Delete a job with its results, confirmations and their files (a job that has not ended is
+    cancelled first)."""
+    with _http(server) as client:
+        response = client.delete(f"/v1/jobs/{job_id}")
+        if response.status_code != 204:
+            _answer(response, 204)
+    typer.echo(f"job {job_id} deleted")
 
 
 @app.command("confirm")

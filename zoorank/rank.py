@@ -292,7 +292,7 @@ def get_features(
             progress=progress,
         )
         if cache is not None:
-            cache.put(key, features)
+            cache.put(key, features, dataset=prepared.dataset.fingerprint)
     elif progress is not None:
         progress(len(prepared.rows))
     return features, preprocessing, model

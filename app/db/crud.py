@@ -290,9 +290,10 @@ def model_progress(session: Session, job_id: str, model: str, images_done: int) 
 def job_cancelled(session: Session, job_id: str) -> bool:
     """Whether the job is cancelled, reading its row under a lock (``FOR UPDATE`` where the
     database has it) so that a cancel cannot commit between this check and the writes that
-    follow in the same transaction."""
+    follow in the same transaction. A job deleted meanwhile counts as cancelled: its task writes
+    nothing."""
     status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
-    return status == "cancelled"
+    return status in (None, "cancelled")
 
 
 def finish_model(
@@ -435,6 +436,11 @@ def add_dataset(session: Session, row: Dataset) -> Dataset:
 
 def list_uploaded(session: Session) -> list[Dataset]:
     return list(session.scalars(select(Dataset).order_by(Dataset.created_at.desc())))
+
+
+def dataset_by_fingerprint(session: Session, fingerprint: str) -> Dataset | None:
+    """The uploaded dataset with this content, if one is stored (uploads are deduplicated)."""
+    return session.scalars(select(Dataset).where(Dataset.fingerprint == fingerprint).limit(1)).first()
 
 
 @dataclass

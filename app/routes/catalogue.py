@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
-from zoorank_app import services
+from zoorank_app import deletion, services
 from zoorank_app.db import crud
+from zoorank_app.db.models import Dataset
 from zoorank_app.deps import get_session, get_settings_dep, require_writer
-from zoorank_app.problems import problem_responses
+from zoorank_app.problems import ProblemError, problem_responses
 from zoorank_app.schemas import (
     DatasetPublic,
     DatasetsPublic,
@@ -94,16 +95,7 @@ def _public(spec: ModelSpec, *, builtin: bool, description: str | None = None) -
 @router.get("/datasets", response_model=DatasetsPublic, tags=["datasets"], responses=problem_responses(503))
 def datasets(session: Session = Depends(get_session)) -> DatasetsPublic:
     data = [DatasetPublic(**row) for row in list_builtin_datasets()]  # type: ignore[arg-type]
-    data += [
-        DatasetPublic(
-            ref=f"upload:{d.id}",
-            description=d.name,
-            classes=d.num_classes,
-            images=d.num_images,
-            fingerprint=d.fingerprint,
-        )
-        for d in crud.list_uploaded(session)
-    ]
+    data += [_dataset_public(d) for d in crud.list_uploaded(session)]
     return DatasetsPublic(data=data, count=len(data))
 
 
@@ -112,7 +104,10 @@ def datasets(session: Session = Depends(get_session)) -> DatasetsPublic:
     status_code=201,
     response_model=DatasetPublic,
     tags=["datasets"],
-    responses=problem_responses(400, 401, 413, 422, 503),
+    responses={
+        200: {"model": DatasetPublic, "description": "the same content is stored already: that dataset"},
+        **problem_responses(400, 401, 413, 422, 503),
+    },
     dependencies=[Depends(require_writer)],
 )
 def upload_dataset(
@@ -121,15 +116,41 @@ def upload_dataset(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> JSONResponse:
-    row = services.add_upload(settings, session, file.file, name=name or file.filename or "")
-    public = DatasetPublic(
+    """201 with a new dataset; 200 with the stored one when its content (fingerprint) is already
+    there, however packed: uploads are deduplicated. ``Location`` names it either way."""
+    row, created = services.add_upload(settings, session, file.file, name=name or file.filename or "")
+    return JSONResponse(
+        _dataset_public(row).model_dump(),
+        status_code=201 if created else 200,
+        headers={"Location": f"/v1/datasets/{row.id}"},
+    )
+
+
+def _dataset_public(row: Dataset) -> DatasetPublic:
+    return DatasetPublic(
         ref=f"upload:{row.id}",
         description=row.name,
         classes=row.num_classes,
         images=row.num_images,
         fingerprint=row.fingerprint,
     )
-    return JSONResponse(public.model_dump(), status_code=201)
+
+
+@router.delete(
+    "/datasets/{dataset_id}",
+    status_code=204,
+    tags=["datasets"],
+    responses=problem_responses(401, 404, 409, 503),
+    dependencies=[Depends(require_writer)],
+)
+def delete_dataset(dataset_id: str, settings: Settings = Depends(get_settings_dep)) -> Response:
+    """Delete an uploaded dataset (``ID`` or ``upload:ID``): its files and feature-cache entries.
+    409 while a queued or running job reads it; finished jobs keep their results."""
+    try:
+        deletion.delete_dataset(settings, dataset_id)
+    except deletion.NotFound as exc:
+        raise ProblemError(404, "Not found", str(exc)) from None
+    return Response(status_code=204)
 
 
 @router.get(

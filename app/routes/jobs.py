@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, poll, list and cancel ranking jobs."""
+"""/v1/jobs: submit, poll, list, cancel and delete ranking jobs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
-from zoorank_app import confirmations, metrics, services
+from zoorank_app import confirmations, deletion, metrics, services
 from zoorank_app.db import crud
 from zoorank_app.db.models import Confirmation, Job
 from zoorank_app.db.session import session_scope
@@ -111,19 +111,37 @@ def get_job(job_id: str, request: Request) -> Response:
     return Response(public.model_dump_json(), media_type="application/json")
 
 
-@router.delete(
-    "/{job_id}",
+@router.post(
+    "/{job_id}/cancel",
     response_model=JobPublic,
     responses=problem_responses(401, 404, 409),
     dependencies=[Depends(require_writer)],
 )
 def cancel_job(job_id: str, request: Request, session: Session = Depends(get_session)) -> JobPublic:
+    """Stop a job that has not ended: its queued tasks are revoked, a running model stops at its
+    next batch. The job and what it finished stay (``DELETE`` removes them). 409 once it ended."""
     job = get_job_or_404(session, job_id)
     if not crud.cancel_job(session, job):
         raise ProblemError(409, "Conflict", f"job {job_id} already ended ({job.status})")
     session.flush()
     request.app.state.revoke(job.task_ids or [])
     return job_public(session, job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    responses=problem_responses(401, 404),
+    dependencies=[Depends(require_writer)],
+)
+def delete_job(job_id: str, request: Request) -> Response:
+    """Delete the job with its models, scores, ground truth, confirmations and their files. A
+    job that has not ended is cancelled first, then deleted. 204; a second DELETE is a 404."""
+    try:
+        deletion.delete_job(request.app.state.settings, job_id, request.app.state.revoke)
+    except deletion.NotFound as exc:
+        raise ProblemError(404, "Not found", str(exc)) from None
+    return Response(status_code=204)
 
 
 def _found(call: Any) -> Any:

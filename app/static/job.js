@@ -1,6 +1,7 @@
 // Live progress of a job page: polls the JSON API (the page itself is complete without this
 // script), updates the progress table and the status, reloads once the job has ended so that
-// the server renders its ranking; and the cancel button (DELETE /v1/jobs/{id}).
+// the server renders its ranking; the cancel button (POST /v1/jobs/{id}/cancel) and the delete
+// button (DELETE /v1/jobs/{id}, then back to the leaderboard).
 (function () {
   "use strict";
   const root = document.getElementById("job");
@@ -48,10 +49,27 @@
       event.preventDefault();
       const key = form.elements["api-key"] ? form.elements["api-key"].value : "";
       const headers = key ? { Authorization: "Bearer " + key } : {};
-      const response = await fetch("/v1/jobs/" + id, { method: "DELETE", headers: headers });
+      const response = await fetch("/v1/jobs/" + id + "/cancel", { method: "POST", headers: headers });
       const body = await response.json();
       message.textContent = response.ok ? "Cancelled." : body.detail || "Could not cancel.";
       if (response.ok) poll();
+    });
+  }
+
+  const remove = document.getElementById("delete");
+  if (remove) {
+    remove.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      if (!window.confirm("Delete this job and its results?")) return;
+      const key = remove.elements["api-key"] ? remove.elements["api-key"].value : "";
+      const headers = key ? { Authorization: "Bearer " + key } : {};
+      const response = await fetch("/v1/jobs/" + id, { method: "DELETE", headers: headers });
+      if (response.ok) {
+        window.location.assign("/");
+        return;
+      }
+      const body = await response.json();
+      document.getElementById("delete-message").textContent = body.detail || "Could not delete.";
     });
   }
   if (!terminal.has(root.dataset.status)) setTimeout(poll, 1000);

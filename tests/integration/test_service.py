@@ -159,9 +159,9 @@ def test_cancel_stops_queued_work(settings, tmp_path):
             "options": OPTIONS,
         },
     ).json()["id"]
-    cancelled = client.delete(f"/v1/jobs/{job_id}")
+    cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert client.delete(f"/v1/jobs/{job_id}").status_code == 409
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
     with celery_worker(settings, log=tmp_path / "worker.log"):
         time.sleep(8)
     job = client.get(f"/v1/jobs/{job_id}").json()
@@ -186,7 +186,7 @@ def test_cancel_mid_model_stops_the_running_task(settings, tmp_path):
             time.sleep(0.2)
         assert 0 < progress["images_done"] < progress["images_total"], progress
         cancelled_at = time.monotonic()
-        assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
         while time.monotonic() < cancelled_at + 60 and "'status': 'cancelled'" not in log.read_text():
             time.sleep(0.2)
         stopped_after = time.monotonic() - cancelled_at

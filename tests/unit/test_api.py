@@ -133,7 +133,7 @@ def test_job_lifecycle_and_leaderboard(client):
     assert client.get("/static/app/sort.js").status_code == 200
     job_page = client.get(f"/jobs/{job['id']}")
     assert job_page.status_code == 200 and "succeeded" in job_page.text
-    assert_problem(client.delete(f"/v1/jobs/{job['id']}"), 409, contains="already ended")
+    assert_problem(client.post(f"/v1/jobs/{job['id']}/cancel"), 409, contains="already ended")
     assert_problem(client.get("/v1/jobs/nope"), 404)
 
 
@@ -740,9 +740,11 @@ def test_job_page_polls_and_offers_cancel_only_while_the_job_runs(settings):
     assert '<form id="cancel">' in page and 'name="api-key"' not in page
     assert 'tr data-model="mobilenetv2_100"' in page and 'data-field="images"' in page
     script = queued.get("/static/app/job.js")
-    assert script.status_code == 200 and "/v1/jobs/" in script.text and '"DELETE"' in script.text
-    assert queued.delete(f"/v1/jobs/{job_id}").status_code == 200
-    assert '<form id="cancel">' not in queued.get(f"/jobs/{job_id}").text  # ended: nothing to cancel
+    assert script.status_code == 200 and '"/cancel", { method: "POST"' in script.text
+    assert 'fetch("/v1/jobs/" + id, { method: "DELETE"' in script.text and '<form id="delete">' in page
+    assert queued.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    ended = queued.get(f"/jobs/{job_id}").text
+    assert '<form id="cancel">' not in ended and '<form id="delete">' in ended  # nothing to cancel
 
     keyed = _keyed(settings, KEY)
     client = _queued(keyed)

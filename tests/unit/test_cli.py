@@ -212,6 +212,12 @@ def test_client_commands_against_a_running_server(server):
     assert shown["status"] == "succeeded" and len(shown["results"]) == 2
     ended = runner.invoke(app, ["jobs", "cancel", job_id, *common])
     assert ended.exit_code == 2 and "409" in ended.output and "already ended" in ended.output
+    deleted = runner.invoke(app, ["jobs", "delete", job_id, *common])
+    assert deleted.exit_code == 0 and f"job {job_id} deleted" in deleted.output
+    gone = runner.invoke(app, ["jobs", "show", job_id, *common])
+    assert gone.exit_code == 2 and "404" in gone.output
+    again = runner.invoke(app, ["jobs", "delete", job_id, *common])
+    assert again.exit_code == 2 and "404" in again.output
     bad = runner.invoke(app, ["submit", "--dataset", "builtin:nope", *common])
     assert bad.exit_code == 2 and "unknown builtin dataset" in bad.output and "(field dataset)" in bad.output
 

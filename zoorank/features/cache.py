@@ -185,9 +185,10 @@ class FeatureCache:
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None  # a damaged entry is recomputed
 
-    def put(self, key: str, features: FeatureSet) -> bool:
+    def put(self, key: str, features: FeatureSet, *, dataset: str = "") -> bool:
         """Write the entry, then evict down to the bound. ``False``: not written, because the
-        entry alone is larger than the bound."""
+        entry alone is larger than the bound. ``dataset``: the fingerprint of the data it was
+        computed on, stored beside the features so that :meth:`remove_dataset` can find it."""
         arrays = {f"tap_{i}": maps for i, maps in enumerate(features.taps.values())}
         size = sum(
             a.nbytes for a in (features.prelogits, features.logits, features.tap_rows, *arrays.values())
@@ -214,6 +215,7 @@ class FeatureCache:
                     tap_rows=features.tap_rows,
                     seconds=features.seconds,
                     images_per_second=features.images_per_second,
+                    dataset=np.asarray(dataset),
                     **arrays,  # type: ignore[arg-type]
                 )
             now = self.clock()
@@ -285,6 +287,27 @@ class FeatureCache:
             "temp_files": len(temps),
             "temp_bytes": sum(t.size for t in temps),
         }
+
+    def remove_dataset(self, fingerprint: str) -> PruneReport:
+        """Delete every entry computed on the dataset with this fingerprint (a deleted upload's).
+        Entries written before the fingerprint was stored with them are not found: the bound
+        evicts them in time."""
+        entries, _ = self._files()
+        report = PruneReport()
+        for entry in entries:
+            try:
+                with np.load(entry.path, allow_pickle=False) as archive:
+                    found = "dataset" in archive.files and str(archive["dataset"]) == fingerprint
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+                continue  # gone meanwhile, or damaged: not this dataset's as far as can be told
+            if found and _unlink(entry.path):
+                report.removed_entries += 1
+                report.freed_bytes += entry.size
+                report.removed.append(entry.path.stem)
+            elif not found:
+                report.remaining_entries += 1
+                report.remaining_bytes += entry.size
+        return report
 
     def prune(
         self,
