@@ -17,10 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from zoorank.settings import enter_offline_by_default
 
 
 def main() -> None:
+    enter_offline_by_default()
     from zoorank.rank import RankOptions, rank
 
     parser = argparse.ArgumentParser()

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 from zoorank.data import class_balanced_rows, load_dataset
 from zoorank.features.extract import extract_features
 from zoorank.features.preprocess import model_preprocessing
+from zoorank.settings import enter_offline_by_default
 from zoorank.zoo import create_model, get_model_spec
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,6 +36,7 @@ def _best_of(fn, repeats: int = 3) -> float:
 
 
 def main() -> None:
+    enter_offline_by_default()
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)

@@ -21,7 +21,6 @@ import collections
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from zoorank.settings import enter_offline_by_default
 
 # Checks a failure of which is a finding; every other default schemathesis check runs.
 EXCLUDED_CHECKS = ("positive_data_acceptance",)
@@ -495,6 +494,7 @@ def write_results(report: FuzzReport, *, examples: int, seed: int, out: Path) ->
 
 
 def main() -> None:
+    enter_offline_by_default()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=600, help="cases per operation and mode")
     parser.add_argument("--seed", type=int, default=0)

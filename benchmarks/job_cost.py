@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from zoorank.settings import enter_offline_by_default
 
 OUT = Path("benchmarks/results")
 CACHE = Path("benchmarks/cache/job_cost")
@@ -73,6 +73,7 @@ def measure(score_names: list[str], *, repeats: int = 2) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    enter_offline_by_default()
     from zoorank.policy import DEFAULT_RANKING
     from zoorank.scores import get_score, list_scores
 

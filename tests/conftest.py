@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
-from zoorank.settings import CoreSettings
+from zoorank.settings import enter_offline_by_default
 
-os.environ.setdefault("ZOORANK_OFFLINE", "1")
-CoreSettings().apply_network_policy()  # the tests' entry point, before anything imports timm
+enter_offline_by_default()  # the tests' entry point, before anything imports timm
 
 
 @pytest.fixture(scope="session")

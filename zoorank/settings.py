@@ -71,3 +71,13 @@ class CoreSettings(BaseSettings):
 @lru_cache
 def get_core_settings() -> CoreSettings:
     return CoreSettings()
+
+
+def enter_offline_by_default() -> CoreSettings:
+    """The network policy of an entry point that runs offline unless told otherwise (the
+    benchmarks, the tests): ``ZOORANK_OFFLINE`` defaults to on here, then
+    :meth:`CoreSettings.apply_network_policy`. Call it first thing in ``main``, never at import."""
+    os.environ.setdefault("ZOORANK_OFFLINE", "1")
+    settings = CoreSettings()
+    settings.apply_network_policy()
+    return settings

@@ -16,9 +16,8 @@ import json
 import os
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 from zoorank.rank import RankOptions, rank
+from zoorank.settings import enter_offline_by_default
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PRETRAINED = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "mobilenetv2_100"]
@@ -71,6 +70,7 @@ def to_markdown(rows: list[dict[str, object]]) -> str:
 
 
 def main() -> None:
+    enter_offline_by_default()
     cache = os.environ.get("ZOORANK_BENCH_CACHE", "benchmarks/cache/twins")
     rows = run(cache)
     RESULTS.mkdir(parents=True, exist_ok=True)

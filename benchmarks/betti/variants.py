@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from zoorank.settings import enter_offline_by_default
 
 RESULTS = Path("benchmarks/results")
 RAW_ETAS = (0.0, 0.5, 1.0)
@@ -246,6 +245,7 @@ def stem(input_size: int | None) -> str:
 
 
 def main() -> None:
+    enter_offline_by_default()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--analyse-only", action="store_true")
     parser.add_argument(

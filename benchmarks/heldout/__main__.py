@@ -16,14 +16,14 @@ import argparse
 import json
 import logging
 import multiprocessing
-import os
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from zoorank.settings import enter_offline_by_default
 
 
 def main(argv: list[str] | None = None) -> int:
+    enter_offline_by_default()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout", description=__doc__)
     parser.add_argument("command", choices=("run", "analyse", "policy"))
     parser.add_argument("--name", help="name of the released default (policy; required, never reused)")
