@@ -65,7 +65,7 @@ from zoorank.scores import get_score
 from zoorank.validate.selection import TargetData, Training, bootstrap_mean_interval, choose
 
 from .heldout.analyse import load_targets, pool_twins, procedures
-from .heldout.work import RESULTS, SEEDS, score_names
+from .heldout.work import RESULTS, SEEDS, cached, score_names
 
 log = logging.getLogger(__name__)
 OUT = Path("benchmarks/results")
@@ -119,8 +119,7 @@ def _runs(
 ) -> dict[int, dict[str, dict[str, Any]]]:
     """seed -> model -> the cached run (on the schedule ``heldout.json`` was analysed with)."""
     out: dict[int, dict[str, dict[str, Any]]] = {s: {} for s in SEEDS}
-    for path in sorted((RESULTS / "train" / target).glob("*.json")):
-        unit = json.loads(path.read_text())
+    for unit in cached("train", target):
         if (
             unit["model"] in models
             and unit["seed"] in out

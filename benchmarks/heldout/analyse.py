@@ -52,6 +52,7 @@ from .work import (
     ONE_SEED_KINDS,
     RESULTS,
     SEEDS,
+    cached,
     calib_scores,
     score_names,
     score_options,
@@ -66,9 +67,7 @@ RESAMPLES = RankOptions().bootstrap_resamples
 def _load(kind: str, target: str) -> list[dict[str, Any]]:
     """The units of ``kind`` on ``target`` made under the current settings (a unit left from an
     older schedule or other job options is not used)."""
-    folder = RESULTS / kind / target
-    units = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
-    return [u for u in units if _current(kind, target, u)]
+    return [u for u in cached(kind, target) if _current(kind, target, u)]
 
 
 def _current(kind: str, target: str, unit: dict[str, Any]) -> bool:

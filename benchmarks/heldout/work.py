@@ -1,4 +1,4 @@
-"""The held-out benchmark's units of work, each cached as one small JSON file.
+"""The held-out benchmark's units of work, cached per kind in ``benchmarks/results/heldout/KIND.jsonl.gz``.
 
 * ``scores`` (target, model): every score a default job computes, at the job defaults
   (:class:`zoorank.rank.RankOptions` ``()``), through ``zoorank.rank.score_model`` and the
@@ -8,10 +8,14 @@
 * ``extra`` and ``trees`` (target, model): the expensive scores a job computes only when asked
   (Betti variants; layer-tree fidelity), see :data:`EXTRA_KINDS`.
 
-A unit's file holds its key: sha256 of the model's weights digest, the target's content
-fingerprint, the settings (score options or training schedule) and the seed. A unit is redone
-only when its key changes, so adding a target or a model computes only what is new. Several
-worker processes share the queue: a unit is claimed by creating its lock file exclusively.
+A unit is stored under its id (``target/model[__sSEED]``) in its kind's
+:class:`~benchmarks.unitcache.UnitCache` (committed, compact) with its key: sha256 of the model's
+weights digest, the target's content fingerprint, the settings (score options or training
+schedule) and the seed. A unit is redone only when its key changes, so adding a target or a model
+computes only what is new. The layer-tree units' saliency arrays (:data:`BULK`, read by no
+report) go to ``benchmarks/cache/heldout/bulk/`` instead; :func:`unit_bulk` recomputes them when
+missing. Several worker processes share the queue: a unit is claimed by creating its lock file
+exclusively.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from zoorank.errors import ZoorankError
 from zoorank.validate import TrainSettings
 
 from ..ranking.zoo import ZooModel
+from ..unitcache import BulkPath, UnitCache, split_bulk
 from .targets import TARGET_DIR, TARGETS, Target
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,9 @@ EXTRA_KINDS: dict[str, tuple[str, ...]] = {
     "trees": ("layer_tree_fidelity",),
 }
 EXTRA_DATA_ROOTS: list[Path] = []  # tests add their own folders
+# Per kind, the fields no report reads, kept out of the committed cache (see the module doc).
+BULK: dict[str, tuple[BulkPath, ...]] = {"trees": (("records", "*", "details", "saliency"),)}
+KINDS = ("scores", "train", *EXTRA_KINDS, "calib")
 # Every run sees at least this many optimiser steps (and 8 epochs), so that random-init
 # models train too on the small targets. Every epoch runs (min_epochs = epochs): with early
 # stopping from epoch 1, random-init runs ended after 4 epochs at chance (results of commit
@@ -103,8 +111,13 @@ class Unit:
         return f"{self.kind}/{self.target.name}/{safe}{suffix}"
 
     @property
-    def path(self) -> Path:
-        return RESULTS / f"{self.name}.json"
+    def id(self) -> str:
+        """The unit's id in its kind's cache (its name without the kind)."""
+        return self.name.split("/", 1)[1]
+
+    def stored(self) -> dict[str, Any] | None:
+        """The cached unit (None when it was never done)."""
+        return unit_cache(self.kind).get(self.id)
 
     def key(self) -> dict[str, Any]:
         from zoorank.zoo import get_model_spec, weights_digest
@@ -126,12 +139,8 @@ class Unit:
         return base | {"options": score_options().to_dict(), "scores": score_names(self.kind)}
 
     def done(self) -> bool:
-        if not self.path.exists():
-            return False
-        try:
-            return json.loads(self.path.read_text()).get("key_digest") == _digest(self.key())
-        except (OSError, ValueError):
-            return False
+        stored = self.stored()
+        return stored is not None and stored.get("key_digest") == _digest(self.key())
 
 
 # The populations added for issue 21 are fine-tuned with one seed on the targets their second
@@ -202,11 +211,28 @@ def clear_locks() -> None:
         lock.unlink()
 
 
-def _write(unit: Unit, payload: dict[str, Any]) -> None:
-    unit.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = unit.path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=float) + "\n")
-    tmp.replace(unit.path)
+def unit_cache(kind: str) -> UnitCache:
+    """The cache of the units of ``kind`` (read at call time: tests point RESULTS elsewhere)."""
+    return UnitCache(RESULTS / f"{kind}.jsonl.gz", CACHE / "bulk" / kind, BULK.get(kind, ()))
+
+
+def cached(kind: str, target: str) -> list[dict[str, Any]]:
+    """Every cached unit of ``kind`` on ``target`` (any key; readers check the settings)."""
+    return unit_cache(kind).under(target)
+
+
+def unit_bulk(unit: Unit) -> dict[str, Any]:
+    """The bulk fields of a done unit (:data:`BULK`), recomputed with the unit's own code and
+    stored in the bulk folder when this machine does not have them."""
+    cache = unit_cache(unit.kind)
+    found = cache.bulk(unit.id)
+    if found is None:
+        stored = unit.stored()
+        if stored is None or stored.get("key_digest") != _digest(unit.key()):
+            raise ValueError(f"{unit.name} is not done with the current key: run the benchmark first")
+        found = split_bulk(run_scores(unit), cache.bulk_paths)[1]
+        cache.put_bulk(unit.id, found)
+    return found
 
 
 def run_scores(unit: Unit) -> dict[str, Any]:
@@ -248,7 +274,9 @@ def run_calib(unit: Unit) -> dict[str, Any]:
     features, _, _ = get_features(prepared, spec, options, FeatureCache(CACHE / "features"))
     inputs = score_inputs(prepared.labels, features, spec, options.seed)
     resamples = type(options)().bootstrap_resamples  # what a default job resamples
-    scored = json.loads(Unit("scores", unit.target, unit.model).path.read_text())
+    scored = Unit("scores", unit.target, unit.model).stored()
+    if scored is None:
+        raise RuntimeError(f"{unit.name} needs its scores unit: run the scores kind first")
     # Each score timed again here, as a job times it (the scores units were timed before a
     # fixed per-call overhead of ~9 ms was removed); the model's own cost from that unit.
     seconds = {}
@@ -284,7 +312,7 @@ def run_train(unit: Unit) -> dict[str, Any]:
 def work(
     models: list[ZooModel],
     *,
-    kinds: tuple[str, ...] = ("scores", "train", *EXTRA_KINDS, "calib"),
+    kinds: tuple[str, ...] = KINDS,
     targets: tuple[Target, ...] = TARGETS,
 ) -> int:
     """Work through every unit not yet done (claiming each); returns how many this process did."""
@@ -322,7 +350,7 @@ def work(
                 "seconds": time.perf_counter() - began,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            _write(unit, payload)
+            unit_cache(unit.kind).put(unit.id, payload)
             done += 1
             summary = payload.get("run", {}).get("accuracy") if unit.kind == "train" else None
             log.info("%s %.1fs %s %s", unit.name, payload["seconds"], summary, payload.get("error") or "")

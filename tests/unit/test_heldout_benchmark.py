@@ -3,9 +3,11 @@ a unit is not redone once its key matches."""
 
 from __future__ import annotations
 
-import json
+import gzip
+import shutil
 
 import numpy as np
+import pytest
 from zoorank_bench.heldout import work
 from zoorank_bench.heldout.targets import Target
 from zoorank_bench.ranking.zoo import ZooModel
@@ -27,7 +29,23 @@ def test_a_one_class_target_is_recorded_as_failed(tmp_path, monkeypatch):
     model = ZooModel("mobilenetv2_100@random", "mobilenetv2_100@random", "random", "mobilenetv2_100")
     assert work.work([model], kinds=("scores",), targets=(target,)) == 1
     unit = work.Unit("scores", target, model)
-    payload = json.loads(unit.path.read_text())
+    payload = unit.stored()
+    assert payload is not None
     assert "class" in payload["error"] and payload["model"] == model.label
     assert unit.done()  # recorded once, not retried forever
     assert work.work([model], kinds=("scores",), targets=(target,)) == 0
+
+
+@pytest.mark.slow
+def test_a_trees_unit_keeps_its_saliency_out_of_the_committed_cache_and_rebuilds_it(tmp_path, monkeypatch):
+    target = _setup(tmp_path, monkeypatch, [0, 1] * 6)
+    model = ZooModel("mobilenetv2_100@random", "mobilenetv2_100@random", "random", "mobilenetv2_100")
+    assert work.work([model], kinds=("trees",), targets=(target,)) == 1
+    unit = work.Unit("trees", target, model)
+    record = unit.stored()["records"]["layer_tree_fidelity"]
+    assert record["value"] is not None and "saliency" not in record["details"]
+    assert b'"saliency":' not in gzip.decompress((tmp_path / "results" / "trees.jsonl.gz").read_bytes())
+    saliency = work.unit_bulk(unit)["records"]["layer_tree_fidelity"]["details"]["saliency"]
+    assert saliency
+    shutil.rmtree(tmp_path / "cache" / "bulk")  # a new machine: the bulk is recomputed on demand
+    assert work.unit_bulk(unit)["records"]["layer_tree_fidelity"]["details"]["saliency"] == saliency
