@@ -262,23 +262,35 @@ def get_features(
     cache: FeatureCache | None,
     *,
     progress: Callable[[int], None] | None = None,
+    taps: bool = True,
 ) -> tuple[FeatureSet, Preprocessing, Any]:
     """Features of ``spec`` on ``prepared`` from the cache, or from one forward pass.
+
+    ``taps=False`` (no score reads this pass's layer taps): the taps of ``prepared.tap_rows``
+    are neither kept nor cached, which leaves an entry a fraction of the size; an entry cached
+    with them serves too.
 
     Returns the features, the preprocessing and the model (``None`` on a cache hit: the
     model is only built when a forward pass or an input-space score needs it).
     """
     model = None
     preprocessing = architecture_preprocessing(spec.architecture, options.input_size)
-    key = feature_key(
-        architecture=spec.architecture,
-        weights_digest=weights_digest(spec),
-        preprocessing=preprocessing.key(),
-        dataset_fingerprint=prepared.dataset.fingerprint,
-        sample_ids=prepared.rows,
-        tap_rows=prepared.tap_rows,
-    )
-    features = cache.get(key) if cache is not None else None
+    tap_rows = prepared.tap_rows if taps else np.zeros(0, dtype=np.int64)
+
+    def key_for(rows: np.ndarray) -> str:
+        return feature_key(
+            architecture=spec.architecture,
+            weights_digest=weights_digest(spec),
+            preprocessing=preprocessing.key(),
+            dataset_fingerprint=prepared.dataset.fingerprint,
+            sample_ids=prepared.rows,
+            tap_rows=rows,
+        )
+
+    key = key_for(tap_rows)
+    features = cache.get(key, taps=taps) if cache is not None else None
+    if features is None and cache is not None and not taps and prepared.tap_rows.size:
+        features = cache.get(key_for(prepared.tap_rows), taps=False)
     if features is None:
         model = create_model(spec)
         features = extract_features(
@@ -286,7 +298,7 @@ def get_features(
             prepared.dataset.read,
             prepared.rows,
             preprocessing,
-            tap_rows=prepared.tap_rows,
+            tap_rows=tap_rows,
             batch_size=options.batch_size,
             device=options.device,
             progress=progress,
@@ -357,7 +369,9 @@ def score_model(
             raise Cancelled(f"{spec.name}: stopped on request")
 
     try:
-        features, preprocessing, model = get_features(prepared, spec, options, cache, progress=progress)
+        features, preprocessing, model = get_features(
+            prepared, spec, options, cache, progress=progress, taps=reads_job_taps(score_names, options)
+        )
     except Cancelled:
         raise
     except ZoorankError as exc:
@@ -433,6 +447,17 @@ def score_model(
 
 
 Stage = Literal["all", "device", "arrays"]
+
+
+def reads_job_taps(score_names: Sequence[str], options: RankOptions) -> bool:
+    """Whether a score of ``score_names`` reads the layer taps of the job's own forward pass
+    (a tap score at the job's input size; the others make their own pass over the tap images)."""
+    for name in score_names:
+        score = get_score(name)
+        params = score.resolve_params(options.score_params.get(name, {}))
+        if "taps" in score.needs and tap_input_size(params, options.input_size) == options.input_size:
+            return True
+    return False
 
 
 def needs_device(score_name: str) -> bool:

@@ -1,9 +1,11 @@
 """On-disk feature cache keyed by content, so a new score never re-runs a model; bounded in size,
 least-recently-used entries evicted first.
 
-Key: sha256 of (model architecture, weights digest, preprocessing, dataset fingerprint,
-sample ids, tap rows). Entries are ``<root>/<key[:2]>/<key>.npz`` files written atomically (temp
-file + rename), so two workers racing on the same key both end with a complete file.
+Key: sha256 of (entry format, model architecture, weights digest, preprocessing, dataset
+fingerprint, sample ids, tap rows). Entries are ``<root>/<key[:2]>/<key>.npz`` files written
+atomically (temp file + rename), so two workers racing on the same key both end with a complete
+file. Their arrays are stored losslessly as deflated byte planes (:mod:`zoorank.features.packing`);
+:data:`CACHE_FORMAT` is in the key and in the entry, so an entry of another format is never read.
 
 Bound (``ZOORANK_CACHE_MAX_MB``, :meth:`FeatureCache.from_settings`): an entry's last use is its
 file's mtime, set by the cache itself when it writes the entry and when it reads it (atime is
@@ -16,8 +18,9 @@ processes, on several hosts sharing the folder, may read, write and evict at onc
   network file system's stale handle), gets ``None`` and the caller recomputes;
 * two evictors may choose the same entry: a file already gone is skipped, and each stops once its
   own listing, less what it or the other deleted, fits the bound;
-* an entry larger than the whole bound is not written (it would evict everything else and be the
-  first evicted after): the running job keeps it in memory, a later job recomputes it;
+* an entry larger than the whole bound (its arrays uncompressed, or its file) is not written (it
+  would evict everything else and be the first evicted after): the running job keeps it in
+  memory, a later job recomputes it;
 * the bound holds once writes settle; while a write is under way the folder may exceed it by that
   one entry (its temp file). Temp files left by a killed writer are deleted after an hour;
 * a write that fails (a full disk) is logged and skipped: the job goes on with its features.
@@ -41,10 +44,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from zoorank.features.packing import EntryReader, write_entry
+
 if TYPE_CHECKING:  # extract imports torch: `zoorank cache stats` does without
     from zoorank.features.extract import FeatureSet
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: byte-plane layout (zoorank.features.packing)
 MB = 2**20
 # A temp file this old is a killed writer's (writing the largest entry seen, 357 MB, takes seconds).
 STALE_TEMP_SECONDS = 3600.0
@@ -161,21 +166,23 @@ class FeatureCache:
         with contextlib.suppress(OSError):  # evicted meanwhile, or a read-only cache: still a read
             os.utime(path, (now, now))
 
-    def get(self, key: str) -> FeatureSet | None:
-        """The entry's features and a recorded use, or ``None`` (absent, evicted, damaged)."""
+    def get(self, key: str, *, taps: bool = True) -> FeatureSet | None:
+        """The entry's features and a recorded use, or ``None`` (absent, evicted, damaged, of
+        another format). ``taps=False`` leaves the layer taps unread (``taps`` empty)."""
         from zoorank.features.extract import FeatureSet
 
         path = self.path(key)
         try:
             with open(path, "rb") as handle:  # open first: an eviction from here on cannot break the read
                 self._touch(path)
-                with np.load(handle, allow_pickle=False) as archive:
-                    tap_names = [str(n) for n in archive["tap_names"]]
+                with np.load(handle, allow_pickle=False) as npz:
+                    archive = EntryReader(npz, version=CACHE_FORMAT)
+                    tap_names = [str(n) for n in archive["tap_names"]] if taps else []
                     return FeatureSet(
                         prelogits=archive["prelogits"],
                         logits=archive["logits"],
                         taps={name: archive[f"tap_{i}"] for i, name in enumerate(tap_names)},
-                        tap_rows=archive["tap_rows"],
+                        tap_rows=archive["tap_rows"] if taps else np.zeros(0, dtype=np.int64),
                         seconds=float(archive["seconds"]),
                         images_per_second=float(archive["images_per_second"]),
                         from_cache=True,
@@ -207,17 +214,16 @@ class FeatureCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=TEMP_SUFFIX)
             with os.fdopen(fd, "wb") as handle:
-                np.savez(
-                    handle,
-                    prelogits=features.prelogits,
-                    logits=features.logits,
-                    tap_names=np.asarray(list(features.taps), dtype=str),
-                    tap_rows=features.tap_rows,
-                    seconds=features.seconds,
-                    images_per_second=features.images_per_second,
-                    dataset=np.asarray(dataset),
-                    **arrays,  # type: ignore[arg-type]
-                )
+                members = {
+                    "prelogits": features.prelogits,
+                    "logits": features.logits,
+                    "tap_names": np.asarray(list(features.taps), dtype=str),
+                    "tap_rows": features.tap_rows,
+                    "seconds": np.asarray(features.seconds),
+                    "images_per_second": np.asarray(features.images_per_second),
+                    "dataset": np.asarray(dataset),
+                }
+                write_entry(handle, members | arrays, version=CACHE_FORMAT)
             now = self.clock()
             os.utime(tmp, (now, now))
             written = os.stat(tmp).st_size
