@@ -56,15 +56,17 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
+    workers: int | None = typer.Option(
+        None, min=1, help="API processes sharing the port (default ZOORANK_API_WORKERS); /metrics sums them."
+    ),
 ) -> None:
     """The API alone (production: run `zoorank worker` beside it)."""
-    import uvicorn
     from zoorank_app.logs import configure
-    from zoorank_app.main import create_app
+    from zoorank_app.service_runner import serve as run_serve
 
     settings = _settings()
     configure(settings.log_format)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)
+    run_serve(settings, host, port, workers or settings.api_workers)
 
 
 def worker(

@@ -71,6 +71,7 @@ def create_app(
             )
         freeze_startup_heap()
         metrics.watch_gc()
+        metrics.API_PROCESSES.set(1)
         yield
         if stop is not None:
             stop.set()

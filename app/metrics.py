@@ -1,13 +1,24 @@
-"""Prometheus metrics of the API process; the work's state is read from the database at each
-scrape (the database is the record of the work, whichever worker did it)."""
+"""Prometheus metrics of the API: HTTP traffic and garbage-collector passes counted in each
+process, and the work's state read from the database at each scrape (the database is the
+record of the work, whichever worker did it).
+
+With several API processes (``zoorank serve --workers N``), ``PROMETHEUS_MULTIPROC_DIR`` names a
+folder where each process writes its counters (prometheus_client's multiprocess mode), and
+whichever process answers ``/metrics`` sums them all (:func:`exposition`)."""
 
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zoorank_app.db import crud
 from zoorank_app.db.session import session_scope
@@ -20,27 +31,18 @@ REQUESTS = Counter("zoorank_http_requests_total", "HTTP requests", ["method", "r
 LATENCY = Histogram("zoorank_http_request_seconds", "HTTP request latency", ["method", "route"])
 SWEEPER_RESENT = Counter("zoorank_sweeper_resent_total", "Model tasks sent again by the sweeper", ["reason"])
 SWEEPER_CLOSED = Counter("zoorank_sweeper_closed_jobs_total", "Jobs closed by the sweeper")
-JOBS = Gauge("zoorank_jobs", "Jobs by kind and status", ["kind", "status"])
-MODELS = Gauge("zoorank_job_models", "(job, model) tasks by status (failed: failures)", ["status"])
-FEATURE_SECONDS = Gauge("zoorank_model_feature_seconds_sum", "Seconds of forward passes, by model", ["model"])
-SCORE_SECONDS = Gauge("zoorank_score_seconds_sum", "Seconds computing scores, by score", ["score"])
-SCORE_COUNT = Gauge("zoorank_score_results", "Score results stored, by score", ["score"])
 GC_PAUSE = Histogram(
     "zoorank_gc_pause_seconds",
     "Garbage-collector passes in this process (every request waits for them), by generation",
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
-RECOMPUTED = Gauge(
-    "zoorank_features_recomputed",
-    "(job, model) tasks whose cpu stage found the features gone from the cache and made the "
-    "forward pass again",
+API_PROCESSES = Gauge(
+    "zoorank_api_processes",
+    "API processes serving (zoorank serve --workers)",
+    multiprocess_mode="livesum",  # each live process adds its 1; a dead one's file is removed
 )
-CACHE_BYTES = Gauge("zoorank_feature_cache_bytes", "Bytes in the feature cache this API process sees")
-CACHE_ENTRIES = Gauge("zoorank_feature_cache_entries", "Feature sets in the feature cache")
-CACHE_LIMIT = Gauge("zoorank_feature_cache_limit_bytes", "ZOORANK_CACHE_MAX_MB in bytes (0: no bound)")
-QUEUE_DEPTH = Gauge("zoorank_queue_depth", "Messages waiting in the broker's queue (-1: unknown)")
-
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when first imported
 
 _gc_started = 0.0
 
@@ -59,29 +61,120 @@ def watch_gc() -> None:
         gc.callbacks.append(_time_gc)
 
 
+class WorkState:
+    """The work's state as the last scrape read it (database, feature cache, broker): the same
+    for every API process, so a collector of its own, never in the per-process files."""
+
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self.families)
+
+
+WORK_STATE = WorkState()
+REGISTRY.register(WORK_STATE)
+
+
+def _gauge(name: str, documentation: str, values: dict[tuple[str, ...], float], labels: list[str]) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key), value)
+    return family
+
+
 def refresh(settings: Settings, queue_depth: Callable[[], int | None]) -> None:
-    """Set the gauges from the database, the feature cache (the folder the workers share) and
-    the broker."""
+    """Read the work's state from the database, the feature cache (the folder the workers
+    share) and the broker into :data:`WORK_STATE`."""
     with session_scope(settings.database_url) as session:
         totals = crud.work_totals(session)
-    for gauge in (JOBS, MODELS, FEATURE_SECONDS, SCORE_SECONDS, SCORE_COUNT):
-        gauge.clear()
-    for (kind, status), count in totals.jobs.items():
-        JOBS.labels(kind, status).set(count)
-    for status, count in totals.models.items():
-        MODELS.labels(status).set(count)
-    for model, seconds in totals.feature_seconds.items():
-        FEATURE_SECONDS.labels(model).set(seconds)
-    for score, (seconds, count) in totals.scores.items():
-        SCORE_SECONDS.labels(score).set(seconds)
-        SCORE_COUNT.labels(score).set(count)
-    RECOMPUTED.set(totals.features_recomputed)
     cache = FeatureCache.from_settings(settings).stats()
-    CACHE_BYTES.set(cache["bytes"])
-    CACHE_ENTRIES.set(cache["entries"])
-    CACHE_LIMIT.set(cache["limit_bytes"])
     depth = queue_depth()
-    QUEUE_DEPTH.set(-1 if depth is None else depth)
+    scores = totals.scores.items()
+    WORK_STATE.families = [
+        _gauge("zoorank_jobs", "Jobs by kind and status", dict(totals.jobs), ["kind", "status"]),
+        _gauge(
+            "zoorank_job_models",
+            "(job, model) tasks by status (failed: failures)",
+            {(status,): count for status, count in totals.models.items()},
+            ["status"],
+        ),
+        _gauge(
+            "zoorank_model_feature_seconds_sum",
+            "Seconds of forward passes, by model",
+            {(model,): seconds for model, seconds in totals.feature_seconds.items()},
+            ["model"],
+        ),
+        _gauge(
+            "zoorank_score_seconds_sum",
+            "Seconds computing scores, by score",
+            {(score,): seconds for score, (seconds, _) in scores},
+            ["score"],
+        ),
+        _gauge(
+            "zoorank_score_results",
+            "Score results stored, by score",
+            {(s,): n for s, (_, n) in scores},
+            ["score"],
+        ),
+        _gauge(
+            "zoorank_features_recomputed",
+            "(job, model) tasks whose cpu stage found the features gone from the cache and made the "
+            "forward pass again",
+            {(): totals.features_recomputed},
+            [],
+        ),
+        _gauge(
+            "zoorank_feature_cache_bytes",
+            "Bytes in the feature cache this API process sees",
+            {(): cache["bytes"]},
+            [],
+        ),
+        _gauge(
+            "zoorank_feature_cache_entries", "Feature sets in the feature cache", {(): cache["entries"]}, []
+        ),
+        _gauge(
+            "zoorank_feature_cache_limit_bytes",
+            "ZOORANK_CACHE_MAX_MB in bytes (0: no bound)",
+            {(): cache["limit_bytes"]},
+            [],
+        ),
+        _gauge(
+            "zoorank_queue_depth",
+            "Messages waiting in the broker's queue (-1: unknown)",
+            {(): -1 if depth is None else depth},
+            [],
+        ),
+    ]
+
+
+def exposition() -> bytes:
+    """The Prometheus text: this process's metrics, or, in multiprocess mode, every API
+    process's counters and histograms summed (the dead ones' included, as counters must), with
+    the work's state beside them."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    prometheus_multiprocess.MultiProcessCollector(registry, path=folder)
+    registry.register(WORK_STATE)
+    return generate_latest(registry)
+
+
+def start_multiprocess(folder: Path) -> None:
+    """Multiprocess mode for the API processes started after this call (they inherit the
+    environment): ``folder`` emptied first, so that counts start at 0 with each server."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
+
+
+def mark_process_dead(pid: int) -> None:
+    """An API process ended: its live gauges (:data:`API_PROCESSES`) leave the sums; its
+    counters stay."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder:
+        prometheus_multiprocess.mark_process_dead(pid, folder)
 
 
 class RequestMetrics:

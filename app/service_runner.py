@@ -1,30 +1,39 @@
-"""``zoorank run`` (API + one worker, foreground) and ``zoorank demo`` (the same, plus one
-ranking job submitted over HTTP, printed, then a clean stop)."""
+"""``zoorank serve`` (the API in one process, or in N processes sharing its socket), ``zoorank
+run`` (API + one worker, foreground) and ``zoorank demo`` (the same, plus one ranking job
+submitted over HTTP, printed, then a clean stop)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from zoorank_app.settings import Settings
 
-def _die_with_parent() -> None:
-    """In the worker, before exec: when this process (its parent) dies, however it dies, the
-    kernel sends the worker SIGQUIT, Celery's cold shutdown (its pool goes with it; tasks are
-    acknowledged late, so a running one is re-queued). uvicorn re-raises the SIGTERM it
-    caught after its own shutdown, which ends this process before any ``finally`` runs: without
-    this, ``docker stop`` or systemd left the worker running, re-parented to PID 1."""
+
+def _die_with_parent(sig: signal.Signals = signal.SIGQUIT) -> None:
+    """In a child process: when its parent dies, however it dies, the kernel sends it ``sig``.
+
+    The Celery worker of ``run``/``demo`` (set before exec) gets SIGQUIT, Celery's cold shutdown
+    (its pool goes with it; tasks are acknowledged late, so a running one is re-queued). uvicorn
+    re-raises the SIGTERM it caught after its own shutdown, which ends this process before any
+    ``finally`` runs: without this, ``docker stop`` or systemd left the worker running,
+    re-parented to PID 1."""
     import ctypes
 
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 def _start_worker(argv: list[str]) -> subprocess.Popen[bytes]:
@@ -45,6 +54,74 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+API_PROCESS = "zoorank_app.service_runner:api_process"  # what uvicorn's worker processes call
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """The API on ``host:port``: in this process, or in ``workers`` processes that uvicorn
+    supervises (restarting one that dies), with Prometheus's multiprocess mode under
+    ``VAR_DIR/metrics/`` so that every process's ``/metrics`` sums them all."""
+    import uvicorn
+    from zoorank_app.main import create_app
+
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)
+        return
+    from uvicorn.supervisors import Multiprocess
+    from zoorank_app import metrics
+
+    settings.ensure_dirs()
+    if settings.auto_migrate:  # once here, not raced by the processes
+        from zoorank_app.db.session import upgrade
+
+        upgrade(settings.database_url)
+    folders = settings.var_dir / "metrics"
+    for folder in folders.glob("serve-*"):  # left by a server killed before it could remove it
+        if not Path(f"/proc/{folder.name.removeprefix('serve-')}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    folder = folders / f"serve-{os.getpid()}"
+    metrics.start_multiprocess(folder)
+
+    class Supervisor(Multiprocess):
+        """uvicorn's supervisor, telling the metrics which process ended (a crash it restarted,
+        SIGHUP's restart, SIGTTOU's one fewer)."""
+
+        def keep_subprocess_alive(self) -> None:
+            self._noting_ended(super().keep_subprocess_alive)
+
+        def handle_signals(self) -> None:
+            self._noting_ended(super().handle_signals)
+
+        def _noting_ended(self, step: Callable[[], None]) -> None:
+            before = {process.pid for process in self.processes}
+            step()
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    metrics.mark_process_dead(pid)
+
+    config = uvicorn.Config(
+        API_PROCESS, factory=True, host=host, port=port, workers=workers, log_level="info", log_config=None
+    )
+    try:
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def api_process() -> FastAPI:
+    """One API process of ``serve --workers N`` (uvicorn calls it in each): settings from the
+    environment, as the parent had them; ends with its parent, however the parent ends."""
+    from zoorank_app.logs import configure
+    from zoorank_app.main import create_app
+    from zoorank_app.settings import get_settings
+
+    if sys.platform.startswith("linux"):
+        _die_with_parent(signal.SIGTERM)
+    settings = get_settings()
+    configure(settings.log_format)
+    return create_app(settings)
 
 
 def run_embedded(host: str, port: int, worker_argv: list[str]) -> None:

@@ -54,6 +54,8 @@ class Settings(CoreSettings):
     max_upload_mb: int = 200
     max_archive_files: int = 100_000
     worker_concurrency: int = 1
+    # `zoorank serve`'s API processes (uvicorn workers on one socket; /metrics sums them).
+    api_workers: int = Field(default=1, ge=1)
     # The queues a worker consumes (app.celery_client): `gpu` (forward passes), `cpu` (scores
     # on cached arrays); both by default, so one worker does everything.
     worker_queues: Annotated[list[QueueName], NoDecode] = Field(default_factory=_both_queues, min_length=1)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -345,3 +346,64 @@ def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool 
             confirmations.run_unit(settings, confirmation_id, model, rung, send)
 
     return TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None, send_confirm=send))
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (children, theirs, ...), read from /proc."""
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                children = [int(p) for p in handle.read().split()]
+        except OSError:
+            continue
+        out |= set(children)
+        todo += children
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@contextmanager
+def zoorank_service(args: Sequence[str], folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``zoorank ARGS`` (``serve``, ``run``) as its own process on the embedded defaults under
+    ``folder`` (SQLite, filesystem broker), its output in the log file yielded with it; it and
+    everything it started are killed on the way out."""
+    env = {
+        **os.environ,
+        "ZOORANK_VAR_DIR": str(folder / "var"),
+        "ZOORANK_OFFLINE": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    for name in (
+        "ZOORANK_DATABASE_URL",
+        "ZOORANK_BROKER_URL",
+        "ZOORANK_RESULT_BACKEND",
+        "PROMETHEUS_MULTIPROC_DIR",
+    ):
+        env.pop(name, None)
+    log = folder / "service.log"
+    with log.open("wb") as out:
+        main = subprocess.Popen(
+            [sys.executable, "-m", "zoorank.cli", *args],
+            env=env,
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield main, log
+    finally:
+        for pid in [main.pid, *descendants(main.pid)]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        main.wait()

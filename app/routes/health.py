@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from zoorank_app.db.session import current_revision, get_engine
 from zoorank_app.deps import get_settings_dep
@@ -49,10 +49,10 @@ def readyz(request: Request, settings: Settings = Depends(get_settings_dep)) -> 
     "/metrics", response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format"}}
 )
 def metrics(request: Request, settings: Settings = Depends(get_settings_dep)) -> Response:
-    """Prometheus text: HTTP traffic of this process, and the work's state (jobs by status,
+    """Prometheus text: HTTP traffic of every API process, and the work's state (jobs by status,
     task failures, seconds by model and score, queue depth, feature cache size) from the
     database, the broker and the cache folder."""
     from zoorank_app import metrics as gauges
 
     gauges.refresh(settings, request.app.state.queue_depth)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(gauges.exposition(), media_type=CONTENT_TYPE_LATEST)

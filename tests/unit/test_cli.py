@@ -388,3 +388,27 @@ def test_a_broken_command_package_fails_loudly_an_absent_one_is_skipped(tmp_path
     monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [broken])
     with pytest.raises(ModuleNotFoundError, match="not_installed_xyz"):  # was swallowed: "No such command"
         cli.load_commands()
+
+
+def test_serve_takes_its_api_processes_from_the_option_or_the_setting(tmp_path, monkeypatch):
+    from zoorank_app import service_runner
+    from zoorank_app.settings import get_settings
+
+    seen: list[int] = []
+    monkeypatch.setenv("ZOORANK_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setattr(service_runner, "serve", lambda settings, host, port, workers: seen.append(workers))
+    get_settings.cache_clear()
+    try:
+        assert runner.invoke(app, ["serve"]).exit_code == 0 and seen == [1]
+        assert runner.invoke(app, ["serve", "--workers", "3"]).exit_code == 0 and seen[-1] == 3
+        monkeypatch.setenv("ZOORANK_API_WORKERS", "2")
+        get_settings.cache_clear()
+        assert runner.invoke(app, ["serve"]).exit_code == 0 and seen[-1] == 2
+        refused = runner.invoke(app, ["serve", "--workers", "0"])
+        assert refused.exit_code == 2 and "--workers" in refused.output
+        monkeypatch.setenv("ZOORANK_API_WORKERS", "0")
+        get_settings.cache_clear()
+        refused = runner.invoke(app, ["serve"])
+        assert refused.exit_code == 2 and "ZOORANK_API_WORKERS" in refused.output
+    finally:
+        get_settings.cache_clear()
