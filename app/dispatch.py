@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from celery import chain, chord, group
 from celery.canvas import Signature
+from zoorank_app.broker_contents import BrokerContents
 from zoorank_app.celery_client import QUEUES
 from zoorank_app.settings import Settings
 
@@ -26,6 +27,7 @@ class CeleryDispatcher:
 
         self.settings = settings
         self.celery = make_celery(settings)
+        self.contents = BrokerContents(self.celery, settings)  # what the sweeper reads
         # Sending a chord of chains takes a producer from kombu's pool (10) for the chord and
         # another for each chain, while holding the first: many requests dispatching at once
         # took every producer and waited for one forever. One send at a time cannot.

@@ -68,6 +68,7 @@ def create_app(
                 dispatcher.send_model,
                 dispatcher.queue_depth,
                 send_confirm=send_confirm or dispatcher.send_confirm_unit,
+                contents=dispatcher.contents,
             )
         freeze_startup_heap()
         metrics.watch_gc()

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from zoorank_app import services, sweeper
+from zoorank_app.broker_contents import model_work, unit_work
 from zoorank_app.db import crud
 from zoorank_app.db.models import JobModel, utcnow
 from zoorank_app.db.session import session_scope
@@ -213,3 +214,130 @@ def test_a_model_lost_in_its_arrays_stage_is_sent_again_from_that_stage(settings
     assert sorted(sent) == [(job_id, MODELS[0], "arrays"), (job_id, MODELS[1], "device")]
     with session_scope(settings.database_url) as session:  # the re-sent stage takes over, a new attempt
         assert crud.start_model(session, job_id, MODELS[0], runner="rank-2", takeover=True) == 2
+
+
+class FakeBroker:
+    """The broker as the sweeper reads it (app.broker_contents): its instance and the work its
+    messages carry."""
+
+    def __init__(self, instance: str, waiting: set | None = None) -> None:
+        self.run_id = instance
+        self.messages = waiting if waiting is not None else set()
+
+    def instance(self) -> str:
+        return self.run_id
+
+    def waiting(self) -> set | None:
+        return self.messages
+
+
+OTHER_WORK = model_work("another-job", "resnet10t")  # keeps the queue busy
+
+
+@pytest.fixture
+def fresh_memory(monkeypatch):
+    """No broker instance seen yet by this process's sweeper."""
+    monkeypatch.setattr(sweeper, "_instances", {})
+
+
+def test_a_broker_restart_re_sends_what_was_queued_whatever_else_is_queued(
+    settings, queued_job, fresh_memory
+):
+    _, job_id = queued_job
+    sent: list[tuple[str, str, str]] = []
+    broker = FakeBroker("run-1", {model_work(job_id, m) for m in MODELS})
+    with session_scope(settings.database_url) as session:  # a worker runs the first model
+        assert crud.start_model(session, job_id, MODELS[0], runner="task-a") == 1
+    report = sweeper.sweep(
+        settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5, contents=broker
+    )
+    assert not report.broker_restarted and sent == []
+    first_look = dict(sweeper._instances)
+    # Redis restarted without its data: another run_id, and only newer work in its queues.
+    broker.run_id, broker.messages = "run-2", {OTHER_WORK}
+    report = sweeper.sweep(
+        settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5, contents=broker
+    )
+    # the queued model at once (not after RESEND_AFTER, not only once the queue is empty); the
+    # running one with a fresh heartbeat is left to its worker
+    assert report.broker_restarted and report.resent_restart == [(job_id, MODELS[1])]
+    assert sent == [(job_id, MODELS[1], "device")]
+    sweeper.sweep(settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5, contents=broker)
+    assert len(sent) == 1  # the same instance again: nothing more
+    # Another API process that had last seen the old instance before that re-send: claimed once.
+    sweeper._instances.update(first_look)
+    report = sweeper.sweep(
+        settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 5, contents=broker
+    )
+    assert report.broker_restarted and len(sent) == 1
+
+
+def test_a_model_whose_message_is_in_no_queue_is_sent_again_while_other_work_waits(
+    settings, queued_job, fresh_memory
+):
+    _, job_id = queued_job
+    sent: list[tuple[str, str, str]] = []
+    broker = FakeBroker("run-1", {model_work(job_id, MODELS[0]), OTHER_WORK})  # MODELS[1]'s is gone
+
+    def sweep(listing: set | None = None) -> sweeper.SweepReport:
+        broker.messages = listing if listing is not None else broker.messages
+        return sweeper.sweep(
+            settings, lambda j, m, stage: sent.append((j, m, stage)), lambda: 7, contents=broker
+        )
+
+    sweep()
+    assert sent == []  # younger than RESEND_AFTER
+    with session_scope(settings.database_url) as session:
+        crud.get_job(session, job_id).created_at = utcnow() - timedelta(seconds=301)
+    report = sweep()
+    assert report.resent_lost == [(job_id, MODELS[1])] and sent == [(job_id, MODELS[1], "device")]
+    sweep()
+    assert len(sent) == 1  # once per RESEND_AFTER, even if that message is in no queue either
+    # A transport that cannot list its messages: the queue-depth rule (7 waiting: no re-send).
+    _age(settings, job_id, MODELS[1], resent_at=301)
+    broker.messages = None  # type: ignore[assignment]
+    assert sweep().resent_lost == [] and len(sent) == 1
+    # A model re-sent after its worker died waits for that message; gone, it is sent again.
+    with session_scope(settings.database_url) as session:
+        assert crud.start_model(session, job_id, MODELS[0], runner="task-a") == 1
+    _age(settings, job_id, MODELS[0], heartbeat_at=200, started_at=200, resent_at=130)
+    sweep({model_work(job_id, MODELS[0]), model_work(job_id, MODELS[1]), OTHER_WORK})
+    assert len(sent) == 1
+    report = sweep({model_work(job_id, MODELS[1]), OTHER_WORK})
+    assert report.resent_lost == [(job_id, MODELS[0])] and sent[-1] == (job_id, MODELS[0], "device")
+
+
+def test_confirmation_units_lost_or_queued_in_a_restarted_broker_are_sent_again(
+    settings, queued_job, fresh_memory
+):
+    from zoorank_app.db.models import Confirmation, ConfirmUnit
+
+    _, job_id = queued_job
+    long_ago = utcnow() - timedelta(seconds=301)
+    with session_scope(settings.database_url) as session:
+        session.add(Confirmation(id="c1", job_id=job_id, status="running", options={}, plan={}))
+        session.flush()
+        for model in MODELS:
+            session.add(
+                ConfirmUnit(confirmation_id="c1", model=model, rung=1, end_epoch=1, created_at=long_ago)
+            )
+    sent: list[tuple[str, str, int]] = []
+    broker = FakeBroker("run-1", {unit_work("c1", MODELS[0], 1), OTHER_WORK})
+    report = sweeper.sweep(
+        settings,
+        lambda j, m, stage: None,
+        lambda: 3,
+        send_confirm=lambda *unit: sent.append(unit),
+        contents=broker,
+    )
+    assert report.resent_units == sent == [("c1", MODELS[1], 1)]  # its message is in no queue
+    broker.run_id, broker.messages = "run-2", {OTHER_WORK}
+    report = sweeper.sweep(
+        settings,
+        lambda j, m, stage: None,
+        lambda: 3,
+        send_confirm=lambda *unit: sent.append(unit),
+        contents=broker,
+    )
+    # both were queued in the old instance (the re-send too)
+    assert sorted(report.resent_units) == [("c1", m, 1) for m in MODELS]
