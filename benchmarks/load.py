@@ -2,14 +2,14 @@
 against ``zoorank serve`` + ``zoorank worker`` on PostgreSQL + Redis, all on 127.0.0.1.
 
     python -m benchmarks.load [--clients 50] [--submissions 500] [--polls 5000]
-                              [--poll-interval 1.0] [--commit REV] [--label NAME]
-                              [--out benchmarks/results/load]
+                              [--poll-interval 1.0] [--api-workers 1] [--commit REV]
+                              [--label NAME] [--out benchmarks/results/load]
 
 What it does, bounded in time and in what it touches:
 1. A fresh database ``zoorank_load`` on 127.0.0.1:5432 (dropped at the end), Redis database 7
    (flushed before and after), a temporary ``ZOORANK_VAR_DIR``; ``zoorank db upgrade``, then
-   ``zoorank serve`` and one ``zoorank worker --concurrency 1`` (niced, so that it takes the
-   cores the API leaves idle).
+   ``zoorank serve`` (``--workers`` ``--api-workers``: API processes on one socket) and one
+   ``zoorank worker --concurrency 1`` (niced, so that it takes the cores the API leaves idle).
 2. One warm-up job, waited for (it fills the feature cache and the API's dataset index).
 3. ``--clients`` clients (asyncio, one keep-alive HTTP/1.1 connection each), each: submit a
    job, poll it every ``--poll-interval`` seconds (``--polls`` / ``--submissions`` times),
@@ -75,6 +75,12 @@ JOB: dict[str, Any] = {
     },
 }
 TERMINAL = {"succeeded", "partial", "failed", "cancelled"}
+PACKAGE_DIRS = {
+    "zoorank_app": "app",
+    "zoorank_workers": "workers",
+    "zoorank_bench": "benchmarks",
+    "zoorank_migrations": "migrations",
+}
 
 
 @dataclass
@@ -190,7 +196,11 @@ def service(args: argparse.Namespace, var_dir: Path) -> Iterator[tuple[str, dict
     logs.mkdir(parents=True)
     try:
         subprocess.run(_zoorank("db", "upgrade"), env=env, cwd=source, check=True, capture_output=True)
-        serve = [*_zoorank("serve", "--host", HOST, "--port", str(args.port)), *args.serve_arg]
+        serve = [
+            *_zoorank("serve", "--host", HOST, "--port", str(args.port)),
+            *(["--workers", str(args.api_workers)] if args.api_workers > 1 else []),
+            *args.serve_arg,
+        ]
         with (logs / "api.log").open("wb") as out:
             processes.append(
                 subprocess.Popen(serve, env=env, cwd=source, stdout=out, stderr=subprocess.STDOUT)
@@ -524,6 +534,11 @@ def export(revision: str, target: Path) -> tuple[Path, str]:
     ).stdout.strip()
     archive = subprocess.run(["git", "archive", short], cwd=REPO, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    # A tree with import names mapped to its folders (pyproject's package-dir): without these
+    # links, zoorank_app & co. would be imported from the editable install (the working tree).
+    for name, folder in PACKAGE_DIRS.items():
+        if (target / folder).is_dir() and not (target / name).exists():
+            (target / name).symlink_to(folder)
     return target, short
 
 
@@ -551,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=8642)
     parser.add_argument("--worker-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="API processes (zoorank serve --workers; 1: one process)"
+    )
     parser.add_argument("--max-seconds", type=float, default=600.0, help="no request starts after this long")
     parser.add_argument("--drain", type=float, default=600.0, help="at most this long for the queue to empty")
     parser.add_argument(
@@ -566,8 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     parser.add_argument("--keep-logs", default=None, help="copy the API and worker logs to this folder")
     args = parser.parse_args(argv)
-    if args.submissions < 1 or args.clients < 1:
-        parser.error("--submissions and --clients must be at least 1")
+    if args.submissions < 1 or args.clients < 1 or args.api_workers < 1:
+        parser.error("--submissions, --clients and --api-workers must be at least 1")
     command = "python -m benchmarks.load " + " ".join(argv if argv is not None else sys.argv[1:])
     # A stop (timeout, kill) still stops the service processes and drops the database.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -598,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": before,
         "load_average_at_end_of_load": during,
         "clients": args.clients,
+        "api_processes": args.api_workers,
         "poll_interval_s": args.poll_interval,
         "start_spread_cycles": args.spread,
         "job": JOB,
@@ -656,14 +675,16 @@ def _slow_gc(run: dict[str, Any]) -> str:
 
 def table(runs: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | commit | poll every | req/s | submit p50 / p99 ms | poll p50 / p99 ms | errors | lost "
-        "| duplicated | API CPU s | API GC passes > 50 ms | DB connections opened | load average before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | commit | API processes | poll every | req/s | submit p50 / p99 ms | poll p50 / p99 ms "
+        "| errors | lost | duplicated | API CPU s | API GC passes > 50 ms | DB connections opened "
+        "| load average before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         submit, poll, db = run["submit"], run["poll"], run["database"]
         lines.append(
-            f"| {run['label']} | {run['commit']} | {run['poll_interval_s']} s | {run['requests_per_second']} "
+            f"| {run['label']} | {run['commit']} | {run.get('api_processes', 1)} "
+            f"| {run['poll_interval_s']} s | {run['requests_per_second']} "
             f"| {submit['p50_ms']} / {submit['p99_ms']} | {poll['p50_ms']} / {poll['p99_ms']} "
             f"| {sum(run['errors'].values())} | {db['lost']} | {db['duplicated']} "
             f"| {run['cpu_seconds_during_load'].get('api (zoorank serve)')} | {_slow_gc(run)} "
