@@ -10,7 +10,6 @@ HTTP. The service commands (``run``, ``serve``, ``worker``, ``db``, ``demo``, ``
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from zoorank.confirm.request import DEFAULT_TOP_K
-from zoorank.settings import CoreSettings
+from zoorank.settings import ClientSettings, CoreSettings
 from zoorank.states import TERMINAL
 from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
 
@@ -45,6 +44,11 @@ app.add_typer(cache_app, name="cache")
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _refused(exc: Any) -> str:
+    """A pydantic ``ValidationError`` of the settings as one line: each message names its variable."""
+    return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
 
 
 def split_option(value: str | None) -> list[str] | None:
@@ -579,21 +583,29 @@ def explain(
 jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a running server (--server URL).")
 app.add_typer(jobs_app, name="jobs")
 TERMINAL_STATUSES = tuple(TERMINAL)
-SERVER_HELP = "Base URL of a running zoorank API (ZOORANK_SERVER)."
+SERVER_HELP = "Base URL of a running zoorank API [default: ZOORANK_SERVER, else http://127.0.0.1:8000]."
 
 
 UNREACHABLE_EXIT = 3  # the server could not be reached (2: the request was refused, 1: it failed)
 
 
-def _http(server: str) -> Any:
-    """An HTTP client for ``server``, with ``ZOORANK_API_KEY`` as the bearer key when set. A
-    server that cannot be reached ends the command with one line and exit code 3."""
+def _http(given: str | None) -> Any:
+    """An HTTP client for ``--server`` or ``ZOORANK_SERVER``, with ``ZOORANK_API_KEY`` as the
+    bearer key when set (:class:`zoorank.settings.ClientSettings`). A server that cannot be
+    reached ends the command with one line and exit code 3."""
     import httpx
+    from pydantic import ValidationError
 
-    if not server.startswith(("http://", "https://")):
-        _fail(f"--server must be a URL starting with http:// or https://, got {server!r}")
+    try:
+        settings = ClientSettings.load(given)
+    except ValidationError as exc:
+        _fail(_refused(exc))
+        raise  # unreachable: _fail exits
+    server = settings.server
 
     class Client(httpx.Client):
+        base = server  # for links to the server's pages
+
         def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
             try:
                 return super().request(*args, **kwargs)
@@ -605,9 +617,9 @@ def _http(server: str) -> Any:
                 )
                 raise  # unreachable: _fail exits
 
-    key = os.environ.get("ZOORANK_API_KEY", "")
+    key = settings.api_key.get_secret_value()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return Client(base_url=server.rstrip("/"), headers=headers, timeout=60)
+    return Client(base_url=server, headers=headers, timeout=60)
 
 
 def _answer(response: Any, expected: int | tuple[int, ...] = 200) -> Any:
@@ -686,7 +698,7 @@ def _print_job(job: dict[str, Any]) -> None:
 @app.command()
 def submit(
     dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
-    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    server: str | None = typer.Option(None, help=SERVER_HELP),
     models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
     scores: str | None = typer.Option(
         None, help="Comma-separated scores (default: the default ranking's own scores)."
@@ -717,7 +729,7 @@ def submit(
         job = _answer(client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None}), 202)
         if not wait:
             _print_json(job) if as_json else typer.echo(
-                f"job {job['id']} {job['status']}: {server}/jobs/{job['id']}"
+                f"job {job['id']} {job['status']}: {client.base}/jobs/{job['id']}"
             )
             return
         bar = tqdm(total=0, unit="img", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
@@ -742,7 +754,7 @@ def submit(
 
 @jobs_app.command("list")
 def jobs_list(
-    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    server: str | None = typer.Option(None, help=SERVER_HELP),
     status: str | None = typer.Option(None, help="Only jobs with this status."),
     limit: int = typer.Option(20),
     as_json: bool = typer.Option(False, "--json"),
@@ -770,7 +782,7 @@ def jobs_list(
 @jobs_app.command("show")
 def jobs_show(
     job_id: str = typer.Argument(...),
-    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    server: str | None = typer.Option(None, help=SERVER_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One job: progress, or its ranking once it has one."""
@@ -782,7 +794,7 @@ def jobs_show(
 @jobs_app.command("cancel")
 def jobs_cancel(
     job_id: str = typer.Argument(...),
-    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    server: str | None = typer.Option(None, help=SERVER_HELP),
 ) -> None:
     """Cancel a job that has not ended; it stays listed (``jobs delete`` removes it)."""
     with _http(server) as client:
@@ -793,7 +805,7 @@ def jobs_cancel(
 @jobs_app.command("delete")
 def jobs_delete(
     job_id: str = typer.Argument(...),
-    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    server: str | None = typer.Option(None, help=SERVER_HELP),
 ) -> None:
     """Delete a job with its results, confirmations and their files (a job that has not ended is
     cancelled first)."""
@@ -807,7 +819,7 @@ def jobs_delete(
 @app.command("confirm")
 def confirm_command(
     job_id: str = typer.Argument(..., help="A finished ranking job on the server."),
-    server: str = typer.Option("http://127.0.0.1:8000", envvar="ZOORANK_SERVER", help=SERVER_HELP),
+    server: str | None = typer.Option(None, help=SERVER_HELP),
     top_k: int | None = typer.Option(None, help=TOP_K_HELP),
     budget: float | None = typer.Option(None, help=BUDGET_HELP),
     budget_unit: str | None = typer.Option(None, help=BUDGET_UNIT_HELP),
@@ -860,7 +872,7 @@ def confirm_command(
         typer.echo(
             f"confirmation {confirmation['id']} {confirmation['status']}: {confirmation['progress']['text']}"
             + (f" ({confirmation['error']})" if confirmation.get("error") else "")
-            + f"; {server.rstrip('/')}/jobs/{job_id}"
+            + f"; {client.base}/jobs/{job_id}"
         )
     if confirmation["status"] in ("failed", "cancelled") and not cancel:
         raise typer.Exit(1)
@@ -994,7 +1006,14 @@ def load_commands() -> typer.Typer:
 @app.callback()
 def _entry(ctx: typer.Context) -> None:
     # The network policy is set here, at the entry point, before any command imports timm.
-    CoreSettings().apply_network_policy()
+    from pydantic import ValidationError
+
+    try:
+        settings = CoreSettings()
+    except ValidationError as exc:
+        _fail(_refused(exc))
+        return
+    settings.apply_network_policy()
 
 
 def main() -> None:

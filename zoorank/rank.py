@@ -36,6 +36,7 @@ from zoorank.features.extract import FeatureSet, extract_features, prelogits_and
 from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
 from zoorank.policy import DEFAULT_RANKING, RankingPolicy, job_policy
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score
+from zoorank.settings import check_device, default_device
 from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, budgeted, rank_uncertainty
 from zoorank.zoo import ModelSpec, create_model, get_model_spec, weights_digest
 from zoorank.zoo.specs import default_models
@@ -94,8 +95,9 @@ class RankOptions:
             )
         if not 0 <= self.bootstrap_resamples <= 1000:
             raise InvalidInputError("bootstrap_resamples must be between 0 and 1000", field="options")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise InvalidInputError("device must be auto, cpu or cuda", field="options")
+        check_device(self.device, source="options.device", field="options")
+        if self.device == "auto":
+            default_device()  # ZOORANK_DEVICE decides: a bad value is refused before any work
         for name, params in self.score_params.items():
             tap_input_size(get_score(name).resolve_params(params), self.input_size)
 

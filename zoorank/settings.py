@@ -8,12 +8,36 @@ and a worker in production read the same variables with the same defaults (docs/
 from __future__ import annotations
 
 import os
+import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from zoorank.errors import InvalidInputError
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
+
+
+def check_device(value: object, *, source: str, field: str = "device") -> Device:
+    """``value`` if it names a device (auto, cpu or cuda); else an error naming ``source``."""
+    if value not in DEVICES:
+        raise InvalidInputError(f"{source} must be auto, cpu or cuda, got {value!r}", field=field)
+    return typing.cast(Device, value)
+
+
+def default_device() -> Device:
+    """The device for work that asks for ``auto``: ``ZOORANK_DEVICE`` (unset: ``auto``, a GPU
+    when one is visible). One rule for the library (:func:`zoorank.features.extract.resolve_device`,
+    so ``zoorank rank``, ``explain`` and ``validate``) and the service (``CoreSettings.device``).
+
+    Raises:
+        InvalidInputError: ``ZOORANK_DEVICE`` is not auto, cpu or cuda.
+    """
+    return check_device(os.environ.get("ZOORANK_DEVICE", "auto"), source="ZOORANK_DEVICE")
 
 
 def split_list(value: object) -> object:
@@ -37,7 +61,7 @@ class CoreSettings(BaseSettings):
     # Folders that ``folder:``/``npz:`` references and weight files may come from; empty:
     # VAR_DIR/data. The CLI's ``--data-root`` adds folders for one command.
     data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"  # ZOORANK_DEVICE, by the rule of default_device()
     # Offline: timm and the Hugging Face hub read only their local cache (on in tests, CI and
     # the demo; off by default so the documented ``timm``/``timm:HUB_ID`` sources download).
     offline: bool = False
@@ -46,6 +70,11 @@ class CoreSettings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return split_list(value)
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value: object) -> Device:
+        return check_device(value, source="ZOORANK_DEVICE")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> CoreSettings:
@@ -71,6 +100,29 @@ class CoreSettings(BaseSettings):
 @lru_cache
 def get_core_settings() -> CoreSettings:
     return CoreSettings()
+
+
+class ClientSettings(BaseSettings):
+    """What the CLI's client of a running server reads (``zoorank jobs``, ``submit``, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="ZOORANK_", extra="ignore")
+
+    server: str = "http://127.0.0.1:8000"  # ZOORANK_SERVER; --server overrides it
+    api_key: SecretStr = SecretStr("")  # ZOORANK_API_KEY: sent as the bearer key when set
+
+    @field_validator("server")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"--server / ZOORANK_SERVER must be a URL starting with http:// or https://, got {value!r}"
+            )
+        return value.rstrip("/")
+
+    @classmethod
+    def load(cls, server: str | None = None) -> ClientSettings:
+        """The environment's settings, ``server`` (``--server``) over ``ZOORANK_SERVER``."""
+        return cls(**({"server": server} if server else {}))
 
 
 def enter_offline_by_default() -> CoreSettings:

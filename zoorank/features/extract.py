@@ -19,6 +19,7 @@ from torch import nn
 from zoorank.errors import InvalidInputError
 from zoorank.features.preprocess import Preprocessing
 from zoorank.features.taps import tap_points
+from zoorank.settings import default_device
 
 
 @dataclass
@@ -35,11 +36,17 @@ class FeatureSet:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    """``auto`` -> ``ZOORANK_DEVICE`` (:func:`zoorank.settings.default_device`), and when that
+    is ``auto`` too, CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        device = default_device()
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("device 'cuda' was asked for but no GPU is visible", field="device")
+        raise InvalidInputError(
+            "device 'cuda' was asked for (by the request or ZOORANK_DEVICE) but no GPU is visible",
+            field="device",
+        )
     return torch.device(device)
 
 
