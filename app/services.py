@@ -39,6 +39,7 @@ from zoorank.rank import (
     RankOptions,
     ScoreRecord,
     Stage,
+    check_weight_files,
     comparability_key,
     prepare_dataset,
     resolve_scores,
@@ -135,11 +136,9 @@ def job_models(settings: Settings, session: Any, models: Sequence[str] | None) -
     specs = crud.resolve_models(session, models or default_models())
     for spec in specs:
         check_reachable(spec, offline=settings.offline)
-    files = [spec for spec in specs if spec.weights.startswith("file:")]
-    registered = {row.name for row in crud.registered_models(session)} if files else set()
-    for spec in files:
-        if spec.name not in registered:
-            resolve_under_roots(spec.weights[5:], settings.data_roots, field="models", what="weight file")
+    if any(spec.weights.startswith("file:") for spec in specs):
+        registered = {row.name for row in crud.registered_models(session)}
+        check_weight_files(specs, settings.data_roots, trusted=registered)
     return specs
 
 

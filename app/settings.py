@@ -35,7 +35,6 @@ class Settings(CoreSettings):
     database_url: str = ""
     broker_url: str = "filesystem://localhost//"
     result_backend: str = ""
-    upload_dir: Path = Path()  # empty: VAR_DIR/uploads
     # Access (app.keys, app.access). Keys are stored hashed, here ([NAME:]sha256:<hex>) and/or
     # in API_KEYS_FILE (NAME:sha256:<hex> a line, re-read when it changes); either set: writes
     # need a key, and PROTECT_READS makes every read need one too (not /healthz, /readyz).
@@ -126,9 +125,6 @@ class Settings(CoreSettings):
     def derive(self) -> None:
         super().derive()
         self.database_url = self.database_url or f"sqlite:///{self.var_dir}/zoorank.db"
-        if self.upload_dir == Path():
-            self.upload_dir = self.var_dir / "uploads"
-        self.upload_dir = self.upload_dir.expanduser().resolve()
         if self.api_keys_file is not None:
             self.api_keys_file = self.api_keys_file.expanduser().resolve()
         self.result_backend = self.result_backend or self._default_result_backend()

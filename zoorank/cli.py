@@ -81,9 +81,13 @@ def _feature_cache(given: Path | None) -> FeatureCache:
     return FeatureCache.from_settings(CoreSettings(), root=given)
 
 
-def _data_roots(extra: list[Path]) -> list[Path]:
-    """ZOORANK_DATA_ROOTS (default VAR_DIR/data, as for the server) and any ``--data-root``."""
-    return [*CoreSettings().data_roots, *(p.expanduser().resolve() for p in extra)]
+def _paths(extra: list[Path]) -> dict[str, Any]:
+    """Where a command may read from, by the server's rules and settings: ZOORANK_DATA_ROOTS
+    (default VAR_DIR/data) plus any ``--data-root`` for datasets and weight files, and the
+    server's upload folder for ``upload:ID``."""
+    settings = CoreSettings()
+    roots = [*settings.data_roots, *(p.expanduser().resolve() for p in extra)]
+    return {"data_roots": roots, "upload_dir": settings.upload_dir}
 
 
 # -- catalogues ---------------------------------------------------------------------------
@@ -299,7 +303,7 @@ def rank(
             split_option(scores),
             options,
             cache=_feature_cache(cache_dir),
-            data_roots=_data_roots(data_root),
+            **_paths(data_root),
             on_model=on_model,
             progress=progress,
         )
@@ -311,7 +315,7 @@ def rank(
     failed = [r for r in result.results if r.error]
     answer = None
     if confirm_request is not None and len(failed) < len(result.results):
-        answer = _confirm_locally(dataset, result, confirm_request, _data_roots(data_root), quiet=as_json)
+        answer = _confirm_locally(dataset, result, confirm_request, _paths(data_root), quiet=as_json)
     if as_json:
         _print_json({**result.to_dict(), **({"confirmation": answer} if answer is not None else {})})
         if failed and len(failed) == len(result.results):
@@ -359,7 +363,7 @@ def _confirm_request(
         _fail(str(exc))
 
 
-def _confirm_locally(dataset: str, result: Any, request: Any, data_roots: list[Path], *, quiet: bool) -> Any:
+def _confirm_locally(dataset: str, result: Any, request: Any, paths: dict[str, Any], *, quiet: bool) -> Any:
     """The confirmation stage in this process, on the ranking just made (checkpoints in a
     temporary folder, removed afterwards)."""
     import tempfile
@@ -371,7 +375,7 @@ def _confirm_locally(dataset: str, result: Any, request: Any, data_roots: list[P
     from zoorank.rank import resolve_models
 
     try:
-        data = load_dataset(dataset, data_roots=data_roots)
+        data = load_dataset(dataset, **paths)
         plan = plan_confirmation(
             ranking_order(result.to_dict()["ranking"]),
             data.labels,
@@ -383,7 +387,7 @@ def _confirm_locally(dataset: str, result: Any, request: Any, data_roots: list[P
         _fail(str(exc))
     if not quiet:
         typer.secho(f"confirming: {plan.summary()}", err=True)
-    specs = {spec.name: spec for spec in resolve_models(plan.shortlist)}
+    specs = {spec.name: spec for spec in resolve_models(plan.shortlist, data_roots=paths["data_roots"])}
 
     def progress(model: str, rung: int, epoch: int, end: int) -> None:
         if not quiet:
@@ -532,9 +536,7 @@ def explain(
         score_params={EXPLAIN_SCORE: _params(param)} if param else {},
     )
     try:
-        found = explain_model(
-            dataset, model, options, cache=_feature_cache(cache_dir), data_roots=_data_roots(data_root)
-        )
+        found = explain_model(dataset, model, options, cache=_feature_cache(cache_dir), **_paths(data_root))
     except ZoorankError as exc:
         _fail(str(exc), code=1)
         return
@@ -928,7 +930,7 @@ def validate_command(
             settings=_params(setting),
             resamples=resamples,
             cache=_feature_cache(cache_dir),
-            data_roots=_data_roots(data_root),
+            **_paths(data_root),
             on_model=on_model,
         )
     except ZoorankError as exc:

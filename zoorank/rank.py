@@ -19,7 +19,7 @@ import time
 import traceback
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +29,7 @@ import numpy as np
 from zoorank import __version__
 from zoorank.data import ImageDataset, class_balanced_rows, load_dataset, stratified_subsample
 from zoorank.data.identity import DatasetIdentity
+from zoorank.data.refs import resolve_under_roots
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import Cancelled, InvalidInputError, ZoorankError
 from zoorank.features.cache import FeatureCache, feature_key
@@ -209,8 +210,9 @@ def resolve_scores(names: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def resolve_models(names: Sequence[str] | None) -> list[ModelSpec]:
-    """Requested model specs (validated), or the whole built-in zoo."""
+def resolve_models(names: Sequence[str] | None, *, data_roots: Sequence[str | Path] = ()) -> list[ModelSpec]:
+    """Requested model specs (validated), or the whole built-in zoo. ``file:`` weights must lie
+    under ``data_roots`` (:func:`check_weight_files`)."""
     if names is not None and len(names) == 0:
         raise InvalidInputError("the model list is empty; name at least one model", field="models")
     from zoorank.zoo.load import check_reachable
@@ -225,9 +227,21 @@ def prepare_dataset(
     dataset_ref: str,
     options: RankOptions,
     *,
+    check_weight_files(specs, data_roots)
     data_roots: Sequence[str | Path] = (),
     upload_dir: str | Path | None = None,
     expect: DatasetIdentity | None = None,
+def check_weight_files(
+    specs: Sequence[ModelSpec], data_roots: Sequence[str | Path], *, trusted: Collection[str] = ()
+) -> None:
+    """The rule for every path a request names, datasets and weights alike: an ad-hoc ``file:``
+    weight lies under one of ``data_roots`` (the CLI's, or the server's ZOORANK_DATA_ROOTS).
+    ``trusted`` names are exempt: models an operator registered, whose file was checked then."""
+    for spec in specs:
+        if spec.weights.startswith("file:") and spec.name not in trusted:
+            resolve_under_roots(spec.weights[5:], data_roots, field="models", what="weight file")
+
+
 ) -> PreparedData:
     """Load ``dataset_ref`` and choose the rows; refuses unusable data before any work.
     Reads no image; ``expect`` is the identity a job stored (see :func:`load_dataset`)."""
@@ -740,7 +754,7 @@ def rank(
     (``FeatureCache.from_settings``: bounded by the setting), or without bound in ``cache_dir``."""
     options = options or RankOptions()
     options.validate()
-    specs = resolve_models(models)
+    specs = resolve_models(models, data_roots=data_roots)
     score_names = resolve_scores(scores)
     start = time.perf_counter()
     prepared = prepare_dataset(dataset_ref, options, data_roots=data_roots, upload_dir=upload_dir)

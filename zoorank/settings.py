@@ -61,6 +61,9 @@ class CoreSettings(BaseSettings):
     # Folders that ``folder:``/``npz:`` references and weight files may come from; empty:
     # VAR_DIR/data. The CLI's ``--data-root`` adds folders for one command.
     data_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Where the service stores uploaded datasets (``upload:ID``); empty: VAR_DIR/uploads. Here, not
+    # in the service's settings, so ``zoorank rank upload:ID`` reads what the server stored.
+    upload_dir: Path = Path()
     device: Device = "auto"  # ZOORANK_DEVICE, by the rule of default_device()
     # Offline: timm and the Hugging Face hub read only their local cache (on in tests, CI and
     # the demo; off by default so the documented ``timm``/``timm:HUB_ID`` sources download).
@@ -89,6 +92,9 @@ class CoreSettings(BaseSettings):
             self.cache_dir = self.var_dir / "cache"
         self.cache_dir = self.cache_dir.expanduser().resolve()
         self.data_roots = [p.expanduser().resolve() for p in self.data_roots] or [self.var_dir / "data"]
+        if self.upload_dir == Path():
+            self.upload_dir = self.var_dir / "uploads"
+        self.upload_dir = self.upload_dir.expanduser().resolve()
 
     def apply_network_policy(self) -> None:
         """Call at an entry point, before timm or huggingface_hub are imported (they read the

@@ -90,6 +90,7 @@ def test_failed_model_does_not_take_the_ranking_down(tmp_path):
         ["mobilenetv2_100@random", f"resnet10t@file:{tmp_path / 'w.safetensors'}"],
         ["logme"],
         RankOptions(samples_per_class=10, input_size=32, tap_images_per_class=0),
+        data_roots=[tmp_path],  # weight files, like datasets, come from under the data roots
     )
     by_model = {r.model: r for r in result.results}
     assert by_model["mobilenetv2_100@random"].error is None

@@ -106,8 +106,8 @@ def test_validate_linear_end_to_end_is_json() -> None:
     assert set(back["scores"]["test_resnet@random"]) == {"logme", "hscore"}
 
 
-def test_validate_finetune_records_a_failing_model() -> None:
-    models = ["test_resnet@random", "test_resnet@file:/nope.pth"]
+def test_validate_finetune_records_a_failing_model(tmp_path) -> None:
+    models = ["test_resnet@random", f"test_resnet@file:{tmp_path / 'nope.pth'}"]
     result = validate(
         "builtin:digits",
         models,
@@ -118,6 +118,7 @@ def test_validate_finetune_records_a_failing_model() -> None:
         scores=[],
         settings={**TINY, "epochs": 1},
         resamples=0,
+        data_roots=[tmp_path],
     )
     ok, failed = result.ground_truth
     assert ok.error is None and ok.runs[0].epochs_run == 1

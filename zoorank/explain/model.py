@@ -26,6 +26,7 @@ def explain_model(
     cache_dir: str | Path | None = None,
     cache: FeatureCache | None = None,
     data_roots: Sequence[str | Path] = (),
+    upload_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """``{"model", "dataset", "value", "seconds", "feature_seconds", "params", "details"}``.
 
@@ -37,13 +38,12 @@ def explain_model(
             pass or of the explanation (the message says which).
     """
     from zoorank.features.cache import FeatureCache
-    from zoorank.rank import RankOptions, prepare_dataset, score_model
-    from zoorank.zoo import get_model_spec
+    from zoorank.rank import RankOptions, prepare_dataset, resolve_models, score_model
 
     options = options or RankOptions()
     options.validate()
-    spec = get_model_spec(model)
-    prepared = prepare_dataset(dataset_ref, options, data_roots=data_roots)
+    (spec,) = resolve_models([model], data_roots=data_roots)
+    prepared = prepare_dataset(dataset_ref, options, data_roots=data_roots, upload_dir=upload_dir)
     if cache is None and cache_dir is not None:
         cache = FeatureCache(cache_dir)
     result = score_model(prepared, spec, [EXPLAIN_SCORE], options, cache=cache)

@@ -267,7 +267,7 @@ def validate(
     elif not isinstance(rank_options, RankOptions):
         rank_options = RankOptions.from_dict(rank_options)
     rank_options.validate()
-    specs = resolve_models(models)
+    specs = resolve_models(models, data_roots=data_roots)
     score_names = [] if scores is not None and len(scores) == 0 else resolve_scores(scores)
 
     dataset = load_dataset(dataset_ref, data_roots=data_roots, upload_dir=upload_dir, expect=expect)
