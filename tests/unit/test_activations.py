@@ -87,3 +87,23 @@ def test_cluster_subsample_survives_shuffles_and_class_renaming() -> None:
     moved = {name: arr[perm] for name, arr in taps.items()}
     got = score(ScoreInputs(labels=(labels[perm] + 1) % 3, taps=moved), samples=20).value
     assert got == pytest.approx(base, rel=1e-12)
+
+
+def test_cluster_quality_known_answer_by_hand() -> None:
+    """Two taps whose channel means put 4 samples (classes 0, 0, 1, 1) on a line, at 0, 2, 5, 9
+    and at 0, 1, 3, 3. With a_i the mean distance to the own class and b_i to the other:
+    tap a: s = (7-2)/7, (5-2)/5, (4-4)/4, (8-4)/8, mean 127/280;
+    tap b: s = (3-1)/3, (2-1)/2, (2.5-0)/2.5, (2.5-0)/2.5, mean 19/24."""
+    labels = np.array([0, 0, 1, 1])
+    # (4, 2, 2, 2) maps whose mean over channels and pixels is the point (the offsets sum to 0)
+    offsets = np.array([[[-1.0, 1.0], [2.0, -2.0]], [[3.0, -3.0], [0.5, -0.5]]])
+
+    def maps(points: list[float]) -> np.ndarray:
+        return np.array(points)[:, None, None, None] + offsets[None]
+
+    taps = {"a": maps([0, 2, 5, 9]), "b": maps([0, 1, 3, 3])}
+    out = get_score("cluster_quality")(ScoreInputs(labels=labels, taps=taps))
+    assert out.details["per_tap"] == pytest.approx({"a": 127 / 280, "b": 19 / 24}, rel=1e-12)
+    assert out.value == pytest.approx((127 / 280 + 19 / 24) / 2, rel=1e-12)
+    last = get_score("cluster_quality")(ScoreInputs(labels=labels, taps=taps), summary="last")
+    assert last.value == pytest.approx(19 / 24, rel=1e-12)

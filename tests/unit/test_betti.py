@@ -267,3 +267,86 @@ def test_betti_slope_orders_pretrained_above_random_twins(tmp_path):
     slope = {r.model: r.scores["betti_slope"].value for r in result.results}
     for model in pretrained:
         assert slope[model] < slope[f"{model}@random"] - 0.1, slope
+
+
+# --- the variants on maps whose Betti numbers are known at every threshold --------------------
+#
+# Each image's tap is a line of isolated points (values v) between separators of a value S above
+# every v: below S the sublevel set at η is the points with v ≤ η, each its own component, so the
+# Betti sum is #{v ≤ η} (β1 = β2 = 0 on a line). The expected values below take the per-tap
+# thresholds from numpy's quantile of the pooled activations, count points, and fit by hand:
+# no topology code, and none of zoorank's.
+
+LINE_LABELS = np.array([0, 0, 0, 1, 1])  # unequal classes: the mean of class means matters
+LINE_TAPS = 6
+
+
+def line_taps(seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Taps of 5 images x 6 taps, 7 distinct point values each, every tap at its own scale and
+    offset (a·v + b, a > 0). Returns the taps, the point values ``(images, taps, 7)`` and the
+    separator value of each tap ``(taps,)``."""
+    rng = np.random.default_rng(seed)
+    raw = rng.permutation(5 * LINE_TAPS * 7).reshape(5, LINE_TAPS, 7).astype(np.float64)
+    scale = rng.uniform(0.5, 4.0, LINE_TAPS)
+    offset = rng.uniform(-50.0, 50.0, LINE_TAPS)
+    points = scale[None, :, None] * raw + offset[None, :, None]
+    separator = scale * raw.max() * 2 + offset
+    taps = {}
+    for tap in range(LINE_TAPS):
+        line = np.full((5, 1, 1, 13), separator[tap])
+        line[:, 0, 0, ::2] = points[:, tap]
+        taps[f"t{tap}"] = line
+    return taps, points, separator
+
+
+def known_omega(points: np.ndarray, eta: np.ndarray, separator: np.ndarray) -> np.ndarray:
+    """Class-balanced mean of #{v ≤ η_l} per tap (η below the separators by construction)."""
+    assert (eta < separator).all()
+    counts = (points <= eta[None, :, None]).sum(axis=2)  # (images, taps)
+    classes = [counts[c == LINE_LABELS].mean(axis=0) for c in np.unique(LINE_LABELS)]
+    return np.mean(classes, axis=0)
+
+
+def pooled_quantile(taps: dict[str, np.ndarray], q: float) -> np.ndarray:
+    return np.array([np.quantile(maps.ravel(), q) for maps in taps.values()])
+
+
+DEPTH = np.arange(LINE_TAPS) / (LINE_TAPS - 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_betti_decay_norm_known_answer(seed: int) -> None:
+    taps, points, separator = line_taps(seed)
+    omega = known_omega(points, pooled_quantile(taps, 0.3), separator)
+    out = get_score("betti_decay_norm")(ScoreInputs(labels=LINE_LABELS, taps=taps), quantile=0.3)
+    assert [tap["omega"] for tap in out.details["taps"]] == pytest.approx(omega.tolist(), abs=1e-12)
+    assert out.value == pytest.approx(closed_form_theta(omega, DEPTH), rel=1e-7, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_betti_slope_and_slope_norm_known_answer(seed: int) -> None:
+    """The least-squares slope of Ω/‖Ω‖ over depth, by numpy's polyfit: at a per-tap quantile
+    (betti_slope_norm) and at one raw threshold for every tap (betti_slope)."""
+    taps, points, separator = line_taps(seed)
+    inputs = ScoreInputs(labels=LINE_LABELS, taps=taps)
+    omega = known_omega(points, pooled_quantile(taps, 0.4), separator)
+    expected = np.polyfit(DEPTH, omega / np.linalg.norm(omega), 1)[0]
+    assert get_score("betti_slope_norm")(inputs, quantile=0.4).value == pytest.approx(expected, abs=1e-12)
+    eta = float(np.median(points))
+    omega = known_omega(points, np.full(LINE_TAPS, eta), separator)
+    expected = np.polyfit(DEPTH, omega / np.linalg.norm(omega), 1)[0]
+    assert get_score("betti_slope")(inputs, eta=eta).value == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_betti_auc_known_answer(seed: int) -> None:
+    """Ω_l = the area under the Betti-sum curve over the quantile grid, divided by its width
+    (trapezoids written out), then θ as for betti_decay_norm."""
+    taps, points, separator = line_taps(seed)
+    grid = np.linspace(0.1, 0.5, 5)
+    curve = np.stack([known_omega(points, pooled_quantile(taps, q), separator) for q in grid])  # (5, L)
+    area = sum((grid[i + 1] - grid[i]) * (curve[i] + curve[i + 1]) / 2 for i in range(grid.size - 1))
+    omega = area / (grid[-1] - grid[0])
+    out = get_score("betti_auc")(ScoreInputs(labels=LINE_LABELS, taps=taps), points=5, low=0.1, high=0.5)
+    assert [tap["omega"] for tap in out.details["taps"]] == pytest.approx(omega.tolist(), abs=1e-12)
+    assert out.value == pytest.approx(closed_form_theta(omega, DEPTH), rel=1e-7, abs=1e-12)
