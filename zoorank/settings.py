@@ -128,7 +128,7 @@ class ClientSettings(BaseSettings):
     @classmethod
     def load(cls, server: str | None = None) -> ClientSettings:
         """The environment's settings, ``server`` (``--server``) over ``ZOORANK_SERVER``."""
-        return cls(**({"server": server} if server else {}))
+        return cls(server=server) if server else cls()
 
 
 def enter_offline_by_default() -> CoreSettings:
