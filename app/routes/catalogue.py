@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from zoorank_app import deletion, services
 from zoorank_app.db import crud
 from zoorank_app.db.models import Dataset
 from zoorank_app.deps import get_session, get_settings_dep, require_writer
+from zoorank_app.export import CSV_RESPONSE, FORMAT_HELP, ExportFormat, csv_response, wants_csv
 from zoorank_app.problems import ProblemError, problem_responses
 from zoorank_app.schemas import (
     DatasetPublic,
@@ -23,7 +26,9 @@ from zoorank_app.schemas import (
 )
 from zoorank_app.settings import Settings
 
-from zoorank.data import list_builtin_datasets
+from zoorank.data import DatasetIdentity, class_sizes, list_builtin_datasets, load_dataset
+from zoorank.errors import ZoorankError
+from zoorank.export import leaderboard_table
 from zoorank.policy import DEFAULT_RANKING, describe, score_catalogue
 from zoorank.scores import get_score
 from zoorank.zoo import ModelSpec, get_model_spec, list_models
@@ -93,10 +98,32 @@ def _public(spec: ModelSpec, *, builtin: bool, description: str | None = None) -
 
 
 @router.get("/datasets", response_model=DatasetsPublic, tags=["datasets"], responses=problem_responses(503))
-def datasets(session: Session = Depends(get_session)) -> DatasetsPublic:
+def datasets(
+    session: Session = Depends(get_session),
+    settings: Annotated[Settings | None, Depends(get_settings_dep)] = None,
+) -> DatasetsPublic:
+    """Built-in datasets and uploads, with their class names and images per class (an upload's
+    only with ``settings``, where its files are)."""
     data = [DatasetPublic(**row) for row in list_builtin_datasets()]  # type: ignore[arg-type]
     data += [_dataset_public(d) for d in crud.list_uploaded(session)]
+    if settings is not None:
+        data = [_with_class_sizes(d, settings) for d in data]
     return DatasetsPublic(data=data, count=len(data))
+
+
+def _with_class_sizes(public: DatasetPublic, settings: Settings) -> DatasetPublic:
+    """An upload with its class names and images per class, from its folder's listing (no image
+    is read or hashed: the stored fingerprint stands for the content); as it was when its files
+    cannot be read."""
+    if not public.ref.startswith("upload:") or public.fingerprint is None:
+        return public
+    expect = DatasetIdentity(public.ref.removeprefix("upload:"), public.fingerprint)
+    try:
+        data = load_dataset(public.ref, upload_dir=settings.upload_dir, expect=expect)
+    except ZoorankError:
+        return public
+    sizes = class_sizes(data.labels, data.num_classes)
+    return public.model_copy(update={"class_names": list(data.class_names), "class_images": sizes})
 
 
 @router.post(
@@ -157,7 +184,7 @@ def delete_dataset(dataset_id: str, settings: Settings = Depends(get_settings_de
     "/leaderboard",
     response_model=LeaderboardPublic,
     tags=["leaderboard"],
-    responses=problem_responses(422, 503),
+    responses={**problem_responses(422, 503), **CSV_RESPONSE},
 )
 def leaderboard(
     dataset: str = Query(
@@ -166,7 +193,21 @@ def leaderboard(
     score: str | None = Query(None, description="rank by this score; omitted: the default ranking"),
     option_set: str | None = Query(None, description="key of an option set (default: the most recent)"),
     session: Session = Depends(get_session),
+    format: Annotated[ExportFormat | None, Query(description=FORMAT_HELP)] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> LeaderboardPublic | Response:
+    """Models on a dataset, best first; as CSV (``format=csv``), one row per model."""
+    public = leaderboard_of(session, dataset=dataset, score=score, option_set=option_set)
+    if wants_csv(accept, format):
+        name = f"zoorank-leaderboard-{dataset}-{score or 'default'}.csv"
+        return csv_response(leaderboard_table(public.model_dump(mode="json")), name)
+    return public
+
+
+def leaderboard_of(
+    session: Session, *, dataset: str, score: str | None, option_set: str | None
 ) -> LeaderboardPublic:
+    """The leaderboard as the API answers it (the page renders the same)."""
     board = services.leaderboard(session, dataset=dataset, score=score, option_set=option_set)
     data = [LeaderboardRow(**row) for row in board["rows"]]
     return LeaderboardPublic(
