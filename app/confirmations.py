@@ -27,6 +27,7 @@ from zoorank_app.db import crud
 from zoorank_app.db.models import Confirmation, ConfirmUnit, Job, utcnow
 from zoorank_app.db.session import DATABASE_DOWN, session_scope
 from zoorank_app.logs import log_context
+from zoorank_app.progress import eta_seconds
 from zoorank_app.settings import Settings
 
 from zoorank.confirm.plan import ConfirmPlan, plan_confirmation, plan_from_dict, ranking_order
@@ -506,7 +507,7 @@ def progress(plan: dict[str, Any], units: list[ConfirmUnit]) -> dict[str, Any]:
         "epochs_done": done,
         "epochs_planned": planned,
         "fraction": min(1.0, done / planned) if planned else 1.0,
-        "eta_seconds": None if per_epoch is None else max(0.0, (planned - done) * per_epoch),
+        "eta_seconds": eta_seconds(done, planned, per_epoch),
         "training": running,
         "text": (
             f"rung {rung} of {len(schedule)}; "

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from zoorank_app import access, docs, metrics, pages, problems
-from zoorank_app.routes import catalogue, health, jobs, validations
+from zoorank_app.routes import catalogue, compare, health, jobs, validations
 from zoorank_app.services import Dispatch
 from zoorank_app.settings import Settings, get_settings
 
@@ -103,6 +103,7 @@ def create_app(
     api.include_router(jobs.router)
     api.include_router(validations.router)
     api.include_router(catalogue.router)
+    api.include_router(compare.router)
     api.include_router(pages.router)
 
     access.install(api, settings)

@@ -15,11 +15,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from zoorank_app import charts, metrics, services
+from zoorank_app.compare import compare_jobs
 from zoorank_app.db import crud
 from zoorank_app.deps import get_session, key_allows_writes
 from zoorank_app.problems import ProblemError
+from zoorank_app.progress import duration
 from zoorank_app.routes import catalogue
-from zoorank_app.routes.catalogue import leaderboard
+from zoorank_app.routes.catalogue import leaderboard_of
+from zoorank_app.routes.compare import JOB_ID
 from zoorank_app.routes.jobs import job_public
 
 from zoorank.errors import InvalidInputError, TooLargeError, ZoorankError
@@ -46,16 +49,14 @@ def index(
     notice = None
     try:
         board = (
-            leaderboard(score=score, dataset=dataset, option_set=option_set, session=session)
-            if dataset
-            else None
+            leaderboard_of(session, score=score, dataset=dataset, option_set=option_set) if dataset else None
         )
     except InvalidInputError as exc:
         if exc.field != "option_set":
             raise
         # the form kept the previous dataset's option set when the dataset was switched
         notice = f"Option set {option_set} has no results on {dataset}; showing its latest option set."
-        board = leaderboard(score=score, dataset=dataset, option_set=None, session=session)
+        board = leaderboard_of(session, score=score, dataset=dataset, option_set=None)
     values = [row.value for row in board.data if row.value is not None] if board else []
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     truth_figure = _truth_figure(board, score) if board else None
@@ -173,8 +174,27 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
             "figures": job_figures(public.results),
             "truth": _job_truth_figure(session, public),
             "confirm": confirmation_view(public),
+            "others": comparable_jobs(session, public) if public.kind == "ranking" else [],
         },
     )
+
+
+def comparable_jobs(session: Session, job: Any, limit: int = 30) -> list[Any]:
+    """Recent ranking jobs to compare ``job`` with: those on its dataset first."""
+    recent, _ = crud.list_jobs(session, offset=0, limit=100)
+    others = [j for j in recent if j.kind == "ranking" and j.id != job.id]
+    return sorted(others, key=lambda j: j.dataset != job.dataset)[:limit]
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    a: str = Query(..., pattern=JOB_ID, description="a ranking job"),
+    b: str = Query(..., pattern=JOB_ID, description="the other ranking job"),
+    session: Session = Depends(get_session),
+) -> HTMLResponse:
+    """Two ranking jobs side by side (the same comparison as ``GET /v1/compare``)."""
+    return templates.TemplateResponse(request, "compare.html", {"c": compare_jobs(session, a, b)})
 
 
 def confirmation_view(job: Any) -> dict[str, Any]:
@@ -228,17 +248,6 @@ def learning_curves(confirmation: dict[str, Any]) -> str:
         x_ticks=charts.integer_ticks(0.0, float(last)),
         marks=[(float(end), f"rung {i} ends") for i, end in enumerate(schedule, start=1)],
     )
-
-
-def duration(seconds: float | None) -> str:
-    """A duration in words for an ETA: "about 40 s", "about 3 min", "about 1.5 h"."""
-    if seconds is None or not math.isfinite(seconds):
-        return "unknown"
-    if seconds < 90:
-        return f"about {max(1, round(seconds))} s"
-    if seconds < 5400:
-        return f"about {round(seconds / 60)} min"
-    return f"about {seconds / 3600:.1f} h"
 
 
 def percent(value: float | None) -> str:
@@ -463,7 +472,7 @@ def _datasets_page(
 ) -> HTMLResponse:
     rows = [
         d.model_dump() | {"thumbnails": thumbnails(request.app.state.settings, d.ref)}
-        for d in catalogue.datasets(session).data
+        for d in catalogue.datasets(session, request.app.state.settings).data
     ]
     return templates.TemplateResponse(
         request,

@@ -83,13 +83,32 @@ class ValidationCreate(BaseModel):
 class ModelProgress(BaseModel):
     model: str
     status: str
-    images_done: int
-    images_total: int
+    images_done: int = Field(description="images through the network; for a validation job, steps done")
+    images_total: int = Field(
+        description="images to pass; for a validation job, its steps (scoring when scores were asked"
+        " for, then training)"
+    )
     attempts: int
     error: str | None
     feature_seconds: float | None
     images_per_second: float | None
     from_cache: bool | None
+
+
+class JobProgressSummary(BaseModel):
+    """The whole job's progress (``zoorank_app.progress.job_progress``)."""
+
+    done: int = Field(description="units finished (whatever their outcome)")
+    total: int
+    unit: Literal["models", "steps"] = Field(
+        description="models for a ranking; steps for a validation (each model scored, then trained)"
+    )
+    fraction: float = Field(ge=0, le=1)
+    elapsed_seconds: float | None = Field(description="since the job started; null while queued")
+    eta_seconds: float | None = Field(
+        description="units left times the elapsed time per finished unit; null until one has finished"
+    )
+    text: str = Field(examples=["3 of 8 models done; about 2 min left"])
 
 
 class ScoreValue(BaseModel):
@@ -118,6 +137,9 @@ class JobPublic(BaseModel):
     finished_at: UtcDatetime | None
     error: str | None
     progress: list[ModelProgress] = []
+    overall: JobProgressSummary | None = Field(
+        default=None, description="the whole job's progress and ETA (null in the job list)"
+    )
     results: list[ScoreValue] = []
     ranking: dict[str, Any] | None = None
     sample_ids: list[int] | None = None
@@ -167,6 +189,10 @@ class DatasetPublic(BaseModel):
     images: int | None = None
     available: bool = True
     fingerprint: str | None = None
+    class_names: list[str] | None = Field(default=None, description="in label order")
+    class_images: list[int] | None = Field(
+        default=None, description="images per class, in the order of class_names (null: not readable here)"
+    )
 
 
 class DatasetsPublic(BaseModel):
@@ -237,3 +263,45 @@ class LeaderboardPublic(BaseModel):
         " (confirmation, job_id, pick, val_accuracy, val_interval, runner_up, verdict,"
         " agrees_with_ranking, finished_at)",
     )
+
+
+class ComparedJob(BaseModel):
+    id: str
+    status: str
+    dataset: str
+    created_at: UtcDatetime
+    ranked_by: str | None = Field(description="the ranking's policy; null while the job has no ranking")
+
+
+class OptionDifference(BaseModel):
+    option: str = Field(examples=["samples_per_class"])
+    a: Any
+    b: Any
+
+
+class ScorePair(BaseModel):
+    a: float | None = Field(description="the score's raw value in job a (null: not computed or failed)")
+    b: float | None
+
+
+class ComparedModel(BaseModel):
+    model: str
+    rank_a: int | None = Field(description="1 = best; null: not ranked in job a (absent or no ranking yet)")
+    rank_b: int | None
+    aggregate_a: float | None = Field(description="the ranking's combined value, higher is better")
+    aggregate_b: float | None
+    status_a: str | None = Field(description="the model's status in job a; null: not in job a")
+    status_b: str | None
+    rank_change: int | None = Field(description="rank_a - rank_b: positive when b ranks it higher")
+    scores: dict[str, ScorePair]
+
+
+class ComparisonPublic(BaseModel):
+    a: ComparedJob
+    b: ComparedJob
+    comparable: bool = Field(
+        description="same dataset content, sample rows and value-changing options: the values compare"
+    )
+    differences: list[OptionDifference] = Field(description="what the two jobs were asked, where it differs")
+    scores: list[str] = Field(description="every score of either job")
+    models: list[ComparedModel] = Field(description="every model of either job, by rank in a, then in b")

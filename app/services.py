@@ -588,7 +588,7 @@ def submit_validation(
             models=list(dict.fromkeys(s.name for s in specs)),  # a model named twice runs once
             scores=score_names,
             options=options,
-            images_per_model=0,
+            images_per_model=len(validation_steps(score_names)),
             kind="validation",
         )
     task_ids = dispatch(job.id)
@@ -605,8 +605,16 @@ def stored_identity(job: Any) -> DatasetIdentity | None:
     return DatasetIdentity(job.dataset_version or "", job.dataset_fingerprint)
 
 
+def validation_steps(scores: Sequence[str]) -> tuple[str, ...]:
+    """What a validation does with each model, in order: a model row's ``images_total`` counts
+    them, ``images_done`` those done."""
+    return ("score", "train") if scores else ("train",)
+
+
 def run_validation(settings: Settings, job_id: str) -> str:
-    """Train every model of a validation job, store ground truth and the score agreement."""
+    """Train every model of a validation job, store ground truth and the score agreement. Each
+    model's row follows its steps: running while scored, queued (1 step done) until its turn to
+    train, running while trained, then finished with its outcome (not when the whole job ends)."""
     from zoorank.validate import validate
 
     with session_scope(settings.database_url) as session:
@@ -620,9 +628,25 @@ def run_validation(settings: Settings, job_id: str) -> str:
         if train_settings.get("device", "auto") == "auto":
             train_settings["device"] = settings.device  # ZOORANK_DEVICE, as for ranking jobs
 
+    steps = validation_steps(scores)
+    last: dict[str, str] = {}
+
     def on_model(stage: str, model: str, index: int, total: int) -> None:
         with session_scope(settings.database_url) as session:
-            crud.set_model_status(session, job_id, model, "running")
+            if last.get("stage") == "score" and last["model"] != model:  # scored; waits to train
+                crud.set_model_status(session, job_id, last["model"], "queued", images_done=1)
+            crud.set_model_status(session, job_id, model, "running", images_done=steps.index(stage))
+        last.update(stage=stage, model=model)
+
+    def on_truth(truth: Any) -> None:
+        with session_scope(settings.database_url) as session:
+            crud.finish_model(
+                session,
+                job_id,
+                truth.model,
+                status="succeeded" if truth.error is None else "failed",
+                error=truth.error,
+            )
 
     try:
         result = validate(
@@ -639,6 +663,7 @@ def run_validation(settings: Settings, job_id: str) -> str:
             upload_dir=settings.upload_dir,
             expect=expect,
             on_model=on_model,
+            on_truth=on_truth,
         )
     except Exception as exc:
         log.exception("validation job %s failed", job_id)

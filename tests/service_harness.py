@@ -327,9 +327,10 @@ def kill_whole_worker(pid: int) -> None:
 
 
 def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool = True) -> Any:
-    """A TestClient of the API with inline workers: ``run_jobs`` runs a ranking's models inside
-    the request (else jobs stay queued); ``run_units`` trains each confirmation unit inside the
-    call that queues it (else the units stay queued, as with no worker listening)."""
+    """A TestClient of the API with inline workers: ``run_jobs`` runs a ranking's models (and a
+    validation) inside the request (else jobs stay queued); ``run_units`` trains each
+    confirmation unit inside the call that queues it (else the units stay queued, as with no
+    worker listening)."""
     from fastapi.testclient import TestClient
     from zoorank_app import confirmations, services
     from zoorank_app.main import create_app
@@ -345,7 +346,20 @@ def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool 
         if run_units:
             confirmations.run_unit(settings, confirmation_id, model, rung, send)
 
-    return TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None, send_confirm=send))
+    def validate(job_id: str) -> list[str]:
+        if run_jobs:
+            services.run_validation(settings, job_id)
+        return []
+
+    return TestClient(
+        create_app(
+            settings,
+            dispatch=dispatch,
+            revoke=lambda ids: None,
+            send_confirm=send,
+            dispatch_validation=validate,
+        )
+    )
 
 
 def descendants(pid: int) -> set[int]:

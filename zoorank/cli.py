@@ -251,6 +251,9 @@ def rank(
         None, help="Resamples behind P(top-1) and rank intervals (0 = none; default: the job default)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the whole ranking as JSON."),
+    as_csv: bool = typer.Option(
+        False, "--csv", help="Print the ranking and scores as CSV (zoorank.export lists the columns)."
+    ),
     confirm: bool = typer.Option(
         False, "--confirm", help="Then confirm the shortlist by successive halving over fine-tuning epochs."
     ),
@@ -282,6 +285,8 @@ def rank(
     )
     if bootstrap_resamples is not None:
         options.bootstrap_resamples = bootstrap_resamples
+    if as_csv and (as_json or confirm):
+        _fail("--csv prints the ranking alone: leave out --json and --confirm")
     confirm_request = None
     if confirm:
         confirm_request = _confirm_request(top_k, budget, budget_unit, loss, confirm_setting)
@@ -316,6 +321,13 @@ def rank(
     answer = None
     if confirm_request is not None and len(failed) < len(result.results):
         answer = _confirm_locally(dataset, result, confirm_request, _paths(data_root), quiet=as_json)
+    if as_csv:
+        from zoorank.export import rank_result_table, to_csv
+
+        typer.echo(to_csv(rank_result_table(result.to_dict())), nl=False)
+        if failed and len(failed) == len(result.results):
+            raise typer.Exit(1)
+        return
     if as_json:
         _print_json({**result.to_dict(), **({"confirmation": answer} if answer is not None else {})})
         if failed and len(failed) == len(result.results):
@@ -586,6 +598,7 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a running server (--s
 app.add_typer(jobs_app, name="jobs")
 TERMINAL_STATUSES = tuple(TERMINAL)
 SERVER_HELP = "Base URL of a running zoorank API [default: ZOORANK_SERVER, else http://127.0.0.1:8000]."
+CSV_HELP = "Print the table as CSV (zoorank.export lists the columns)."
 
 
 UNREACHABLE_EXIT = 3  # the server could not be reached (2: the request was refused, 1: it failed)
@@ -786,11 +799,58 @@ def jobs_show(
     job_id: str = typer.Argument(...),
     server: str | None = typer.Option(None, help=SERVER_HELP),
     as_json: bool = typer.Option(False, "--json"),
+    as_csv: bool = typer.Option(False, "--csv", help=CSV_HELP),
 ) -> None:
     """One job: progress, or its ranking once it has one."""
     with _http(server) as client:
+        if as_csv:
+            _print_csv(client.get(f"/v1/jobs/{job_id}", params={"format": "csv"}))
+            return
         job = _answer(client.get(f"/v1/jobs/{job_id}"))
     _print_json(job) if as_json else _print_job(job)
+
+
+def _print_csv(response: Any) -> None:
+    """A CSV answer of the server, as it came; an error answer as :func:`_answer` prints it."""
+    if response.status_code != 200:
+        _answer(response)
+    typer.echo(response.text, nl=False)
+
+
+@app.command("leaderboard")
+def leaderboard_command(
+    dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
+    score: str | None = typer.Option(None, help="Rank by this score (default: the default ranking)."),
+    option_set: str | None = typer.Option(None, help="An option set's key (default: the most recent)."),
+    server: str | None = typer.Option(None, help=SERVER_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+    as_csv: bool = typer.Option(False, "--csv", help=CSV_HELP),
+) -> None:
+    """A server's leaderboard on one dataset: every model ranked, by the default ranking or one score."""
+    params = {"dataset": dataset, "score": score, "option_set": option_set}
+    params = {k: v for k, v in params.items() if v is not None}
+    with _http(server) as client:
+        if as_csv:
+            _print_csv(client.get("/v1/leaderboard", params={**params, "format": "csv"}))
+            return
+        board = _answer(client.get("/v1/leaderboard", params=params))
+    if as_json:
+        _print_json(board)
+        return
+    rows = [
+        {
+            **row,
+            "90% rank": "{}-{}".format(*row["rank_interval"]) if row["rank_interval"] else None,
+            "job": row["job_id"][:8],
+        }
+        for row in board["data"]
+    ]
+    ranked_by = score or (board.get("policy") or {}).get("name") or "the default ranking"
+    _table(
+        ["rank", "model", "value", "p_top1", "90% rank", "ground_truth", "failed", "job"],
+        rows,
+        title=f"{dataset}: {board['count']} models ranked by {ranked_by}",
+    )
 
 
 @jobs_app.command("cancel")

@@ -271,9 +271,17 @@ def start_job(session: Session, job_id: str) -> None:
     )
 
 
-def set_model_status(session: Session, job_id: str, model: str, status: str) -> None:
+def set_model_status(
+    session: Session, job_id: str, model: str, status: str, *, images_done: int | None = None
+) -> None:
+    """Set a model's status (and ``images_done``: a validation counts its steps there)."""
+    values: dict[str, Any] = {"status": status}
+    if images_done is not None:
+        values["images_done"] = images_done
+    if status == "running":
+        values["started_at"] = func.coalesce(JobModel.started_at, utcnow())
     session.execute(
-        update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(status=status)
+        update(JobModel).where(JobModel.job_id == job_id, JobModel.model == model).values(**values)
     )
 
 

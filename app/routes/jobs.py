@@ -9,13 +9,24 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from zoorank_app import confirmations, deletion, metrics, services
 from zoorank_app.db import crud
-from zoorank_app.db.models import Confirmation, Job
+from zoorank_app.db.models import Confirmation, Job, utcnow
 from zoorank_app.db.session import session_scope
 from zoorank_app.deps import get_session, get_settings_dep, require_writer
+from zoorank_app.export import CSV_RESPONSE, FORMAT_HELP, ExportFormat, csv_response, wants_csv
 from zoorank_app.problems import ProblemError, problem_responses
-from zoorank_app.schemas import ConfirmCreate, JobCreate, JobPublic, JobsPublic, ModelProgress, ScoreValue
+from zoorank_app.progress import job_progress
+from zoorank_app.schemas import (
+    ConfirmCreate,
+    JobCreate,
+    JobProgressSummary,
+    JobPublic,
+    JobsPublic,
+    ModelProgress,
+    ScoreValue,
+)
 from zoorank_app.settings import Settings
 
+from zoorank.export import job_table
 from zoorank.states import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(422, 503))
@@ -24,9 +35,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses
 def job_public(session: Session, job: Job, *, full: bool = True) -> JobPublic:
     public = JobPublic.model_validate(job, from_attributes=True)
     if full:
-        public.progress = [
-            ModelProgress.model_validate(m, from_attributes=True) for m in crud.job_models(session, job.id)
-        ]
+        models = crud.job_models(session, job.id)
+        public.progress = [ModelProgress.model_validate(m, from_attributes=True) for m in models]
+        public.overall = overall(job, models)
         public.results = [
             ScoreValue.model_validate(r, from_attributes=True) for r in crud.job_results(session, job.id)
         ]
@@ -35,6 +46,13 @@ def job_public(session: Session, job: Job, *, full: bool = True) -> JobPublic:
     else:
         public.sample_ids = None
     return public
+
+
+def overall(job: Job, models: list[Any]) -> JobProgressSummary:
+    started = crud.as_utc(job.started_at) if job.started_at is not None else None
+    return JobProgressSummary.model_validate(
+        job_progress(kind=job.kind, status=job.status, started_at=started, models=models, now=utcnow())
+    )
 
 
 def get_job_or_404(session: Session, job_id: str) -> Job:
@@ -79,6 +97,7 @@ def accepted(created: services.Created, location: str) -> JSONResponse:
     from the rows just written, not read back) and its ``Location``."""
     public = JobPublic.model_validate(created.job, from_attributes=True)
     public.progress = [ModelProgress.model_validate(m, from_attributes=True) for m in created.models]
+    public.overall = overall(created.job, created.models)
     return JSONResponse(public.model_dump(mode="json"), status_code=202, headers={"Location": location})
 
 
@@ -100,14 +119,19 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
-def get_job(job_id: str, request: Request) -> Response:
+@router.get("/{job_id}", response_model=JobPublic, responses={**problem_responses(404), **CSV_RESPONSE})
+def get_job(
+    job_id: str, request: Request, format: ExportFormat | None = Query(None, description=FORMAT_HELP)
+) -> Response:
     """The request clients repeat while a job runs: its session is opened here, not by the
     dependencies (each sync dependency is another hop through the thread pool), and the body
-    is serialised once (a returned model would be validated again against ``response_model``)."""
+    is serialised once (a returned model would be validated again against ``response_model``).
+    As CSV: the job's ranking and scores, one row per model (or a validation's ground truth)."""
     settings: Settings = request.app.state.settings
     with session_scope(settings.database_url) as session:
         public = job_public(session, get_job_or_404(session, job_id))
+    if wants_csv(request.headers.get("accept"), format):
+        return csv_response(job_table(public.model_dump(mode="json")), f"zoorank-job-{public.id[:8]}.csv")
     return Response(public.model_dump_json(), media_type="application/json")
 
 

@@ -27,13 +27,18 @@
     }
     status.textContent = job.status;
     status.className = "status-" + job.status;
+    if (job.overall && document.getElementById("overall")) {
+      document.getElementById("overall-bar").value = job.overall.fraction;
+      document.getElementById("overall-text").textContent = job.overall.text;
+    }
     for (const p of job.progress) {
       const row = document.querySelector('#progress tr[data-model="' + CSS.escape(p.model) + '"]');
       if (!row) continue;
       cell(row, "status").textContent = p.status;
       cell(row, "status").className = "status-" + p.status;
       cell(row, "images").textContent = p.images_done + "/" + p.images_total;
-      cell(row, "rate").textContent = p.images_per_second ? Math.round(p.images_per_second) : "";
+      const rate = cell(row, "rate"); // a validation's rows have none
+      if (rate) rate.textContent = p.images_per_second ? Math.round(p.images_per_second) : "";
       cell(row, "error").textContent = p.error || "";
     }
     if (terminal.has(job.status)) {

@@ -35,7 +35,14 @@ from zoorank.data.identity import (
 from zoorank.data.refs import DatasetRef, parse_dataset_ref, resolve_under_roots
 from zoorank.errors import InvalidInputError, UnknownNameError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageDataset", "encode_png", "list_builtin_datasets", "load_dataset"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageDataset",
+    "class_sizes",
+    "encode_png",
+    "list_builtin_datasets",
+    "load_dataset",
+]
 CANONICAL_SIZE = 224  # folder images are resized to this square on load
 MAX_IMAGE_PIXELS = 50_000_000  # per image (width x height), the documented limit; checked in _load_image
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
@@ -162,16 +169,28 @@ def _builtin_index(name: str) -> DatasetIndex:
 
 
 def list_builtin_datasets() -> list[dict[str, object]]:
-    """Catalogue of builtin datasets with whether each is installed here."""
-    return [
-        {
+    """Catalogue of builtin datasets: whether each is installed here, its class names and, when
+    installed, its images in all and per class."""
+    rows: list[dict[str, object]] = []
+    for name, (_, names, description) in _BUILTINS.items():
+        available = name != "fashion-mnist" or _find_fashion_mnist() is not None
+        row: dict[str, object] = {
             "ref": f"builtin:{name}",
             "description": description,
             "classes": len(names),
-            "available": name != "fashion-mnist" or _find_fashion_mnist() is not None,
+            "available": available,
+            "class_names": list(names),
         }
-        for name, (_, names, description) in _BUILTINS.items()
-    ]
+        if available:
+            sizes = class_sizes(_builtin_index(name).labels, len(names))
+            row |= {"images": sum(sizes), "class_images": sizes}
+        rows.append(row)
+    return rows
+
+
+def class_sizes(labels: np.ndarray, classes: int) -> list[int]:
+    """Images per class, in label order (a class with none counts 0)."""
+    return [int(n) for n in np.bincount(labels, minlength=classes)]
 
 
 def _load_image(path: Path) -> np.ndarray:

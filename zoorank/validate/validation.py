@@ -214,6 +214,7 @@ def validate(
     upload_dir: str | Path | None = None,
     expect: DatasetIdentity | None = None,
     on_model: Callable[[str, str, int, int], None] | None = None,
+    on_truth: Callable[[GroundTruth], None] | None = None,
 ) -> ValidationResult:
     """Ground truth for every model on ``dataset_ref`` and each score's agreement with it.
 
@@ -247,6 +248,8 @@ def validate(
             that changed since is refused instead of validated.
         on_model: progress callback ``(stage, model, index, total)`` with stage ``score`` or
             ``train``.
+        on_truth: called with each model's :class:`GroundTruth` as soon as it is trained (or
+            failed).
 
     Returns:
         A :class:`ValidationResult`; ``.to_dict()`` is JSON-serialisable.
@@ -345,12 +348,16 @@ def validate(
                     error=f"{type(exc).__name__}: {exc}",
                 )
             )
-            continue
-        accs = np.asarray([r.accuracy for r in runs])
-        truth.append(
-            GroundTruth(spec.name, float(accs.mean()), float(accs.std()), runs, time.perf_counter() - began)
-        )
-        log.info("%s: accuracy %.4f ± %.4f", spec.name, accs.mean(), accs.std())
+        else:
+            accs = np.asarray([r.accuracy for r in runs])
+            truth.append(
+                GroundTruth(
+                    spec.name, float(accs.mean()), float(accs.std()), runs, time.perf_counter() - began
+                )
+            )
+            log.info("%s: accuracy %.4f ± %.4f", spec.name, accs.mean(), accs.std())
+        if on_truth is not None:
+            on_truth(truth[-1])
 
     accuracy = {g.model: g.accuracy for g in truth if g.accuracy is not None}
     per_seed = {
