@@ -3,7 +3,7 @@ epochs of fine-tuning on a ranking's top-k, simulated on the held-out benchmark'
 learning curves, judged by regret (Renggli et al., "Which model to transfer?", CVPR 2022,
 arXiv 2010.06402) against the compute it spends.
 
-Why the simulation is exact: every cached run (``benchmarks/results/heldout/train``) trained its
+Why the simulation is exact: every cached run (``benchmarks/results/heldout/train.jsonl.gz``) trained its
 full schedule (cosine over E epochs, every epoch run) and recorded the validation accuracy after
 each epoch. A rung of successive halving (Jamieson & Talwalkar, AISTATS 2016; the inner loop of
 Hyperband, Li et al., JMLR 2018) continues that same schedule to a later epoch, so what a model

@@ -47,7 +47,7 @@ Values = Mapping[str, Mapping[str, float | None]]  # model -> score -> value
 # in the pool, are equal. Why 1e-6: float64 rounding of a score's arithmetic is ~1e-16
 # relative per operation and ~1e-12 after sums over 10^4 terms; scores computed from float32
 # features carry ~1e-7. A score's own sampling noise is far above it: over the held-out
-# benchmark's half-sample resamples (benchmarks/results/heldout/calib, 100 per unit), the
+# benchmark's half-sample resamples (benchmarks/results/heldout/calib.jsonl.gz, 100 per unit), the
 # median relative standard deviation is 7e-4 for leep, 5e-3 for transrate, 1e-2 for nce, 8e-2
 # for knn. What falls below 1e-6 is fixed by construction (hscore: 5e-16, a constant; the
 # ImageNet prior; NCE of a model that is always sure) or a near-uniform predictor's LEEP

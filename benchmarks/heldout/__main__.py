@@ -1,8 +1,10 @@
 """``python -m benchmarks.heldout run|analyse`` -- the held-out ranking benchmark.
 
 ``run [--workers N] [--kinds scores,train,extra,trees,calib]`` builds the targets and the 25-model pool,
-then works through every unit not yet cached (results under ``benchmarks/results/heldout/``,
-features and model files under ``benchmarks/cache/heldout/``). Interrupt and rerun at will.
+then works through every unit not yet cached (one compact file per kind,
+``benchmarks/results/heldout/KIND.jsonl.gz``, committed: see :mod:`benchmarks.unitcache`;
+features, model files and the units' bulk fields under the gitignored ``benchmarks/cache/heldout/``).
+Interrupt and rerun at will.
 
 ``analyse`` chooses the default ranking on (held-out target x held-out population) folds from
 what is cached and writes ``benchmarks/results/heldout.{json,md}``; ``policy --name N --version

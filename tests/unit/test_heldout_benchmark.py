@@ -4,13 +4,16 @@ a unit is not redone once its key matches."""
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from zoorank_bench.heldout import work
 from zoorank_bench.heldout.targets import Target
 from zoorank_bench.ranking.zoo import ZooModel
+from zoorank_bench.unitcache import split_bulk
 
 
 def _setup(tmp_path, monkeypatch, labels):
@@ -49,3 +52,21 @@ def test_a_trees_unit_keeps_its_saliency_out_of_the_committed_cache_and_rebuilds
     assert saliency
     shutil.rmtree(tmp_path / "cache" / "bulk")  # a new machine: the bulk is recomputed on demand
     assert work.unit_bulk(unit)["records"]["layer_tree_fidelity"]["details"]["saliency"] == saliency
+
+
+def test_the_committed_cache_holds_every_unit_the_report_used_compactly():
+    heldout = json.loads(Path("benchmarks/results/heldout.json").read_text())
+    assert not [p for p in work.RESULTS.rglob("*.json") if p.parent != work.RESULTS]  # no per-unit files
+    for kind in work.KINDS:
+        units = work.unit_cache(kind).units()
+        assert all(unit["unit"] == f"{kind}/{uid}" for uid, unit in units.items()), kind
+        bulk = work.unit_cache(kind).bulk_paths
+        assert not any(split_bulk(unit, bulk)[1] for unit in units.values()), kind  # no bulk committed
+        if kind in ("scores", "train"):
+            suffix = "__s0" if kind == "train" else ""
+            wanted = {
+                f"{t}/{m.replace('/', '__').replace('@', '_at_')}{suffix}"
+                for t in heldout["targets"]
+                for m in heldout["models"]
+            }
+            assert wanted <= set(units), sorted(wanted - set(units))[:3]
