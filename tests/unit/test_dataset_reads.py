@@ -287,6 +287,7 @@ def test_pixel_values_outside_their_mode_are_refused(tmp_path, mode, pixel):
     assert err.value.field == "dataset" and "save it as an 8- or 16-bit image" in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_folder_changed_after_a_validation_was_submitted_fails_the_validation_with_the_reason(settings):
     """Validation jobs check the data against the identity stored at submission, as ranking
     jobs do (before, the worker hashed the folder again and validated whatever it found)."""

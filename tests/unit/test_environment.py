@@ -43,6 +43,7 @@ print("CHANGED", changed)
 """
 
 
+@pytest.mark.slow
 def test_create_app_leaves_the_environment_unchanged_and_passes_offline_explicitly(tmp_path, monkeypatch):
     """It set HF_HUB_OFFLINE for its whole process; ZOORANK_OFFLINE still refuses hub weights."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
