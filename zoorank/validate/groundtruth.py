@@ -31,6 +31,7 @@ from zoorank.data import ImageDataset
 from zoorank.errors import InvalidInputError
 from zoorank.features.extract import resolve_device
 from zoorank.features.preprocess import model_preprocessing
+from zoorank.settings import DEVICES
 from zoorank.validate.powergrad import LOSSES, make_loss
 from zoorank.validation_request import MAX_SEEDS
 
@@ -120,7 +121,7 @@ class TrainSettings:
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
             (self.patience >= 1, "patience must be >= 1"),
             (1 <= self.min_epochs <= 1000, "min_epochs must be between 1 and 1000"),
-            (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda"),
+            (self.device in DEVICES, "device must be auto, cpu or cuda"),
         ]
         for ok, message in checks:
             if not ok:
