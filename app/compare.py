@@ -119,4 +119,5 @@ def _summary(job: Job) -> dict[str, Any]:
         "dataset": job.dataset,
         "created_at": job.created_at,
         "ranked_by": ((job.ranking or {}).get("policy") or {}).get("name"),
+        "by_mean_rank": ((job.ranking or {}).get("policy") or {}).get("method") == "mean_rank",
     }

@@ -271,6 +271,9 @@ class ComparedJob(BaseModel):
     dataset: str
     created_at: UtcDatetime
     ranked_by: str | None = Field(description="the ranking's policy; null while the job has no ranking")
+    by_mean_rank: bool = Field(
+        False, description="the policy ranks by mean rank: the aggregate is minus the mean rank"
+    )
 
 
 class OptionDifference(BaseModel):

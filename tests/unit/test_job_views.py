@@ -223,6 +223,7 @@ def test_two_jobs_compared_side_by_side(jobs):
     assert differs["samples_per_class"] == (10, 8) and differs["scores"] == (["nce", "logme"], ["logme"])
     assert "models" not in differs and "dataset" not in differs  # the same models, in another order
     assert c["comparable"] is False and c["scores"] == ["nce", "logme"]
+    assert c["a"]["by_mean_rank"] is (a["ranking"]["policy"]["method"] == "mean_rank")
     ranks = {side: {r["model"]: r for r in job["ranking"]["aggregate"]} for side, job in (("a", a), ("b", b))}
     values = {
         side: {(r["model"], r["score"]): r["value"] for r in job["results"]}
@@ -279,6 +280,10 @@ def test_the_compare_page_and_the_form_that_leads_to_it(jobs):
         assert re.search(
             rf'<tr data-model="{re.escape(row["model"])}"><td>[^<]+</td><td class="num">{row["rank"]}<', ranks
         )
+    # a mean-rank policy's aggregate is shown as the job page shows it: the mean rank
+    assert a["ranking"]["policy"]["method"] == "mean_rank" and "mean rank in a</th>" in ranks
+    top = a["ranking"]["aggregate"][0]
+    assert f'<td class="num">{-top["value"]:.3g}</td>' in ranks[ranks.index(f'data-model="{top["model"]}"') :]
     scores = text[text.index('id="compare-scores"') :]
     logme_b = next(r["value"] for r in b["results"] if r["score"] == "logme")
     assert f"{logme_b:.4g}" in scores
