@@ -104,7 +104,7 @@ def datasets(
 ) -> DatasetsPublic:
     """Built-in datasets and uploads, with their class names and images per class (an upload's
     only with ``settings``, where its files are)."""
-    data = [DatasetPublic(**row) for row in list_builtin_datasets()]  # type: ignore[arg-type]
+    data = [DatasetPublic(**row) for row in list_builtin_datasets()]
     data += [_dataset_public(d) for d in crud.list_uploaded(session)]
     if settings is not None:
         data = [_with_class_sizes(d, settings) for d in data]

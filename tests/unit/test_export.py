@@ -92,8 +92,8 @@ def test_a_validation_exports_its_ground_truth():
 
 
 def test_cells_a_spreadsheet_would_run_as_formulas_are_quoted_as_text():
-    job = {**JOB, "progress": [{"model": "m1", "status": "failed", "error": '=HYPERLINK("x")'}]}
-    job["ranking"] = None
+    failed = [{"model": "m1", "status": "failed", "error": '=HYPERLINK("x")'}]
+    job = {**JOB, "progress": failed, "ranking": None}
     rows = _rows(to_csv(job_table(job)))
     assert rows[0]["error"] == '\'=HYPERLINK("x")'
     assert _rows(to_csv((["a"], [{"a": "-1+2"}, {"a": "@SUM"}, {"a": "plain, with a comma"}]))) == [
