@@ -315,15 +315,20 @@ def zip_archive(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def kill_whole_worker(pid: int) -> None:
-    """SIGKILL the worker's parent and its pool children at once, as a host crash would."""
+def signal_whole_worker(pid: int, signum: int) -> None:
+    """Send ``signum`` to the worker's parent and its pool children at once."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as handle:
             children = [int(p) for p in handle.read().split()]
     except OSError:
         children = []
-    for victim in [pid, *children]:
-        os.kill(victim, signal.SIGKILL)
+    for process in [pid, *children]:
+        os.kill(process, signum)
+
+
+def kill_whole_worker(pid: int) -> None:
+    """SIGKILL the worker's parent and its pool children at once, as a host crash would."""
+    signal_whole_worker(pid, signal.SIGKILL)
 
 
 def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool = True) -> Any:

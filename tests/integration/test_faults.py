@@ -6,7 +6,9 @@ exactly once."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -28,6 +30,7 @@ from tests.service_harness import (
     rabbitmq_server,
     reachable,
     redis_server,
+    signal_whole_worker,
     wait_for_job,
     wait_running,
 )
@@ -182,3 +185,88 @@ def test_rabbitmq_restarted_mid_job_the_job_still_completes(keeps_data, tmp_path
     assert job["status"] == "succeeded", (job, log)
     one_row_per_result(job)
     assert elapsed < 180, elapsed
+
+
+def test_redis_restarted_under_load_the_lost_models_are_sent_again_at_once(tmp_path):
+    """The operator's report: PostgreSQL + Redis, one worker, Redis restarted mid-job keeping
+    nothing, a second job queued behind the first. A third job, sent right after the restart,
+    keeps the queue busy: the lost models (the first job's queued one, the second job's) are
+    sent again at the sweep after the restart, while that queue is not empty, instead of
+    waiting for RESEND_AFTER and an empty queue; the running model is left to its worker; all
+    three jobs succeed, each result written once."""
+    port = free_port()
+    redis = redis_server(port, tmp_path)
+    running_model, lost_model = "mobilenetv2_100@random", "test_resnet@random"
+    with postgres_schema() as database_url:
+        settings = Settings(
+            var_dir=tmp_path / "var",
+            data_roots=[tmp_path / "data"],
+            database_url=database_url,
+            broker_url=f"redis://127.0.0.1:{port}/0",
+            stale_after=30.0,  # the worker is paused below for a few seconds: not a dead one
+            resend_after=120.0,  # far beyond the bound below: only the restart can explain a re-send
+            sweep_interval=1.0,
+        )
+        client = TestClient(create_app(settings))
+        dispatcher = CeleryDispatcher(settings)
+        resent: dict[tuple[str, str], tuple[float, int | None]] = {}  # -> (when, queue depth then)
+        # Holds the sweeper's look at the broker while Redis restarts and the third job comes, so
+        # that the sweep after the restart finds the queue busy (as under steady load).
+        gate = threading.Event()
+        gate.set()
+
+        class GatedContents:
+            def instance(self) -> str | None:
+                gate.wait()
+                return dispatcher.contents.instance()
+
+            def waiting(self) -> set | None:
+                return dispatcher.contents.waiting()
+
+        def send(job_id: str, model: str, stage) -> None:
+            resent.setdefault((job_id, model), (time.monotonic(), dispatcher.queue_depth()))
+            dispatcher.send_model(job_id, model, stage)
+
+        def submit(models: list[str], options: dict = OPTIONS) -> str:
+            body = {"dataset": "builtin:digits", "models": models, "scores": ["logme"], "options": options}
+            return client.post("/v1/jobs", json=body).json()["id"]
+
+        stop = sweeper.start(settings, send, dispatcher.queue_depth, contents=GatedContents())
+        try:
+            with celery_worker(settings, log=tmp_path / "worker.log") as worker:
+                # every digit at 64 px: the first model runs for seconds, the other waits behind it
+                every_digit = {"samples_per_class": 50, "input_size": 64, "tap_images_per_class": 0}
+                first = submit([running_model, lost_model], every_digit)
+                wait_running(client, first)
+                # The worker paused (its model mid-pass) keeps the queue from draining meanwhile.
+                signal_whole_worker(worker.pid, signal.SIGSTOP)
+                second = submit(["resnet10t@random"])  # queued behind
+                time.sleep(2 * settings.sweep_interval)  # a sweep sees the broker before the restart
+                gate.clear()
+                redis.kill()
+                redis.wait()
+                redis = redis_server(port, tmp_path)
+                restarted_at = time.monotonic()
+                third = submit(["mobilenetv2_100@random"])  # the queue is busy again
+                gate.set()
+                deadline = restarted_at + 30
+                while (first, lost_model) not in resent and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                signal_whole_worker(worker.pid, signal.SIGCONT)
+                jobs = [wait_for_job(client, job_id, timeout=300) for job_id in (first, second, third)]
+        finally:
+            gate.set()
+            stop.set()
+            redis.kill()
+            redis.wait()
+    log = (tmp_path / "worker.log").read_text()[-3000:]
+    assert (first, lost_model) in resent, (resent, log)
+    when, depth = resent[first, lost_model]
+    print(f"restart to re-send: {when - restarted_at:.1f} s, {depth} messages queued then")
+    # within a sweep or two of the restart, while the third job's message waited in the queue
+    assert when - restarted_at < 10 and depth, (when - restarted_at, depth)
+    assert (second, "resnet10t@random") in resent
+    assert (first, running_model) not in resent  # running, its heartbeat fresh
+    for job in jobs:
+        assert job["status"] == "succeeded", (job, log)
+        one_row_per_result(job)
