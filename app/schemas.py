@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from zoorank_app import request_rules as rules
 
 from zoorank.confirm.request import DEFAULT_ETA, DEFAULT_TOP_K, MAX_TOP_K
 from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE, DEFAULT_SEEDS
@@ -42,7 +43,7 @@ class ConfirmCreate(BaseModel):
     alpha: float = Field(0.25, gt=0, le=1, description="PowerGrad alpha")
     eta: int = Field(DEFAULT_ETA, ge=2, le=8, description="each rung keeps 1/eta of the models")
     seed: int = Field(0, ge=0)
-    settings: dict[str, Any] | None = Field(
+    settings: rules.TrainSettingsField = Field(
         default=None, examples=[{"epochs": 6, "val_per_class": 20, "train_per_class": 50}]
     )
     dry_run: bool = Field(False, description="answer the plan and its estimated cost; start nothing")
@@ -51,16 +52,32 @@ class ConfirmCreate(BaseModel):
         return self.model_dump(exclude={"dry_run"}, exclude_none=True)
 
 
+class JobConfirmCreate(ConfirmCreate):
+    """A confirmation asked for with the ranking: started when it ends, so no dry run."""
+
+    dry_run: bool = Field(
+        False,
+        description="false only: POST /v1/jobs/{id}/confirm has dry runs",
+        json_schema_extra={"const": False},
+    )
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
-    models: list[str] | None = Field(default=None, examples=[["mobilenetv2_100", "mobilenetv2_100@random"]])
-    scores: list[str] | None = Field(default=None, examples=[["logme", "linear_probe"]])
-    options: dict[str, Any] | None = Field(
-        default=None, examples=[{"samples_per_class": 50, "input_size": 64}]
+    dataset: str = Field(
+        min_length=3, max_length=1024, examples=["builtin:digits"], json_schema_extra=rules.DATASET_REF
     )
-    confirm: ConfirmCreate | None = Field(
+    models: rules.ModelList = Field(
+        default=None,
+        examples=[["mobilenetv2_100", "mobilenetv2_100@random"]],
+        description="names (GET /v1/models) or ARCH@SOURCE; omitted: the built-in zoo",
+    )
+    scores: rules.ScoreList = Field(
+        default=None, examples=[["logme", "linear_probe"]], description="omitted: the default ranking's"
+    )
+    options: rules.RankOptionsField = None
+    confirm: JobConfirmCreate | None = Field(
         default=None,
         description="confirm the shortlist once the ranking has finished (as POST /v1/jobs/{id}/confirm;"
         " dry_run is not allowed here)",
@@ -68,16 +85,29 @@ class JobCreate(BaseModel):
 
 
 class ValidationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The rules are zoorank.validate's (one message for library, CLI and API); the schema says
+    # them: the linear mode's loss is ce, PowerGrad's alpha is in (0, 1].
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"allOf": [rules.LINEAR_IS_CE, rules.ALPHA_FOR_POWERGRAD]},
+    )
 
-    dataset: str = Field(min_length=3, max_length=1024, examples=["builtin:digits"])
-    models: list[str] | None = None
-    scores: list[str] | None = Field(default=None, description="None: every non-expensive score; []: none")
-    mode: str = Field(DEFAULT_MODE, examples=["linear", "finetune"])
-    loss: str = Field(DEFAULT_LOSS, examples=["ce", "powergrad"])
+    dataset: str = Field(
+        min_length=3, max_length=1024, examples=["builtin:digits"], json_schema_extra=rules.DATASET_REF
+    )
+    models: rules.ModelList = None
+    scores: rules.ScoreSelection = Field(
+        default=None, description="None: every non-expensive score; []: none"
+    )
+    mode: str = Field(DEFAULT_MODE, examples=["linear", "finetune"], json_schema_extra=rules.MODE)
+    loss: str = Field(DEFAULT_LOSS, examples=["ce", "powergrad"], json_schema_extra=rules.LOSS)
     alpha: float = Field(DEFAULT_ALPHA, description="PowerGrad alpha in (0, 1]")
-    seeds: list[int] = Field(default_factory=lambda: list(DEFAULT_SEEDS), description="1 to 10 distinct")
-    settings: dict[str, Any] | None = Field(default=None, examples=[{"epochs": 6, "input_size": 32}])
+    seeds: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_SEEDS),
+        description="1 to 10 distinct",
+        json_schema_extra=rules.SEEDS,
+    )
+    settings: rules.TrainSettingsField = Field(default=None, examples=[{"epochs": 6, "input_size": 32}])
 
 
 class ModelProgress(BaseModel):
@@ -162,8 +192,11 @@ class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.@:-]+$")
-    architecture: str = Field(min_length=1, max_length=100)
-    weights: str = Field(description="random, timm, timm:HUB_ID or file:PATH (under a data root)")
+    architecture: str = Field(min_length=1, max_length=100, json_schema_extra=rules.ARCHITECTURE)
+    weights: str = Field(
+        description="random, timm, timm:HUB_ID or file:PATH (under a data root)",
+        json_schema_extra=rules.WEIGHTS,
+    )
     imagenet_top1: float | None = None
     description: str = ""
 

@@ -45,6 +45,10 @@ from zoorank.zoo.specs import default_models
 log = logging.getLogger(__name__)
 
 
+INPUT_SIZE_RANGE = (16, 1024)  # pixels, the side of the square input
+BOOTSTRAP_MAX = 1000
+
+
 @dataclass
 class RankOptions:
     """Settings of one ranking. Defaults keep the 8-model offline zoo on ``builtin:digits``
@@ -73,15 +77,15 @@ class RankOptions:
                 field="options",
             )
         hints = typing.get_type_hints(cls)
-        for name, value in options.items():
-            _check_option_type(name, value, hints[name])
+        options = {name: _check_option_type(name, value, hints[name]) for name, value in options.items()}
         parsed = cls(**options)
         parsed.validate()
         return parsed
 
     def validate(self) -> None:
-        if self.input_size is not None and not 16 <= self.input_size <= 1024:
-            raise InvalidInputError("input_size must be between 16 and 1024 pixels", field="options")
+        low, high = INPUT_SIZE_RANGE
+        if self.input_size is not None and not low <= self.input_size <= high:
+            raise InvalidInputError(f"input_size must be between {low} and {high} pixels", field="options")
         if self.batch_size < 1 or self.samples_per_class < 0 or self.tap_images_per_class < 0:
             raise InvalidInputError(
                 "batch_size must be >= 1; samples_per_class and tap_images_per_class >= 0",
@@ -94,8 +98,10 @@ class RankOptions:
                 " samples_per_class (0 takes every image) or lower min_samples_per_class",
                 field="options",
             )
-        if not 0 <= self.bootstrap_resamples <= 1000:
-            raise InvalidInputError("bootstrap_resamples must be between 0 and 1000", field="options")
+        if not 0 <= self.bootstrap_resamples <= BOOTSTRAP_MAX:
+            raise InvalidInputError(
+                f"bootstrap_resamples must be between 0 and {BOOTSTRAP_MAX}", field="options"
+            )
         check_device(self.device, source="options.device", field="options")
         if self.device == "auto":
             default_device()  # ZOORANK_DEVICE decides: a bad value is refused before any work
@@ -106,23 +112,26 @@ class RankOptions:
         return asdict(self)
 
 
-def _check_option_type(name: str, value: Any, hint: Any) -> None:
-    """``value`` fits the option's annotation (int, int | None, str, or a dict of per-score
-    parameter dicts); JSON's true/false are not integers. Raises :class:`InvalidInputError`."""
+def _check_option_type(name: str, value: Any, hint: Any) -> Any:
+    """``value`` if it fits the option's annotation (int, int | None, str, or a dict of per-score
+    parameter dicts); JSON's true/false are not integers, a whole number written 3.0 is (JSON
+    Schema's rule) and comes back as an int. Raises :class:`InvalidInputError`."""
     allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
     for kind in allowed:
         if kind is type(None) and value is None:
-            return
+            return value
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return
+            return value
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
         if kind is str and isinstance(value, str):
-            return
+            return value
         if (
             typing.get_origin(kind) is dict
             and isinstance(value, dict)
             and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
         ):
-            return
+            return value
     wanted = {int: "an integer", str: "a string", type(None): "null"}
     names = [wanted.get(k, "an object of {score: {parameter: value}}") for k in allowed]
     raise InvalidInputError(f"options.{name} must be {' or '.join(names)}, got {value!r}", field="options")
@@ -220,17 +229,10 @@ def resolve_models(names: Sequence[str] | None, *, data_roots: Sequence[str | Pa
     specs = [get_model_spec(n) for n in (names or default_models())]
     for spec in specs:
         check_reachable(spec)
+    check_weight_files(specs, data_roots)
     return specs
 
 
-def prepare_dataset(
-    dataset_ref: str,
-    options: RankOptions,
-    *,
-    check_weight_files(specs, data_roots)
-    data_roots: Sequence[str | Path] = (),
-    upload_dir: str | Path | None = None,
-    expect: DatasetIdentity | None = None,
 def check_weight_files(
     specs: Sequence[ModelSpec], data_roots: Sequence[str | Path], *, trusted: Collection[str] = ()
 ) -> None:
@@ -242,6 +244,13 @@ def check_weight_files(
             resolve_under_roots(spec.weights[5:], data_roots, field="models", what="weight file")
 
 
+def prepare_dataset(
+    dataset_ref: str,
+    options: RankOptions,
+    *,
+    data_roots: Sequence[str | Path] = (),
+    upload_dir: str | Path | None = None,
+    expect: DatasetIdentity | None = None,
 ) -> PreparedData:
     """Load ``dataset_ref`` and choose the rows; refuses unusable data before any work.
     Reads no image; ``expect`` is the identity a job stored (see :func:`load_dataset`)."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from zoorank_app import deletion, services
+from zoorank_app import request_rules as rules
 from zoorank_app.db import crud
 from zoorank_app.db.models import Dataset
 from zoorank_app.deps import get_session, get_settings_dep, require_writer
@@ -188,9 +189,15 @@ def delete_dataset(dataset_id: str, settings: Settings = Depends(get_settings_de
 )
 def leaderboard(
     dataset: str = Query(
-        ..., description="dataset reference; values of different datasets are never ranked together"
+        ...,
+        description="dataset reference; values of different datasets are never ranked together",
+        json_schema_extra=rules.DATASET_REF,
     ),
-    score: str | None = Query(None, description="rank by this score; omitted: the default ranking"),
+    score: str | None = Query(
+        None,
+        description="rank by this score; omitted: the default ranking",
+        json_schema_extra={"enum": rules.score_names()["enum"]},
+    ),
     option_set: str | None = Query(None, description="key of an option set (default: the most recent)"),
     session: Session = Depends(get_session),
     format: Annotated[ExportFormat | None, Query(description=FORMAT_HELP)] = None,

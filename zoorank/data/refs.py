@@ -20,6 +20,12 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
 
+def reference_pattern() -> str:
+    """What :func:`parse_dataset_ref` accepts, as a regular expression (the API's schema): the
+    syntax only; whether the name, path or upload exists is for :func:`load_dataset` to say."""
+    return rf"^(builtin:{_NAME.pattern[1:-1]}|upload:{_UPLOAD_ID.pattern[1:-1]}|(folder|npz):[^\x00]+)$"
+
+
 @dataclass(frozen=True)
 class DatasetRef:
     """A parsed reference: ``kind`` and its ``value`` (name, path or upload id)."""
