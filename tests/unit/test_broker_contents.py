@@ -98,3 +98,45 @@ def test_a_broker_whose_queues_cannot_be_read_is_unknown(tmp_path):
     settings = Settings(var_dir=tmp_path / "var", broker_url="amqp://guest:guest@127.0.0.1:1//")
     contents = CeleryDispatcher(settings).contents
     assert contents.instance() is None and contents.waiting() is None
+
+
+@pytest.mark.slow
+def test_a_message_deleted_from_a_busy_redis_queue_is_sent_again_after_resend_after(redis_broker, tmp_path):
+    """No worker: two jobs' messages wait in Redis; one model's message is deleted. The sweeper
+    (real dispatcher, real Redis) sends that model again once it has waited RESEND_AFTER, while
+    the other messages still wait; the others are not sent again."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from zoorank_app import sweeper
+    from zoorank_app.main import create_app
+
+    dispatcher, _ = redis_broker
+    settings = Settings(**{**dispatcher.settings.model_dump(), "resend_after": 2.0, "sweep_interval": 0.5})
+    client = TestClient(create_app(settings))
+    body = {"dataset": "builtin:digits", "scores": ["logme"], "options": {"samples_per_class": 8}}
+    first = client.post("/v1/jobs", json={**body, "models": [MODEL, "resnet10t@random"]}).json()["id"]
+    second = client.post("/v1/jobs", json={**body, "models": ["test_resnet@random"]}).json()["id"]
+    with dispatcher.celery.connection_for_read() as connection:
+        redis = connection.default_channel.client
+        (lost,) = [raw for raw in redis.lrange("gpu", 0, -1) if b"resnet10t@random" in raw]
+        redis.lrem("gpu", 1, lost)
+        deleted_at = time.monotonic()
+        resent: list[tuple[str, str, float, int | None]] = []
+
+        def send(job_id: str, model: str, stage) -> None:
+            resent.append((job_id, model, time.monotonic() - deleted_at, dispatcher.queue_depth()))
+            dispatcher.send_model(job_id, model, stage)
+
+        stop = sweeper.start(settings, send, dispatcher.queue_depth, contents=dispatcher.contents)
+        try:
+            while not resent and time.monotonic() < deleted_at + 15:
+                time.sleep(0.1)
+            time.sleep(3 * settings.sweep_interval)  # nothing else follows
+        finally:
+            stop.set()
+    assert [(job, model) for job, model, _, _ in resent] == [(first, "resnet10t@random")], resent
+    seconds, depth = resent[0][2:]
+    print(f"deletion to re-send: {seconds:.1f} s (RESEND_AFTER 2 s), {depth} messages queued then")
+    assert seconds < settings.resend_after + 3 and depth == 2  # the other two models' messages
+    assert model_work(second, "test_resnet@random") in dispatcher.contents.waiting()
