@@ -68,8 +68,8 @@ class Settings(CoreSettings):
     # The database is the record of the work (app.sweeper, run by the API every
     # SWEEP_INTERVAL seconds; 0: never): a running model whose task has not written a
     # heartbeat for STALE_AFTER seconds lost its worker and is sent again; a queued model whose
-    # message is in no queue (a broker restarted without its data) is sent again after
-    # RESEND_AFTER seconds; a job whose models all ended is closed.
+    # message is lost is sent again: at once when the broker restarted (Redis run_id), else
+    # after RESEND_AFTER seconds with its work in no queue; a job whose models all ended is closed.
     sweep_interval: float = Field(default=30.0, ge=0)
     stale_after: float = Field(default=60.0, gt=0)
     resend_after: float = Field(default=300.0, gt=0)
