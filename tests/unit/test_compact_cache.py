@@ -132,3 +132,45 @@ def test_an_entry_of_the_previous_format_is_neither_found_nor_read(tmp_path, mon
     assert cache.put(KEY, FeatureSet(prelogits=zeros + 1, logits=zeros))
     found = cache.get(KEY)
     assert found is not None and np.array_equal(found.prelogits, zeros + 1)
+
+
+@pytest.mark.parametrize("processes", ["one", "multiprocess"])
+def test_metrics_report_the_compact_entries_bytes_on_disk(tmp_path, monkeypatch, processes):
+    """``/metrics`` counts an entry's bytes on disk (compressed), once, whichever API process
+    answers: in multiprocess mode the figure comes from the folder at scrape time, not from one
+    process's gauge."""
+    from fastapi.testclient import TestClient
+    from zoorank_app import metrics
+    from zoorank_app.main import create_app
+    from zoorank_app.settings import Settings
+
+    settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], cache_max_mb=9)
+    cache = FeatureCache.from_settings(settings)
+    rng = np.random.default_rng(0)
+    maps = np.maximum(rng.normal(size=(4, 8, 16, 16)), 0).astype(np.float32)
+    for key in ("ab" + "0" * 62, "cd" + "1" * 62):
+        features = FeatureSet(
+            prelogits=np.zeros((10, 4), np.float32),
+            logits=np.zeros((10, 3), np.float32),
+            taps={"stem": maps},
+            tap_rows=np.arange(4),
+        )
+        assert cache.put(key, features)
+    on_disk = sum(p.stat().st_size for p in settings.cache_dir.rglob("*.npz"))
+    assert 0 < on_disk < 2 * maps.nbytes  # smaller than the two entries' taps alone
+    if processes == "multiprocess":
+        folder = tmp_path / "prometheus"
+        folder.mkdir()
+        monkeypatch.setenv(metrics.MULTIPROC_ENV, str(folder))
+    with TestClient(create_app(settings, dispatch=lambda job_id, models: [])) as client:
+        text = client.get("/metrics").text
+    samples = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("zoorank_feature_cache_")
+    }
+    assert samples == {
+        "zoorank_feature_cache_bytes": on_disk,
+        "zoorank_feature_cache_entries": 2,
+        "zoorank_feature_cache_limit_bytes": 9 * 2**20,
+    }
