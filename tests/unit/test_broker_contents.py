@@ -140,3 +140,37 @@ def test_a_message_deleted_from_a_busy_redis_queue_is_sent_again_after_resend_af
     print(f"deletion to re-send: {seconds:.1f} s (RESEND_AFTER 2 s), {depth} messages queued then")
     assert seconds < settings.resend_after + 3 and depth == 2  # the other two models' messages
     assert model_work(second, "test_resnet@random") in dispatcher.contents.waiting()
+
+
+@pytest.mark.slow
+def test_the_api_s_own_sweeper_re_sends_what_a_restarted_redis_lost(redis_broker):
+    """The API's sweeper (create_app's) is given the broker's contents: no worker, a job's
+    messages in Redis, Redis restarted keeping nothing: its models are sent again within a few
+    sweeps, long before RESEND_AFTER (300 s)."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+    from zoorank_app.db.models import JobModel
+    from zoorank_app.db.session import session_scope
+    from zoorank_app.main import create_app
+
+    dispatcher, restart = redis_broker
+    settings = Settings(**{**dispatcher.settings.model_dump(), "sweep_interval": 0.3})
+    body = {
+        "dataset": "builtin:digits",
+        "models": [MODEL],
+        "scores": ["logme"],
+        "options": {"samples_per_class": 8},
+    }
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/jobs", json=body).json()["id"]
+        time.sleep(1.0)  # a sweep sees the broker before the restart
+        restart()
+        assert model_work(job_id, MODEL) not in dispatcher.contents.waiting()
+        deadline = time.monotonic() + 10
+        while model_work(job_id, MODEL) not in dispatcher.contents.waiting() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    with session_scope(settings.database_url) as session:
+        row = session.scalars(select(JobModel).where(JobModel.job_id == job_id)).one()
+    assert model_work(job_id, MODEL) in dispatcher.contents.waiting() and row.resent_at is not None
