@@ -222,7 +222,7 @@ class FakeBroker:
 
     def __init__(self, instance: str, waiting: set | None = None) -> None:
         self.run_id = instance
-        self.messages = waiting if waiting is not None else set()
+        self.messages: set | None = waiting if waiting is not None else set()
 
     def instance(self) -> str:
         return self.run_id
@@ -295,7 +295,7 @@ def test_a_model_whose_message_is_in_no_queue_is_sent_again_while_other_work_wai
     assert len(sent) == 1  # once per RESEND_AFTER, even if that message is in no queue either
     # A transport that cannot list its messages: the queue-depth rule (7 waiting: no re-send).
     _age(settings, job_id, MODELS[1], resent_at=301)
-    broker.messages = None  # type: ignore[assignment]
+    broker.messages = None
     assert sweep().resent_lost == [] and len(sent) == 1
     # A model re-sent after its worker died waits for that message; gone, it is sent again.
     with session_scope(settings.database_url) as session:
