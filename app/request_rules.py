@@ -60,7 +60,7 @@ def rank_options() -> dict[str, Any]:
             "samples_per_class": {"type": "integer", "minimum": 0, "description": "0: every image"},
             "input_size": {"anyOf": [{"type": "integer", "minimum": low, "maximum": high}, {"type": "null"}]},
             "tap_images_per_class": {"type": "integer", "minimum": 0},
-            "seed": {"type": "integer"},
+            "seed": {"type": "integer", "minimum": 0},
             "batch_size": {"type": "integer", "minimum": 1},
             "device": {"enum": list(DEVICES)},
             "min_samples_per_class": {
@@ -85,7 +85,7 @@ def train_settings(*, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
         "train_per_class": {"type": "integer", "minimum": 2},
         "val_per_class": {"type": "integer", "minimum": 1},
         "test_per_class": {"type": "integer"},
-        "split_seed": {"type": "integer"},
+        "split_seed": {"type": "integer", "minimum": 0},
         "input_size": {"type": "integer", "minimum": INPUT_SIZE_RANGE[0], "maximum": INPUT_SIZE_RANGE[1]},
         "epochs": {"type": "integer", "minimum": 1, "maximum": 1000},
         "batch_size": {"type": "integer", "minimum": 2},

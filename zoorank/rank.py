@@ -91,6 +91,8 @@ class RankOptions:
                 "batch_size must be >= 1; samples_per_class and tap_images_per_class >= 0",
                 field="options",
             )
+        if self.seed < 0:
+            raise InvalidInputError(f"seed must be >= 0, got {self.seed}", field="options")
         if 0 < self.samples_per_class < self.min_samples_per_class:
             raise InvalidInputError(
                 f"samples_per_class {self.samples_per_class} is below min_samples_per_class"

@@ -112,6 +112,7 @@ class TrainSettings:
         checks = [
             (self.train_per_class >= 2, "train_per_class must be >= 2"),
             (self.val_per_class >= 1, "val_per_class must be >= 1"),
+            (self.split_seed >= 0, "split_seed must be >= 0"),
             (16 <= self.input_size <= 1024, "input_size must be between 16 and 1024 pixels"),
             (1 <= self.epochs <= 1000, "epochs must be between 1 and 1000"),
             (self.batch_size >= 2, "batch_size must be >= 2 (batch norm needs 2 samples)"),
