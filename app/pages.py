@@ -481,6 +481,7 @@ def _datasets_page(
             "datasets": rows,
             "error": error,
             "added": added,
+            "existing": added is not None and status == 200,  # a deduplicated upload
             "keys_required": request.app.state.keys.required,
         },
         status_code=status,

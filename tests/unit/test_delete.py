@@ -205,6 +205,8 @@ def test_an_upload_of_stored_content_is_that_dataset(settings):
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(func.count()).select_from(Dataset)) == 1
     assert [p.name for p in settings.upload_dir.iterdir() if not p.name.startswith("tmp")] == [ref[7:]]
+    page = client.post("/datasets", files={"file": ("e.zip", zip_archive(ENTRIES))})  # the upload form
+    assert page.status_code == 200 and "stored already" in page.text and ref in page.text
     # other content is another dataset
     changed = client.post(
         "/v1/datasets", files={"file": ("d.zip", zip_archive({**ENTRIES, "cat/x.png": _pngs(1, 9)[0]}))}
