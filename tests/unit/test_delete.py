@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from zoorank.features.cache import FeatureCache
 from zoorank.features.extract import FeatureSet
 
 KEY = "zrk_delete-test-key-0123456789abcdefghij"
-JOB = {
+JOB: dict[str, Any] = {
     "dataset": "builtin:digits",
     "models": ["mobilenetv2_100@random"],
     "scores": ["logme"],
