@@ -4,6 +4,8 @@ files of the embedded filesystem broker."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from zoorank_app.broker_contents import BrokerContents, model_work, unit_work
 from zoorank_app.dispatch import CeleryDispatcher
@@ -174,3 +176,36 @@ def test_the_api_s_own_sweeper_re_sends_what_a_restarted_redis_lost(redis_broker
     with session_scope(settings.database_url) as session:
         row = session.scalars(select(JobModel).where(JobModel.job_id == job_id)).one()
     assert model_work(job_id, MODEL) in dispatcher.contents.waiting() and row.resent_at is not None
+
+
+@pytest.mark.slow
+def test_a_message_file_deleted_from_the_embedded_broker_is_sent_again(tmp_path):
+    """The filesystem broker's equivalent: a model whose message file is gone is sent again
+    after RESEND_AFTER while another job's file still waits; the waiting one is not."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from zoorank_app import sweeper
+    from zoorank_app.main import create_app
+
+    settings = Settings(var_dir=tmp_path / "var", resend_after=0.5, sweep_interval=0)
+    dispatcher = CeleryDispatcher(settings)
+    client = TestClient(create_app(settings))
+    body = {"dataset": "builtin:digits", "scores": ["logme"], "options": {"samples_per_class": 8}}
+    first = client.post("/v1/jobs", json={**body, "models": [MODEL]}).json()["id"]
+    second = client.post("/v1/jobs", json={**body, "models": ["resnet10t@random"]}).json()["id"]
+    headers = {
+        path: json.loads(path.read_bytes())["headers"]
+        for path in (settings.broker_folder / "in").glob("*.msg")
+    }
+    (lost,) = [
+        path for path, h in headers.items() if h["task"] == "zoorank.extract_model" and first in h["argsrepr"]
+    ]
+    lost.unlink()
+    time.sleep(settings.resend_after)
+    sent: list[tuple[str, str, str]] = []
+    report = sweeper.sweep(
+        settings, lambda *work: sent.append(work), dispatcher.queue_depth, contents=dispatcher.contents
+    )
+    assert sent == [(first, MODEL, "device")] and report.resent_lost == [(first, MODEL)]
+    assert model_work(second, "resnet10t@random") in dispatcher.contents.waiting()
