@@ -159,6 +159,7 @@ def cache_stats(
     limit = f"{stats['limit_mb']:g} MB" if stats["limit_bytes"] else "none"
     typer.echo(f"cache       {stats['root']}")
     typer.echo(f"entries     {stats['entries']} ({stats['mb']:.1f} MB; bound {limit})")
+    typer.echo(f"bytes       {stats['bytes']} of {stats['limit_bytes'] or 'no bound'}")
     typer.echo(f"oldest use  {stats['oldest_use'] or '-'}")
     typer.echo(f"newest use  {stats['newest_use'] or '-'}")
     if stats["temp_files"]:

@@ -174,3 +174,22 @@ def test_metrics_report_the_compact_entries_bytes_on_disk(tmp_path, monkeypatch,
         "zoorank_feature_cache_entries": 2,
         "zoorank_feature_cache_limit_bytes": 9 * 2**20,
     }
+
+
+def test_cache_stats_prints_root_entries_bytes_and_bound(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from zoorank.cli import load_commands
+
+    monkeypatch.setenv("ZOORANK_CACHE_MAX_MB", "3")
+    cache = FeatureCache(tmp_path)
+    zeros = np.zeros((6, 5), np.float32)
+    for key in ("ab" + "0" * 62, "cd" + "1" * 62, "ef" + "2" * 62):
+        assert cache.put(key, FeatureSet(prelogits=zeros, logits=zeros))
+    on_disk = sum(p.stat().st_size for p in tmp_path.rglob("*.npz"))
+    result = CliRunner().invoke(load_commands(), ["cache", "stats", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.strip())
+    assert lines["cache"] == str(tmp_path)
+    assert lines["entries"].startswith("3 (0.0 MB; bound 3 MB)")
+    assert lines["bytes"] == f"{on_disk} of {3 * 2**20}"
