@@ -59,8 +59,9 @@ def message_work(payload: dict[str, Any]) -> Work | None:
         body = payload["body"]
         if payload.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        return (kind, *args)
+        work = (kind, *json.loads(body)[0])
+        hash(work)  # arguments of our tasks are strings and numbers; anything else is not ours
+        return work
     except (KeyError, TypeError, ValueError, IndexError):
         return None
 

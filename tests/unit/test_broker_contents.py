@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from zoorank_app.broker_contents import BrokerContents, model_work, unit_work
+from zoorank_app.broker_contents import BrokerContents, message_work, model_work, unit_work
 from zoorank_app.dispatch import CeleryDispatcher
 from zoorank_app.settings import Settings
 
@@ -209,3 +209,24 @@ def test_a_message_file_deleted_from_the_embedded_broker_is_sent_again(tmp_path)
     )
     assert sent == [(first, MODEL, "device")] and report.resent_lost == [(first, MODEL)]
     assert model_work(second, "resnet10t@random") in dispatcher.contents.waiting()
+
+
+def test_messages_of_other_tasks_or_unreadable_carry_no_work():
+    import base64
+
+    def message(task: str, args: object, encoding: str = "base64") -> dict:
+        body = json.dumps([args, {}, {}])
+        return {
+            "headers": {"task": task},
+            "body": base64.b64encode(body.encode()).decode() if encoding == "base64" else body,
+            "properties": {"body_encoding": encoding},
+        }
+
+    assert message_work(message("zoorank.rank_model", [JOB, MODEL])) == model_work(JOB, MODEL)
+    assert message_work(message("zoorank.confirm_unit", ["c1", MODEL, 3], "utf-8")) == unit_work(
+        "c1", MODEL, 3
+    )
+    assert message_work(message("zoorank.finalise_job", [JOB])) is None  # not a model's work
+    assert message_work(message("zoorank.rank_model", [[JOB], MODEL])) is None  # not our arguments
+    assert message_work({"headers": {"task": "zoorank.rank_model"}, "body": "%%%"}) is None
+    assert message_work({"body": "e30="}) is None
