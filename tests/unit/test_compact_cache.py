@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def test_cached_taps_of_a_real_model_are_exact_and_a_third_smaller(tmp_path):
         assert found.taps[name].dtype == np.float32 and np.array_equal(found.taps[name], maps), name
 
     plain = io.BytesIO()
-    np.savez(plain, prelogits=features.prelogits, logits=features.logits, **features.taps)
+    np.savez(plain, prelogits=features.prelogits, logits=features.logits, **features.taps)  # type: ignore[arg-type]
     factor = plain.tell() / cache.path(KEY).stat().st_size
     assert factor > 1.4, f"the entry is only {factor:.2f}x smaller than np.savez"
 
@@ -103,7 +104,7 @@ def test_a_pass_no_score_reads_taps_from_caches_none(tmp_path, small_options, mo
 def test_an_entry_of_the_previous_format_is_neither_found_nor_read(tmp_path, monkeypatch):
     """Format 1 was plain ``np.savez``: its keys differ, and a file of it at a current key (a
     collision, a copied folder) is recomputed rather than misread."""
-    arguments = dict(
+    arguments: dict[str, Any] = dict(
         architecture="resnet18",
         weights_digest="w",
         preprocessing={"size": 64},
