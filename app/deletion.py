@@ -8,8 +8,8 @@ every job on the same data, so a job's deletion leaves it; a dataset's deletion 
 entries.
 
 An upload: its extracted files and its feature-cache entries. Refused (409) while a job that is
-queued or running reads it; finished jobs keep their results, which name the upload's
-fingerprint.
+queued or running reads it, or a confirmation that has not ended (it trains on the data);
+finished jobs keep their results, which name the upload's fingerprint.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from zoorank_app.settings import Settings
 
 from zoorank.errors import ConflictError
 from zoorank.features.cache import FeatureCache
-from zoorank.states import JobStatus
+from zoorank.states import TERMINAL, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,13 @@ def delete_dataset(settings: Settings, dataset_id: str) -> Dataset:
                 select(Job.id).where(Job.dataset == ref, Job.status.in_([str(s) for s in OPEN])).limit(5)
             )
         )
+        confirming = session.scalars(  # a finished ranking whose confirmation trains on the data
+            select(Confirmation.job_id)
+            .join(Job, Job.id == Confirmation.job_id)
+            .where(Job.dataset == ref, Confirmation.status.not_in([str(s) for s in TERMINAL]))
+            .limit(5)
+        )
+        users += [f"{job_id} (its confirmation)" for job_id in confirming]
         if users:
             raise ConflictError(
                 f"dataset {ref} is used by {'a job' if len(users) == 1 else 'jobs'} not yet ended "

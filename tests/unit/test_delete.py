@@ -187,6 +187,12 @@ def test_delete_dataset_is_refused_while_an_open_job_reads_it(settings):
     assert "cancel" in refused.json()["detail"]
     assert (settings.upload_dir / ref.removeprefix("upload:")).is_dir()
     client.post(f"/v1/jobs/{job_id}/cancel")
+    with session_scope(settings.database_url) as session:  # the job ended; its confirmation has not
+        session.add(Confirmation(id="d" * 32, job_id=job_id, status="running", options={}, plan={}))
+    confirming = client.delete(f"/v1/datasets/{ref}")
+    assert confirming.status_code == 409 and f"{job_id} (its confirmation)" in confirming.json()["detail"]
+    with session_scope(settings.database_url) as session:
+        session.get(Confirmation, "d" * 32).status = "cancelled"
     assert client.delete(f"/v1/datasets/{ref}").status_code == 204
 
 
