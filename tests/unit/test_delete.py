@@ -219,3 +219,13 @@ def test_an_upload_of_stored_content_is_that_dataset(settings):
         "/v1/datasets", files={"file": ("d.zip", zip_archive({**ENTRIES, "cat/x.png": _pngs(1, 9)[0]}))}
     )
     assert changed.status_code == 201 and changed.json()["ref"] != ref
+
+
+def test_a_confirmation_unit_of_a_deleted_job_writes_nothing(settings):
+    """A unit that was training when its job was deleted ends without writing (was: an
+    AttributeError on the missing confirmation row)."""
+    from zoorank_app.confirmations import _finish_unit
+
+    _client(settings, run=False)  # the database, migrated
+    with session_scope(settings.database_url) as session:
+        assert _finish_unit(session, "e" * 32, "m", 1, status="succeeded") is False
