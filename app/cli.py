@@ -15,7 +15,8 @@ from zoorank_app.celery_client import QUEUES
 from zoorank_app.keys import keys_app
 from zoorank_app.settings import Settings, get_settings
 
-from zoorank.cli import print_ranking, split_option
+from zoorank.cli.options import split_option
+from zoorank.cli.render import print_ranking
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 

@@ -395,10 +395,10 @@ def test_validation_job_stores_ground_truth_on_the_leaderboard(settings, capsys)
     assert page.status_code == 200, page.text[-500:]
     assert 'id="ground-truth"' in page.text and 'id="agreement"' in page.text
     assert all(f"{accuracy:.3f}" in page.text for accuracy in truth.values())
-    from zoorank.cli import _print_job
+    from zoorank.cli.render import print_job
 
     capsys.readouterr()
-    _print_job(job)
+    print_job(job)
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "agreement with the ground truth" in printed and "logme" in printed
     assert_problem(client.post("/v1/validations", json={**body, "loss": "powergrad"}), 422, "loss")

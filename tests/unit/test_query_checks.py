@@ -44,7 +44,7 @@ def test_a_known_dataset_without_results_is_an_empty_board(client):
 def test_one_terminal_set():
     from zoorank_app.db import crud
 
-    from zoorank.cli import TERMINAL_STATUSES
+    from zoorank.cli.remote import TERMINAL_STATUSES
 
     assert crud.TERMINAL == TERMINAL and set(TERMINAL_STATUSES) == set(TERMINAL)
     assert JobStatus.QUEUED not in TERMINAL and JobStatus.RUNNING not in TERMINAL
