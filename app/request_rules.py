@@ -58,7 +58,10 @@ def rank_options() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "samples_per_class": {"type": "integer", "minimum": 0, "description": "0: every image"},
-            "input_size": {"anyOf": [{"type": "integer", "minimum": low, "maximum": high}, {"type": "null"}]},
+            "input_size": {
+                "anyOf": [{"type": "integer", "minimum": low, "maximum": high}, {"const": 0}, {"type": "null"}],
+                "description": "pixels; 0 or null: each model's own input size",
+            },
             "tap_images_per_class": {"type": "integer", "minimum": 0},
             "seed": {"type": "integer", "minimum": 0},
             "batch_size": {"type": "integer", "minimum": 1},

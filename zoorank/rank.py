@@ -39,6 +39,7 @@ from zoorank.policy import DEFAULT_RANKING, RankingPolicy, job_policy
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score
 from zoorank.settings import check_device, default_device
 from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, budgeted, rank_uncertainty
+from zoorank.values import as_number
 from zoorank.zoo import ModelSpec, create_model, get_model_spec, weights_digest
 from zoorank.zoo.specs import default_models
 
@@ -78,6 +79,8 @@ class RankOptions:
             )
         hints = typing.get_type_hints(cls)
         options = {name: _check_option_type(name, value, hints[name]) for name, value in options.items()}
+        if options.get("input_size") == 0:
+            options["input_size"] = None  # 0 or null: each model's own input size, everywhere
         parsed = cls(**options)
         parsed.validate()
         return parsed
@@ -116,16 +119,14 @@ class RankOptions:
 
 def _check_option_type(name: str, value: Any, hint: Any) -> Any:
     """``value`` if it fits the option's annotation (int, int | None, str, or a dict of per-score
-    parameter dicts); JSON's true/false are not integers, a whole number written 3.0 is (JSON
-    Schema's rule) and comes back as an int. Raises :class:`InvalidInputError`."""
+    parameter dicts); an integer follows :func:`zoorank.values.as_number`, the rule of every
+    request ("50" and 50.0 are 50; true/false are not integers). Raises :class:`InvalidInputError`."""
     allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
     for kind in allowed:
         if kind is type(None) and value is None:
             return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, float) and value.is_integer():
-            return int(value)
+        if kind is int and isinstance(value, int | float | str) and not isinstance(value, bool):
+            return as_number(value, f"options.{name}", int, field="options")  # the one number rule
         if kind is str and isinstance(value, str):
             return value
         if (
@@ -581,7 +582,7 @@ def run_score(name: str, inputs: ScoreInputs, params: Mapping[str, Any]) -> Scor
             value,
             spec.direction,
             resolved,
-            _jsonable(output.details),
+            jsonable(output.details),
             time.perf_counter() - start,
         )
     except Exception as exc:
@@ -598,13 +599,15 @@ def run_score(name: str, inputs: ScoreInputs, params: Mapping[str, Any]) -> Scor
         )
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON: NumPy arrays and scalars to lists and numbers, keys to strings,
+    NaN and infinities to ``None``."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -692,7 +695,7 @@ class Ranking:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 def summarise(
@@ -763,10 +766,17 @@ def rank(
 ) -> Ranking:
     """The whole ranking in-process (``zoorank rank``). Features are cached in ``cache``
     (``FeatureCache.from_settings``: bounded by the setting), or without bound in ``cache_dir``."""
-    options = options or RankOptions()
-    options.validate()
-    specs = resolve_models(models, data_roots=data_roots)
-    score_names = resolve_scores(scores)
+    from zoorank.rank_request import RankRequest  # the request's rules, built on this module
+
+    request = RankRequest(
+        dataset_ref,
+        None if models is None else list(models),
+        None if scores is None else list(scores),
+        options or RankOptions(),
+    )
+    score_names = request.check()
+    options = request.options
+    specs = resolve_models(request.models, data_roots=data_roots)
     start = time.perf_counter()
     prepared = prepare_dataset(dataset_ref, options, data_roots=data_roots, upload_dir=upload_dir)
     if cache is None and cache_dir is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoorank.errors import InvalidInputError
+from zoorank.values import as_number
 
 if TYPE_CHECKING:
     from zoorank.validate.groundtruth import TrainSettings
@@ -26,25 +27,6 @@ MAX_TOP_K = 64
 # The trainer's settings for a confirmation, unless the request overrides them: a validation
 # split of 20 rows per class (never trained on), up to 50 fine-tune rows per class, 6 epochs.
 DEFAULT_SETTINGS: dict[str, Any] = {"train_per_class": 50, "val_per_class": 20, "epochs": 6}
-
-
-def _as_number(value: Any, name: str, kind: type) -> Any:
-    """The one conversion rule: numbers as they are, strings (CLI ``k=v``, forms) parsed;
-    booleans refused."""
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}", field=name)
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InvalidInputError(f"{name} must be a number, got {value!r}", field=name) from None
-    if not isinstance(value, int | float):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}", field=name)
-    if kind is int:
-        if not float(value).is_integer():
-            raise InvalidInputError(f"{name} must be a whole number, got {value!r}", field=name)
-        return int(value)
-    return float(value)
 
 
 @dataclass
@@ -82,20 +64,20 @@ class ConfirmRequest:
             )
         out = cls()
         if "top_k" in values:
-            out.top_k = _as_number(values["top_k"], "top_k", int)
+            out.top_k = as_number(values["top_k"], "top_k", int)
         if values.get("budget") is not None:
-            out.budget = _as_number(values["budget"], "budget", float)
+            out.budget = as_number(values["budget"], "budget", float)
         for name in ("budget_unit", "loss"):
             if name in values:
                 if not isinstance(values[name], str):
                     raise InvalidInputError(f"{name} must be a string, got {values[name]!r}", field=name)
                 setattr(out, name, values[name])
         if "alpha" in values:
-            out.alpha = _as_number(values["alpha"], "alpha", float)
+            out.alpha = as_number(values["alpha"], "alpha", float)
         if "eta" in values:
-            out.eta = _as_number(values["eta"], "eta", int)
+            out.eta = as_number(values["eta"], "eta", int)
         if "seed" in values:
-            out.seed = _as_number(values["seed"], "seed", int)
+            out.seed = as_number(values["seed"], "seed", int)
         if "settings" in values:
             if not isinstance(values["settings"], Mapping):
                 raise InvalidInputError("settings must be an object of training settings", field="settings")

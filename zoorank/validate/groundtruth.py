@@ -34,6 +34,7 @@ from zoorank.features.preprocess import model_preprocessing
 from zoorank.settings import DEVICES
 from zoorank.validate.powergrad import LOSSES, make_loss
 from zoorank.validation_request import MAX_SEEDS
+from zoorank.values import as_number
 
 MODES = ("linear", "finetune")
 OPTIMIZERS = ("adamw", "sgd")
@@ -82,24 +83,8 @@ class TrainSettings:
             default = getattr(defaults, key)
             if isinstance(default, str):
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise InvalidInputError(
-                    f"training setting {key} must be a number, got {value!r}", field="settings"
-                )
-            if isinstance(value, str):  # from the CLI (k=v) or a form: "3" -> 3, "1e-3" -> 0.001
-                try:
-                    value = float(value)
-                except ValueError:
-                    raise InvalidInputError(
-                        f"training setting {key} must be a number, got {value!r}", field="settings"
-                    ) from None
-            if isinstance(default, int):
-                if not float(value).is_integer():
-                    raise InvalidInputError(
-                        f"training setting {key} must be a whole number, got {value!r}", field="settings"
-                    )
-                value = int(value)
-            values[key] = float(value) if isinstance(default, float) else value
+            kind = float if isinstance(default, float) else int
+            values[key] = as_number(value, f"training setting {key}", kind, field="settings")
         try:
             parsed = cls(**values)
         except TypeError as exc:
