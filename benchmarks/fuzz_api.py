@@ -170,6 +170,11 @@ HISTORY = [
         "500 (numpy's generator: expected non-negative integer)",
         "fixed: refused by RankOptions / TrainSettings (422), minimum 0 in the schema",
     ),
+    (
+        "`POST /v1/jobs/{id}/confirm` with `dry_run` on a finished ranking",
+        "200 (the plan), undocumented beside the 202",
+        "fixed: declared",
+    ),
     ("405 answers", "no `Allow` header", "fixed: every method the schema documents at the path"),
     (
         "`DELETE /v1/jobs/{id}`",

@@ -178,7 +178,10 @@ def _found(call: Any) -> Any:
 @router.post(
     "/{job_id}/confirm",
     status_code=202,
-    responses=problem_responses(400, 401, 404, 409),
+    responses={
+        200: {"description": "dry_run: the plan and its estimated cost; nothing started"},
+        **problem_responses(400, 401, 404, 409),
+    },
     dependencies=[Depends(require_writer)],
 )
 def confirm_job(job_id: str, body: ConfirmCreate, request: Request) -> JSONResponse:

@@ -71,6 +71,8 @@ def test_what_the_fuzzer_found_stays_fixed(tmp_path):
     assert client.get("/v1/jobs/%2F", follow_redirects=False).status_code == 404
     assert list(jobs["get"]["responses"]["404"]["content"]) == ["application/problem+json"]
     assert "503" in schema["paths"]["/readyz"]["get"]["responses"]
+    # a dry run of a confirmation answers 200 (the plan), undocumented beside the 202
+    assert {"200", "202"} <= set(schema["paths"]["/v1/jobs/{job_id}/confirm"]["post"]["responses"])
     assert list(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
 
 
