@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from zoorank_app import access, docs, metrics, pages, problems
 from zoorank_app.routes import catalogue, compare, health, jobs, validations
-from zoorank_app.services import Dispatch
+from zoorank_app.services.jobs import Dispatch
 from zoorank_app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
-from zoorank_app import charts, metrics, services
+from zoorank_app import charts, metrics
 from zoorank_app.compare import compare_jobs
 from zoorank_app.db import crud
 from zoorank_app.deps import get_session, key_allows_writes
@@ -24,6 +24,8 @@ from zoorank_app.routes import catalogue
 from zoorank_app.routes.catalogue import leaderboard_of
 from zoorank_app.routes.compare import JOB_ID
 from zoorank_app.routes.jobs import job_public
+from zoorank_app.services.catalogue import add_upload
+from zoorank_app.services.jobs import submit_ranking
 
 from zoorank.errors import InvalidInputError, TooLargeError, ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
@@ -112,7 +114,7 @@ async def submit_job_form(request: Request, session: Session = Depends(get_sessi
                     request, session, entered, error=f"{name} must be a whole number", status=422
                 )
     try:
-        job_id = services.submit_ranking(
+        job_id = submit_ranking(
             settings,
             dataset=text["dataset"],
             models=models,
@@ -453,7 +455,7 @@ async def upload_dataset_form(request: Request, session: Session = Depends(get_s
     if upload is None or isinstance(upload, str) or not upload.filename:
         return _datasets_page(request, session, error="choose an archive to upload", status=422)
     try:
-        row, created = services.add_upload(
+        row, created = add_upload(
             settings, session, upload.file, name=str(form.get("name", "")) or upload.filename
         )
     except ZoorankError as exc:

@@ -52,11 +52,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from zoorank_app import metrics, services
+from zoorank_app import metrics
 from zoorank_app.broker_contents import Work, model_work, unit_work
 from zoorank_app.db import crud
 from zoorank_app.db.models import utcnow
 from zoorank_app.db.session import session_scope
+from zoorank_app.services.runner import finalise_job
 from zoorank_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def sweep(
                         resent.get(reason, report.resent_restart).append((job_id, row.model))
                         stages[job_id, row.model] = crud.resume_stage(row)
         if closing:
-            report.closed.append((job_id, services.finalise_job(settings, job_id)))
+            report.closed.append((job_id, finalise_job(settings, job_id)))
     for job_id, model in [*report.resent_stale, *report.resent_lost, *report.resent_restart]:
         send(job_id, model, stages[job_id, model])
     if send_confirm is not None:

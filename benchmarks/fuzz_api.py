@@ -414,7 +414,7 @@ def seed_state(app: Any) -> Known:
     import torch
     from fastapi.testclient import TestClient
     from safetensors.torch import save_file
-    from zoorank_app import services
+    from zoorank_app.services.runner import finalise_job, run_model
 
     from zoorank.data.datasets import encode_png
 
@@ -483,8 +483,8 @@ def seed_state(app: Any) -> Known:
         "options": {"samples_per_class": 5, "input_size": 32, "tap_images_per_class": 0},
     }
     done, cancelled, queued = (call("POST", "/v1/jobs", 202, json=job)["id"] for _ in range(3))
-    services.run_model(settings, done, "fuzz-resnet")
-    services.finalise_job(settings, done)
+    run_model(settings, done, "fuzz-resnet")
+    finalise_job(settings, done)
     call("POST", f"/v1/jobs/{cancelled}/cancel", 200)
     validation = call(
         "POST", "/v1/validations", 202, json={"dataset": "builtin:digits", "models": ["fuzz-resnet"]}

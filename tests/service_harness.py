@@ -337,14 +337,16 @@ def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool 
     confirmation unit inside the call that queues it (else the units stay queued, as with no
     worker listening)."""
     from fastapi.testclient import TestClient
-    from zoorank_app import confirmations, services
+    from zoorank_app import confirmations
     from zoorank_app.main import create_app
+    from zoorank_app.services.runner import finalise_job, run_model
+    from zoorank_app.services.validations import run_validation
 
     def dispatch(job_id: str, models: list[str]) -> list[str]:
         if run_jobs:
             for model in models:
-                services.run_model(settings, job_id, model)
-            services.finalise_job(settings, job_id)
+                run_model(settings, job_id, model)
+            finalise_job(settings, job_id)
         return []
 
     def send(confirmation_id: str, model: str, rung: int) -> None:
@@ -353,7 +355,7 @@ def inline_client(settings: Settings, *, run_jobs: bool = True, run_units: bool 
 
     def validate(job_id: str) -> list[str]:
         if run_jobs:
-            services.run_validation(settings, job_id)
+            run_validation(settings, job_id)
         return []
 
     return TestClient(

@@ -1,1 +1,1 @@
-"""Celery app and tasks. Thin: tasks take ids and call ``app.services``."""
+"""Celery app and tasks. Thin: tasks take ids and call the functions in ``app/services/``."""

@@ -13,8 +13,8 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
-from zoorank_app import services
 from zoorank_app.db.session import DATABASE_DOWN
+from zoorank_app.services import runner, validations
 from zoorank_app.settings import get_settings
 
 from zoorank.rank import Stage
@@ -30,7 +30,7 @@ def _pause(task: Task) -> int:
 
 def _model_stage(task: Task, job_id: str, model: str, stage: Stage) -> dict[str, Any]:
     try:
-        return services.run_model(get_settings(), job_id, model, task_id=task.request.id, stage=stage)
+        return runner.run_model(get_settings(), job_id, model, task_id=task.request.id, stage=stage)
     except DATABASE_DOWN as exc:
         if task.request.retries < DATABASE_RETRIES:
             log.warning("job %s model %s: database unreachable (%s); retrying", job_id, model, exc)
@@ -74,7 +74,7 @@ def finalise_job(self: Task, member_results: list[dict[str, Any]], job_id: str) 
     from zoorank_app import confirmations
 
     try:
-        status = services.finalise_job(get_settings(), job_id)
+        status = runner.finalise_job(get_settings(), job_id)
         confirmations.start_requested(get_settings(), job_id, _sender(self))
         return status
     except DATABASE_DOWN as exc:
@@ -92,7 +92,7 @@ def _sender(task: Task) -> Any:
 
 @shared_task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)
 def validate_job(job_id: str) -> str:
-    return services.run_validation(get_settings(), job_id)
+    return validations.run_validation(get_settings(), job_id)
 
 
 @shared_task(

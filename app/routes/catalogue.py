@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Header, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
-from zoorank_app import deletion, services
+from zoorank_app import deletion
 from zoorank_app import request_rules as rules
 from zoorank_app.db import crud
 from zoorank_app.db.models import Dataset
@@ -25,6 +25,8 @@ from zoorank_app.schemas import (
     ScoreInfo,
     ScoresPublic,
 )
+from zoorank_app.services import catalogue as stored
+from zoorank_app.services import leaderboard as boards
 from zoorank_app.settings import Settings
 
 from zoorank.data import DatasetIdentity, class_sizes, list_builtin_datasets, load_dataset
@@ -75,7 +77,7 @@ def register_model(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelPublic:
-    spec = services.register_model(
+    spec = stored.register_model(
         settings,
         session,
         name=body.name,
@@ -146,7 +148,7 @@ def upload_dataset(
 ) -> JSONResponse:
     """201 with a new dataset; 200 with the stored one when its content (fingerprint) is already
     there, however packed: uploads are deduplicated. ``Location`` names it either way."""
-    row, created = services.add_upload(settings, session, file.file, name=name or file.filename or "")
+    row, created = stored.add_upload(settings, session, file.file, name=name or file.filename or "")
     return JSONResponse(
         _dataset_public(row).model_dump(),
         status_code=201 if created else 200,
@@ -215,7 +217,7 @@ def leaderboard_of(
     session: Session, *, dataset: str, score: str | None, option_set: str | None
 ) -> LeaderboardPublic:
     """The leaderboard as the API answers it (the page renders the same)."""
-    board = services.leaderboard(session, dataset=dataset, score=score, option_set=option_set)
+    board = boards.leaderboard(session, dataset=dataset, score=score, option_set=option_set)
     data = [LeaderboardRow(**row) for row in board["rows"]]
     return LeaderboardPublic(
         dataset=dataset,

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
-from zoorank_app import confirmations, deletion, metrics, services
+from zoorank_app import confirmations, deletion, metrics
 from zoorank_app.db import crud
 from zoorank_app.db.models import Confirmation, Job, utcnow
 from zoorank_app.db.session import session_scope
@@ -24,6 +24,7 @@ from zoorank_app.schemas import (
     ModelProgress,
     ScoreValue,
 )
+from zoorank_app.services.jobs import Created, submit_ranking
 from zoorank_app.settings import Settings
 
 from zoorank.export import job_table
@@ -79,7 +80,7 @@ def create_job(
             "confirm.dry_run applies to POST /v1/jobs/{id}/confirm only",
             field="confirm",
         )
-    created = services.submit_ranking(
+    created = submit_ranking(
         settings,
         dataset=body.dataset,
         models=body.models,
@@ -92,7 +93,7 @@ def create_job(
     return accepted(created, f"/v1/jobs/{created.id}")
 
 
-def accepted(created: services.Created, location: str) -> JSONResponse:
+def accepted(created: Created, location: str) -> JSONResponse:
     """202 with the new job's representation as it was accepted (queued, no results yet: built
     from the rows just written, not read back) and its ``Location``."""
     public = JobPublic.model_validate(created.job, from_attributes=True)

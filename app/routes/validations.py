@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
-from zoorank_app import services
 from zoorank_app.deps import get_session, get_settings_dep, require_writer
 from zoorank_app.problems import ProblemError, problem_responses
 from zoorank_app.routes.jobs import accepted, get_job_or_404, job_public
 from zoorank_app.schemas import JobPublic, ValidationCreate
+from zoorank_app.services.validations import submit_validation
 from zoorank_app.settings import Settings
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"], responses=problem_responses(422, 503))
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1/validations", tags=["validations"], responses=pro
 def create_validation(
     body: ValidationCreate, request: Request, settings: Settings = Depends(get_settings_dep)
 ) -> JSONResponse:
-    created = services.submit_validation(
+    created = submit_validation(
         settings,
         dataset=body.dataset,
         models=body.models,

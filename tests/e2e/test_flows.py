@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from zoorank_app import services
 from zoorank_app.main import create_app
+from zoorank_app.services.runner import finalise_job, run_model
 from zoorank_app.settings import Settings
 
 from tests.service_harness import serve_in_thread
@@ -56,8 +56,8 @@ def test_upload_rank_watch_sort_and_cancel_in_a_browser(tmp_path):
         def work() -> None:
             time.sleep(3)
             for model in models:
-                services.run_model(settings, job_id, model)
-            services.finalise_job(settings, job_id)
+                run_model(settings, job_id, model)
+            finalise_job(settings, job_id)
 
         threading.Thread(target=work, daemon=True).start()
         return []

@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from zoorank_app import services
 from zoorank_app.main import create_app
+from zoorank_app.services.runner import finalise_job, run_model
 from zoorank_app.settings import Settings
 
 from tests.service_harness import serve_in_thread
@@ -135,8 +135,8 @@ def test_leaderboard_and_job_pages_render(tmp_path):
 
     def inline(job_id: str, models: list[str]) -> list[str]:
         for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
+            run_model(settings, job_id, model)
+        finalise_job(settings, job_id)
         return []
 
     application = create_app(settings, dispatch=inline, revoke=lambda ids: None)

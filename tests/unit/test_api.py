@@ -9,9 +9,9 @@ import tarfile
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from zoorank_app import services
 from zoorank_app.keys import hash_key
 from zoorank_app.main import create_app
+from zoorank_app.services import runner, validations
 from zoorank_app.settings import Settings
 
 from tests.service_harness import zip_archive as _zip
@@ -42,8 +42,8 @@ def _inline_dispatch(settings: Settings):
 
     def dispatch(job_id: str, models: list[str]) -> list[str]:
         for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
+            runner.run_model(settings, job_id, model)
+        runner.finalise_job(settings, job_id)
         return [f"task-{m}" for m in models]
 
     return dispatch
@@ -345,7 +345,7 @@ def test_register_model_checks_weights(client, settings):
 @pytest.mark.slow
 def test_validation_job_stores_ground_truth_on_the_leaderboard(settings, capsys):
     def inline_validate(job_id: str) -> list[str]:
-        services.run_validation(settings, job_id)
+        validations.run_validation(settings, job_id)
         return []
 
     client = TestClient(
@@ -590,18 +590,18 @@ def test_a_task_killed_while_loading_the_dataset_counts_as_an_attempt(client, se
         loads.append(1)
         raise _Killed
 
-    monkeypatch.setattr(services, "prepare_dataset", killed_while_loading)
+    monkeypatch.setattr(runner, "prepare_dataset", killed_while_loading)
     with session_scope(settings.database_url) as session:  # as if queued again after a crash
         crud.set_model_status(session, job_id, "mobilenetv2_100", "queued")
-    for _ in range(services.MAX_ATTEMPTS - 1):  # attempts 2.. MAX_ATTEMPTS die while loading
+    for _ in range(runner.MAX_ATTEMPTS - 1):  # attempts 2.. MAX_ATTEMPTS die while loading
         with pytest.raises(_Killed):
-            services.run_model(settings, job_id, "mobilenetv2_100")
+            runner.run_model(settings, job_id, "mobilenetv2_100")
     # The redelivery after MAX_ATTEMPTS deaths gives up before touching the dataset again.
-    outcome = services.run_model(settings, job_id, "mobilenetv2_100")
+    outcome = runner.run_model(settings, job_id, "mobilenetv2_100")
     assert outcome["status"] == "failed" and "gave up" in outcome["error"]
-    assert len(loads) == services.MAX_ATTEMPTS - 1
+    assert len(loads) == runner.MAX_ATTEMPTS - 1
     progress = client.get(f"/v1/jobs/{job_id}").json()["progress"][0]
-    assert progress["attempts"] == services.MAX_ATTEMPTS + 1 and progress["status"] == "failed"
+    assert progress["attempts"] == runner.MAX_ATTEMPTS + 1 and progress["status"] == "failed"
 
 
 @pytest.mark.slow
@@ -831,21 +831,21 @@ def test_upload_form_adds_a_dataset_or_says_why_not(client):
 def test_zoorank_device_is_the_workers_default_device(settings, monkeypatch):
     """ZOORANK_DEVICE reaches the model's pass when the job leaves the device at "auto"."""
     seen: list[str] = []
-    real = services.score_model
+    real = runner.score_model
 
     def spy(prepared, spec, scores, options, **kwargs):
         seen.append(options.device)
         return real(prepared, spec, scores, options, **kwargs)
 
-    monkeypatch.setattr(services, "score_model", spy)
+    monkeypatch.setattr(runner, "score_model", spy)
     cpu = Settings(**{**settings.model_dump(), "device": "cpu"})
     client = _queued(cpu)
     body = ONE_MODEL
     first = client.post("/v1/jobs", json=body).json()["id"]
-    services.run_model(cpu, first, "mobilenetv2_100")
+    runner.run_model(cpu, first, "mobilenetv2_100")
     auto = Settings(**{**settings.model_dump(), "device": "auto"})
     second = client.post("/v1/jobs", json={**body, "options": {**OPTIONS, "device": "cpu"}}).json()["id"]
-    services.run_model(auto, second, "mobilenetv2_100")
+    runner.run_model(auto, second, "mobilenetv2_100")
     assert seen == ["cpu", "cpu"]  # the worker's setting, then the job's own choice
 
 

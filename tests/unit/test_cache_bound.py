@@ -279,8 +279,8 @@ def test_the_setting_bounds_the_cache_of_the_workers(tmp_path, monkeypatch):
     """ZOORANK_CACHE_MAX_MB -> the service's Settings -> the FeatureCache a model task scores
     with (run_model, what the Celery task calls)."""
     from fastapi.testclient import TestClient
-    from zoorank_app import services
     from zoorank_app.main import create_app
+    from zoorank_app.services import runner as model_runner
     from zoorank_app.settings import Settings
 
     monkeypatch.setenv("ZOORANK_CACHE_MAX_MB", "3")
@@ -300,8 +300,8 @@ def test_the_setting_bounds_the_cache_of_the_workers(tmp_path, monkeypatch):
         seen.append(cache)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(services, "score_model", score_model)
-    services.run_model(settings, response.json()["id"], "mobilenetv2_100@random")
+    monkeypatch.setattr(model_runner, "score_model", score_model)
+    model_runner.run_model(settings, response.json()["id"], "mobilenetv2_100@random")
     assert len(seen) == 1
     assert seen[0].max_bytes == 3 * MB and seen[0].root == settings.cache_dir
 

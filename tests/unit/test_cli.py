@@ -179,8 +179,8 @@ def test_rank_exit_codes_empty_lists_and_all_failed(tmp_path):
 @pytest.fixture
 def server(tmp_path):
     """A real HTTP server (uvicorn in a thread) whose jobs run inline at submission."""
-    from zoorank_app import services
     from zoorank_app.main import create_app
+    from zoorank_app.services.runner import finalise_job, run_model
     from zoorank_app.settings import Settings
 
     from tests.service_harness import serve_in_thread
@@ -189,8 +189,8 @@ def server(tmp_path):
 
     def inline(job_id: str, models: list[str]) -> list[str]:
         for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
+            run_model(settings, job_id, model)
+        finalise_job(settings, job_id)
         return []
 
     with serve_in_thread(create_app(settings, dispatch=inline, revoke=lambda ids: None)) as base:

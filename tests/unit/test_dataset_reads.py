@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from zoorank_app import services
 from zoorank_app.main import create_app
+from zoorank_app.services.runner import finalise_job, run_model
+from zoorank_app.services.validations import run_validation
 from zoorank_app.settings import Settings
 
 from zoorank.data import identity
@@ -71,9 +72,9 @@ class OpenSpy:
 
 def _run_like_a_worker(settings: Settings, job_id: str, models: list[str]) -> None:
     for model in models:
-        outcome = services.run_model(settings, job_id, model)
+        outcome = run_model(settings, job_id, model)
         assert outcome["status"] == "succeeded", outcome
-    assert services.finalise_job(settings, job_id) == "succeeded"
+    assert finalise_job(settings, job_id) == "succeeded"
 
 
 def test_a_job_reads_its_folder_dataset_once_for_identity_and_each_model_only_its_images(
@@ -111,9 +112,9 @@ def test_a_folder_changed_after_submission_fails_the_model_with_the_reason(setti
     image = np.full((8, 8, 3), 7, dtype=np.uint8)
     (root / "class0" / "0.png").write_bytes(encode_png(image))  # other bytes, other size
     identity.cache_clear()
-    outcome = services.run_model(settings, job_id, MODELS[0])
+    outcome = run_model(settings, job_id, MODELS[0])
     assert outcome["status"] == "failed" and "changed after the job was submitted" in outcome["error"]
-    assert services.finalise_job(settings, job_id) == "failed"
+    assert finalise_job(settings, job_id) == "failed"
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed" and "changed after the job was submitted" in job["error"]
 
@@ -129,9 +130,9 @@ def test_a_corrupt_image_found_by_the_worker_ends_the_job_failed_with_its_name(s
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
-    outcome = services.run_model(settings, job_id, MODELS[0])
+    outcome = run_model(settings, job_id, MODELS[0])
     assert outcome["status"] == "failed" and "class1/0.png" in outcome["error"]
-    assert services.finalise_job(settings, job_id) == "failed"
+    assert finalise_job(settings, job_id) == "failed"
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed" and "class1/0.png is not a readable image" in job["error"]
 
@@ -185,7 +186,7 @@ def test_an_npz_rewritten_after_submission_fails_the_model(settings):
     job_id = client.post("/v1/jobs", json=body).json()["id"]
     np.savez(root / "set.npz", x=rng.integers(0, 255, (12, 8, 8), dtype=np.uint8), y=labels)
     identity.cache_clear()
-    outcome = services.run_model(settings, job_id, MODELS[0])
+    outcome = run_model(settings, job_id, MODELS[0])
     assert outcome["status"] == "failed" and "changed after the job was submitted" in outcome["error"]
 
 
@@ -306,6 +307,6 @@ def test_a_folder_changed_after_a_validation_was_submitted_fails_the_validation_
     job_id = response.json()["id"]
     (root / "class0" / "0.png").write_bytes(encode_png(np.full((8, 8, 3), 7, dtype=np.uint8)))
     identity.cache_clear()
-    assert services.run_validation(settings, job_id) == "failed"
+    assert run_validation(settings, job_id) == "failed"
     job = client.get(f"/v1/validations/{job_id}").json()
     assert job["status"] == "failed" and "changed after the job was submitted" in job["error"]

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from zoorank_app import services
 from zoorank_app.confirmations import checkpoints_root
 from zoorank_app.db import crud
 from zoorank_app.db.models import Confirmation, ConfirmUnit, Dataset, JobModel, ScoreResult
 from zoorank_app.db.session import session_scope
 from zoorank_app.keys import hash_key
 from zoorank_app.main import create_app
+from zoorank_app.services.runner import finalise_job, run_model
 from zoorank_app.settings import Settings
 
 from tests.service_harness import zip_archive
@@ -47,8 +47,8 @@ def _client(settings: Settings, *, run: bool, revoked: list[str] | None = None) 
     def dispatch(job_id: str, models: list[str]) -> list[str]:
         if run:
             for model in models:
-                services.run_model(settings, job_id, model)
-            services.finalise_job(settings, job_id)
+                run_model(settings, job_id, model)
+            finalise_job(settings, job_id)
         return [f"task-{job_id}-{m}" for m in models]
 
     revoke = (revoked if revoked is not None else []).extend
@@ -133,7 +133,7 @@ def test_deleting_a_running_job_cancels_it_first_and_its_tasks_then_write_nothin
     # the running task's next cancel check finds no job: it stops (was: went on, then failed)
     with session_scope(settings.database_url) as session:
         assert crud.model_progress(session, job_id, model, 10) is True
-    assert services.run_model(settings, job_id, model)["status"] == "missing"
+    assert run_model(settings, job_id, model)["status"] == "missing"
     assert _count(settings, ScoreResult, job_id) == 0
 
 

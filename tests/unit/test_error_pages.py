@@ -43,14 +43,14 @@ def test_the_api_answers_problem_json_even_to_a_browser(client):
 
 
 def test_switching_the_leaderboard_dataset_drops_an_option_set_it_does_not_have(tmp_path):
-    from zoorank_app import services
+    from zoorank_app.services.runner import finalise_job, run_model
 
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"], sweep_interval=0)
 
     def dispatch(job_id: str, models: list[str]) -> list[str]:
         for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
+            run_model(settings, job_id, model)
+        finalise_job(settings, job_id)
         return []
 
     client = TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None))

@@ -106,14 +106,15 @@ def test_a_cpu_stage_that_found_its_features_evicted_is_counted(tmp_path):
     makes the forward pass again, which the split by queue exists to avoid: /metrics counts it."""
     import shutil
 
-    from zoorank_app import services
     from zoorank_app.db import crud
     from zoorank_app.db.session import session_scope
+    from zoorank_app.services.jobs import submit_ranking
+    from zoorank_app.services.runner import run_model
 
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
     api = create_app(settings, dispatch=lambda job_id, names: [])  # migrates the database
     models = ["mobilenetv2_100@random", "resnet10t@random"]
-    created = services.submit_ranking(
+    created = submit_ranking(
         settings,
         dataset="builtin:digits",
         models=models,
@@ -123,10 +124,10 @@ def test_a_cpu_stage_that_found_its_features_evicted_is_counted(tmp_path):
     )
     kept, evicted = models
     for model in models:
-        assert services.run_model(settings, created.job.id, model, stage="device")["status"] == "extracted"
-    assert services.run_model(settings, created.job.id, kept, stage="arrays")["from_cache"] is True
+        assert run_model(settings, created.job.id, model, stage="device")["status"] == "extracted"
+    assert run_model(settings, created.job.id, kept, stage="arrays")["from_cache"] is True
     shutil.rmtree(settings.cache_dir)  # evicted, or a cpu host without the shared volume
-    assert services.run_model(settings, created.job.id, evicted, stage="arrays")["from_cache"] is False
+    assert run_model(settings, created.job.id, evicted, stage="arrays")["from_cache"] is False
     with session_scope(settings.database_url) as session:
         rows = {m.model: m for m in crud.job_models(session, created.job.id)}
         assert (rows[kept].features_recomputed, rows[evicted].features_recomputed) == (False, True)

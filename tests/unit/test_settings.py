@@ -138,8 +138,8 @@ def test_a_validation_job_trains_on_the_services_device(tmp_path, gpu_visible) -
     """The worker's settings.device (ZOORANK_DEVICE) for the training and the scores, as for
     ranking jobs; it was ignored (auto: CUDA here, and the job failed)."""
     from fastapi.testclient import TestClient
-    from zoorank_app import services
     from zoorank_app.main import create_app
+    from zoorank_app.services.validations import run_validation
     from zoorank_app.settings import Settings
 
     settings = Settings(var_dir=tmp_path / "var", sweep_interval=0, device="cpu")
@@ -155,6 +155,6 @@ def test_a_validation_job_trains_on_the_services_device(tmp_path, gpu_visible) -
     response = client.post("/v1/validations", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
-    assert services.run_validation(settings, job_id) == "succeeded"
+    assert run_validation(settings, job_id) == "succeeded"
     job = client.get(f"/v1/validations/{job_id}").json()
     assert np.isfinite(job["ranking"]["ground_truth"][0]["accuracy"])

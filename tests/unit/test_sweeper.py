@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from zoorank_app import services, sweeper
+from zoorank_app import sweeper
 from zoorank_app.broker_contents import model_work, unit_work
 from zoorank_app.db import crud
 from zoorank_app.db.models import JobModel, utcnow
 from zoorank_app.db.session import session_scope
 from zoorank_app.main import create_app
+from zoorank_app.services.runner import run_model
 from zoorank_app.settings import Settings
 
 OPTIONS = {"samples_per_class": 8, "input_size": 32, "tap_images_per_class": 0}
@@ -97,7 +98,7 @@ def test_a_queued_model_is_sent_again_only_when_its_message_is_in_no_queue(setti
 
 def test_a_job_whose_models_all_ended_is_closed(settings, queued_job):
     client, job_id = queued_job
-    services.run_model(settings, job_id, MODELS[0])
+    run_model(settings, job_id, MODELS[0])
     report = sweeper.sweep(settings, lambda j, m, stage: None, lambda: 5)
     assert report.closed == []  # the second model is still queued
     _set_status(settings, job_id, MODELS[1], "failed")
@@ -114,11 +115,11 @@ def test_a_second_task_for_a_model_does_nothing_while_the_first_runs_or_after_it
         assert crud.start_model(session, job_id, MODELS[0], runner="task-b") == "running"
         # the same task delivered again after its worker died takes over at once
         assert crud.start_model(session, job_id, MODELS[0], runner="task-a") == 2
-    outcome = services.run_model(settings, job_id, MODELS[0], task_id="task-c")
+    outcome = run_model(settings, job_id, MODELS[0], task_id="task-c")
     assert outcome == {"model": MODELS[0], "status": "skipped", "reason": "running"}
     _age(settings, job_id, MODELS[0], heartbeat_at=61)
-    assert services.run_model(settings, job_id, MODELS[0], task_id="task-c")["status"] == "succeeded"
-    assert services.run_model(settings, job_id, MODELS[0], task_id="task-d")["reason"] == "done"
+    assert run_model(settings, job_id, MODELS[0], task_id="task-c")["status"] == "succeeded"
+    assert run_model(settings, job_id, MODELS[0], task_id="task-d")["reason"] == "done"
     with session_scope(settings.database_url) as session:
         rows = crud.job_results(session, job_id)
     assert [(r.model, r.score) for r in rows] == [(MODELS[0], "logme")]  # written once
@@ -142,7 +143,7 @@ def test_the_heartbeat_is_written_while_a_model_runs(settings, queued_job, monke
 
     monkeypatch.setattr(zoorank.rank, "run_score", slow_score)
     before = utcnow()
-    services.run_model(fast, job_id, MODELS[0], task_id="task-a")
+    run_model(fast, job_id, MODELS[0], task_id="task-a")
     assert crud.as_utc(beats[0]) > before + timedelta(seconds=0.3)
 
 

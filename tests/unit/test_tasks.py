@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.exc import OperationalError
-from zoorank_app import services
+from zoorank_app.services import runner
 from zoorank_workers import tasks
 from zoorank_workers.celery_app import worker_app
 
@@ -32,7 +32,7 @@ def test_a_model_task_retries_while_the_database_is_down_then_succeeds(eager, mo
             raise _outage()
         return {"model": model, "status": "succeeded"}
 
-    monkeypatch.setattr(services, "run_model", flaky)
+    monkeypatch.setattr(runner, "run_model", flaky)
     result = tasks.rank_model.apply(args=("job", "m")).get()
     assert result == {"model": "m", "status": "succeeded"} and len(calls) == 3
 
@@ -44,7 +44,7 @@ def test_a_model_task_gives_up_with_a_result_so_the_chord_still_closes_the_job(e
         calls.append(model)
         raise _outage()
 
-    monkeypatch.setattr(services, "run_model", down)
+    monkeypatch.setattr(runner, "run_model", down)
     result = tasks.rank_model.apply(args=("job", "m")).get()
     assert result["status"] == "failed" and "database unreachable" in result["error"]
     assert len(calls) == 1 + tasks.DATABASE_RETRIES

@@ -9,8 +9,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
-from zoorank_app import services
 from zoorank_app.main import create_app
+from zoorank_app.services.runner import finalise_job, run_model
 from zoorank_app.settings import Settings
 
 from zoorank.cli import app as cli
@@ -113,8 +113,8 @@ def client(tmp_path):
 
     def dispatch(job_id: str, models: list[str]) -> list[str]:
         for model in models:
-            services.run_model(settings, job_id, model)
-        services.finalise_job(settings, job_id)
+            run_model(settings, job_id, model)
+        finalise_job(settings, job_id)
         return [f"task-{m}" for m in models]
 
     return TestClient(create_app(settings, dispatch=dispatch, revoke=lambda ids: None))
