@@ -97,7 +97,7 @@ def bootstrap_values(
 ) -> dict[str, list[dict[str, Any]]]:
     """score -> per resample ``{"value": v | None}`` (plus ``"details"`` for scores with a
     pool step), for the array-only scores among ``names``."""
-    from zoorank.rank import _jsonable
+    from zoorank.rank import jsonable
 
     wanted = [n for n in names if resampled(n)]
     if not wanted or resamples <= 0:
@@ -118,7 +118,7 @@ def bootstrap_values(
                 value = float(output.value)
                 entry: dict[str, Any] = {"value": value if np.isfinite(value) else None}
                 if spec.pool_normalise is not None:
-                    entry["details"] = _jsonable(output.details)
+                    entry["details"] = jsonable(output.details)
             except Exception:  # a resample a score cannot handle counts as missing
                 entry = {"value": None}
             out[name].append(entry)

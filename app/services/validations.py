@@ -182,6 +182,6 @@ def run_validation(settings: Settings, job_id: str) -> str:
 def _jsonable_runs(runs: Sequence[Any]) -> list[Any]:
     from dataclasses import asdict
 
-    from zoorank.rank import _jsonable
+    from zoorank.rank import jsonable
 
-    return [_jsonable(asdict(run)) for run in runs]
+    return [jsonable(asdict(run)) for run in runs]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoorank.rank import PreparedData, RankOptions, _jsonable
+from zoorank.rank import PreparedData, RankOptions, jsonable
 from zoorank.scores import list_scores
 from zoorank.validate import ValidationResult, compare_with_ground_truth, validate
 
@@ -319,9 +319,9 @@ def reanalyse(out_dir: Path, *, resamples: int = 1000) -> dict[str, Any]:
             name: {m: target["scores"].get(m, {}).get(name) for m in target["scores"]} for name in directions
         }
         found = compare_with_ground_truth(values, directions, per_seed, twins=twins, resamples=resamples)
-        target["agreement"] = [_jsonable(a.to_dict()) for a in found["agreement"]]
+        target["agreement"] = [jsonable(a.to_dict()) for a in found["agreement"]]
         for key in ("best", "seed_agreement", "above_random"):
-            target[key] = _jsonable(found[key])
+            target[key] = jsonable(found[key])
     payload["overall"] = overall(payload["targets"])
     payload["reanalysed"] = {
         "command": "python -m benchmarks.ranking --reanalyse",

@@ -246,14 +246,14 @@ def score(
     except ZoorankError as exc:
         fail(str(exc))
         return
-    from zoorank.rank import _jsonable
+    from zoorank.rank import jsonable
 
     print_json(
         {
             "score": name,
             "value": float(output.value),
             "direction": spec.direction,
-            **_jsonable(output.details),
+            **jsonable(output.details),
         }
     )
 
@@ -273,7 +273,7 @@ def explain(
     a small MLP head on its pre-logits (Mouton & Davel 2022), in this process."""
     from zoorank.errors import ZoorankError
     from zoorank.explain.model import EXPLAIN_SCORE, explain_model
-    from zoorank.rank import RankOptions, _jsonable
+    from zoorank.rank import RankOptions, jsonable
 
     options = RankOptions(
         samples_per_class=samples_per_class,
@@ -289,7 +289,7 @@ def explain(
         fail(str(exc), code=1)
         return
     if as_json:
-        print_json(_jsonable(found))
+        print_json(jsonable(found))
         return
     details = found["details"]
     at_budget = details["kappa_at_budget"]

@@ -22,9 +22,9 @@ from zoorank.rank import (
     ModelResult,
     PreparedData,
     RankOptions,
-    _jsonable,
     _versions,
     get_features,
+    jsonable,
     resolve_models,
     resolve_scores,
     score_model,
@@ -110,8 +110,8 @@ class ValidationResult:
         return [few] if few else []
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = _jsonable(asdict(self))
-        out["agreement"] = [_jsonable(a.to_dict()) for a in self.agreement]
+        out: dict[str, Any] = jsonable(asdict(self))
+        out["agreement"] = [jsonable(a.to_dict()) for a in self.agreement]
         out["warnings"] = self.warnings
         return out
 
