@@ -28,6 +28,7 @@ from celery import Celery
 from kombu import Connection
 from zoorank_app.celery_client import QUEUES
 from zoorank_app.settings import Settings
+from zoorank_app.task_names import CONFIRM_UNIT, EXTRACT_MODEL, RANK_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ log = logging.getLogger(__name__)
 Work = tuple[Any, ...]
 # The tasks that run a model of a ranking job (its two stages) and a unit of a confirmation.
 _WORK_OF_TASK = {
-    "zoorank.extract_model": "model",
-    "zoorank.rank_model": "model",
-    "zoorank.confirm_unit": "unit",
+    EXTRACT_MODEL: "model",
+    RANK_MODEL: "model",
+    CONFIRM_UNIT: "unit",
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 from zoorank_app.settings import Settings
+from zoorank_app.task_names import CONFIRM_UNIT, EXTRACT_MODEL, FINALISE_JOB, RANK_MODEL, VALIDATE_JOB
 
 # Queues by resource: forward passes (and the model-needing scores, and training) on `gpu`;
 # what reads cached arrays only (most scores, persistence, bootstrap, closing a job) on `cpu`.
@@ -21,11 +22,11 @@ from zoorank_app.settings import Settings
 GPU_QUEUE, CPU_QUEUE = "gpu", "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
 ROUTES = {
-    "zoorank.extract_model": GPU_QUEUE,
-    "zoorank.validate_job": GPU_QUEUE,
-    "zoorank.confirm_unit": GPU_QUEUE,
-    "zoorank.rank_model": CPU_QUEUE,
-    "zoorank.finalise_job": CPU_QUEUE,
+    EXTRACT_MODEL: GPU_QUEUE,
+    VALIDATE_JOB: GPU_QUEUE,
+    CONFIRM_UNIT: GPU_QUEUE,
+    RANK_MODEL: CPU_QUEUE,
+    FINALISE_JOB: CPU_QUEUE,
 }
 
 

@@ -12,6 +12,7 @@ from celery.canvas import Signature
 from zoorank_app.broker_contents import BrokerContents
 from zoorank_app.celery_client import QUEUES
 from zoorank_app.settings import Settings
+from zoorank_app.task_names import CONFIRM_UNIT, EXTRACT_MODEL, FINALISE_JOB, RANK_MODEL, VALIDATE_JOB
 
 if TYPE_CHECKING:
     from zoorank.rank import Stage
@@ -37,14 +38,14 @@ class CeleryDispatcher:
         """One model's work: its forward pass on the ``gpu`` queue, then its scores on the
         cached arrays on the ``cpu`` queue (routes in :mod:`app.celery_client`)."""
         return chain(
-            self.celery.signature("zoorank.extract_model", args=(job_id, model), immutable=True),
-            self.celery.signature("zoorank.rank_model", args=(job_id, model), immutable=True),
+            self.celery.signature(EXTRACT_MODEL, args=(job_id, model), immutable=True),
+            self.celery.signature(RANK_MODEL, args=(job_id, model), immutable=True),
         )
 
     def dispatch(self, job_id: str, models: list[str]) -> list[str]:
         """A chord: each model's work, then ``zoorank.finalise_job``; returns every task id."""
         members = group(self._model_work(job_id, m) for m in models)
-        callback = self.celery.signature("zoorank.finalise_job", args=(job_id,))
+        callback = self.celery.signature(FINALISE_JOB, args=(job_id,))
         with self._sending:
             result = chord(members, app=self.celery)(callback)
         ids = []
@@ -56,7 +57,7 @@ class CeleryDispatcher:
         """One model's work again, outside any chord (the sweeper closes the job): all of it, or
         from its ``"arrays"`` stage on (a model handed over whose cpu message was lost)."""
         work = (
-            self.celery.signature("zoorank.rank_model", args=(job_id, model), immutable=True)
+            self.celery.signature(RANK_MODEL, args=(job_id, model), immutable=True)
             if stage == "arrays"
             else self._model_work(job_id, model)
         )
@@ -82,12 +83,12 @@ class CeleryDispatcher:
 
     def dispatch_validation(self, job_id: str) -> list[str]:
         """One ``zoorank.validate_job`` task: training is sequential on a worker anyway."""
-        return [self.celery.send_task("zoorank.validate_job", args=(job_id,)).id]
+        return [self.celery.send_task(VALIDATE_JOB, args=(job_id,)).id]
 
     def send_confirm_unit(self, confirmation_id: str, model: str, rung: int) -> None:
         """One (model, rung) of a confirmation, on the ``gpu`` queue."""
         with self._sending:
-            self.celery.send_task("zoorank.confirm_unit", args=(confirmation_id, model, rung))
+            self.celery.send_task(CONFIRM_UNIT, args=(confirmation_id, model, rung))
 
     def revoke(self, task_ids: list[str]) -> None:
         """Best effort: queued tasks also check the job's status before doing anything."""

@@ -16,6 +16,7 @@ from celery import Task, shared_task
 from zoorank_app.db.session import DATABASE_DOWN
 from zoorank_app.services import runner, validations
 from zoorank_app.settings import get_settings
+from zoorank_app.task_names import CONFIRM_UNIT, EXTRACT_MODEL, FINALISE_JOB, RANK_MODEL, VALIDATE_JOB
 
 from zoorank.rank import Stage
 
@@ -41,7 +42,7 @@ def _model_stage(task: Task, job_id: str, model: str, stage: Stage) -> dict[str,
 
 @shared_task(
     bind=True,
-    name="zoorank.extract_model",
+    name=EXTRACT_MODEL,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=DATABASE_RETRIES,
@@ -53,7 +54,7 @@ def extract_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
 
 @shared_task(
     bind=True,
-    name="zoorank.rank_model",
+    name=RANK_MODEL,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=DATABASE_RETRIES,
@@ -65,7 +66,7 @@ def rank_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
 
 @shared_task(
     bind=True,
-    name="zoorank.finalise_job",
+    name=FINALISE_JOB,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=DATABASE_RETRIES,
@@ -85,19 +86,19 @@ def _sender(task: Task) -> Any:
     """Queues one (model, rung) of a confirmation through the task's own app."""
 
     def send(confirmation_id: str, model: str, rung: int) -> None:
-        task.app.send_task("zoorank.confirm_unit", args=(confirmation_id, model, rung))
+        task.app.send_task(CONFIRM_UNIT, args=(confirmation_id, model, rung))
 
     return send
 
 
-@shared_task(name="zoorank.validate_job", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=VALIDATE_JOB, acks_late=True, reject_on_worker_lost=True)
 def validate_job(job_id: str) -> str:
     return validations.run_validation(get_settings(), job_id)
 
 
 @shared_task(
     bind=True,
-    name="zoorank.confirm_unit",
+    name=CONFIRM_UNIT,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=DATABASE_RETRIES,
