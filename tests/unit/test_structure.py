@@ -98,3 +98,28 @@ def test_importing_the_workers_alone_touches_nothing(tmp_path):
         check=True,
     )
     assert not var.exists()
+
+
+def test_each_cli_module_keeps_to_its_concern():
+    """zoorank/cli/ (issue 24): the in-process commands never reach for the HTTP client, the server
+    commands never run the pipeline, and the client and the printing do neither."""
+    imports: dict[str, set[str]] = {}
+    for path in (REPO / "zoorank" / "cli").glob("*.py"):
+        names = imports.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+
+    def uses(module: str, *prefixes: str) -> set[str]:
+        return {n for n in imports[module] for p in prefixes if n == p or n.startswith(p + ".")}
+
+    assert {"local", "catalogues", "remote", "client", "render", "options"} <= set(imports)
+    http = ("httpx", "zoorank.cli.client", "zoorank.cli.remote")
+    pipeline = ("zoorank.rank", "zoorank.validate", "zoorank.explain", "zoorank.features", "zoorank.scores")
+    commands = ("zoorank.cli.local", "zoorank.cli.catalogues", "zoorank.cli.remote")
+    assert not uses("local", *http) and not uses("catalogues", *http)
+    assert not uses("remote", *pipeline, "zoorank.cli.local", "zoorank.cli.catalogues")
+    assert not uses("client", *pipeline, *commands, "zoorank.cli.render")
+    assert not uses("render", *pipeline, *http, *commands)
