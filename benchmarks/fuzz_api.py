@@ -48,7 +48,8 @@ ACCEPTED: list[tuple[str, tuple[str, ...], str, str, str]] = [
         ("POST /v1/jobs", "POST /v1/validations", "GET /v1/leaderboard"),
         "dataset",
         r"unknown builtin dataset|does not exist|no uploaded dataset|outside the allowed data roots"
-        r"|not a folder|no such|cannot be read|holds no|class .* has|needs at least|images? of each class",
+        r"|not a folder|no such|cannot be read|holds no|class .* has|needs at least|images? of each class"
+        r"|have fewer than \d+ samples",
         "a well-formed dataset reference that names no dataset here, or data too small for the request",
     ),
     (
