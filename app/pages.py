@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import functools
-import io
 import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
-from zoorank_app import charts, metrics
+from zoorank_app import charts, figures, metrics
 from zoorank_app.compare import compare_jobs
 from zoorank_app.db import crud
 from zoorank_app.deps import get_session, key_allows_writes
@@ -33,6 +29,7 @@ from zoorank.policy import DEFAULT_RANKING, score_catalogue
 from zoorank.scores import list_scores
 from zoorank.states import TERMINAL
 
+from zoorank.zoo.load import parameter_count
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
 
@@ -61,7 +58,7 @@ def index(
         board = leaderboard_of(session, score=score, dataset=dataset, option_set=None)
     values = [row.value for row in board.data if row.value is not None] if board else []
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    truth_figure = _truth_figure(board, score) if board else None
+    truth_figure = figures.truth_figure(board, score) if board else None
     jobs, _ = crud.list_jobs(session, offset=0, limit=10)
     return templates.TemplateResponse(
         request,
@@ -171,10 +168,10 @@ def job_page(request: Request, job_id: str, session: Session = Depends(get_sessi
             "job": public,
             "table": table,
             "explanations": explanations,
-            "png": png_data_uri,
+            "png": figures.png_data_uri,
             "keys_required": request.app.state.keys.required,
-            "figures": job_figures(public.results),
-            "truth": _job_truth_figure(session, public),
+            "figures": figures.job_figures(public.results),
+            "truth": figures.job_truth_figure(session, public),
             "confirm": confirmation_view(public),
             "others": comparable_jobs(session, public) if public.kind == "ranking" else [],
         },
@@ -219,37 +216,12 @@ def confirmation_view(job: Any) -> dict[str, Any]:
         "default_top_k": min(DEFAULT_TOP_K, ranked) if ranked else DEFAULT_TOP_K,
         "max_top_k": MAX_TOP_K,
         "budget_units": BUDGET_UNITS,
-        "curves": learning_curves(latest) if result.get("models") else None,
+        "curves": figures.learning_curves(latest) if result.get("models") else None,
         "colours": {
             row["model"]: charts.PALETTE[i % len(charts.PALETTE)]
             for i, row in enumerate(result.get("models", []))
         },
     }
-
-
-def learning_curves(confirmation: dict[str, Any]) -> str:
-    """Validation accuracy against epoch, one line per shortlisted model (in confirmed order, so
-    the pick comes first), with a dashed line where each rung of the schedule ends."""
-    models = confirmation["result"]["models"]
-    schedule = [int(e) for e in (confirmation.get("plan") or {}).get("schedule", [])]
-    last = max([*schedule, *(int(h["epoch"]) for m in models for h in m.get("curve", []))], default=1)
-    series = {
-        m["model"]: [(float(h["epoch"]), h.get("val_accuracy")) for h in m.get("curve", [])] for m in models
-    }
-    top = max(
-        (float(y) for points in series.values() for _, y in points if y is not None and math.isfinite(y)),
-        default=1.0,
-    )
-    return charts.line_chart(
-        series,
-        title="Learning curves of the confirmation",
-        x_label="epoch of fine-tuning",
-        y_label="validation accuracy",
-        x_range=(0.0, float(last)),
-        y_range=(0.0, min(1.0, top * 1.1 + 0.02)),
-        x_ticks=charts.integer_ticks(0.0, float(last)),
-        marks=[(float(end), f"rung {i} ends") for i, end in enumerate(schedule, start=1)],
-    )
 
 
 def percent(value: float | None) -> str:
@@ -275,139 +247,6 @@ def sentence(text: str) -> str:
 templates.env.globals.update(duration=duration, pct=percent, pct_interval=percent_interval, sentence=sentence)
 
 
-def _job_truth_figure(session: Session, job: Any) -> dict[str, Any] | None:
-    """The job's ranking against the ground truth stored for its dataset (same content)."""
-    from types import SimpleNamespace
-
-    if not job.ranking or not job.dataset_fingerprint:
-        return None
-    truth = crud.ground_truth(session, dataset=job.dataset)
-    rows = []
-    for row in job.ranking.get("aggregate", []):
-        gt = truth.get((job.dataset_fingerprint, row["model"]))
-        rows.append(
-            SimpleNamespace(
-                model=row["model"],
-                rank=row["rank"],
-                value=row["value"],
-                ground_truth=gt.accuracy if gt else None,
-                ground_truth_mode=gt.mode if gt else None,
-            )
-        )
-    return _truth_figure(SimpleNamespace(data=rows), None)
-
-
-def _truth_figure(board: Any, score: str | None) -> dict[str, Any] | None:
-    """Ranking value against ground truth, with the weighted τ and the top-1 regret, when at
-    least 3 ranked models have ground truth (a validation job on this dataset)."""
-    from zoorank.validate.agreement import top1_regret, weighted_tau
-
-    rows = [r for r in board.data if r.ground_truth is not None and r.value is not None]
-    if len(rows) < 3:
-        return None
-    # ranks are 1 = best; the value's direction is the board's (the default: higher is better)
-    value = np.asarray([-r.rank for r in rows], dtype=float)
-    truth = np.asarray([r.ground_truth for r in rows], dtype=float)
-    modes = sorted({r.ground_truth_mode for r in rows if r.ground_truth_mode})
-    name = score or "the default ranking"
-    svg = charts.scatter_chart(
-        {r.model: [(float(r.value), float(r.ground_truth))] for r in rows},
-        title=f"{name} against ground truth",
-        x_label=f"{name} value",
-        y_label=f"test accuracy ({', '.join(modes) or 'ground truth'})",
-    )
-    return {
-        "svg": svg,
-        "weighted_tau": weighted_tau(value, truth),
-        "regret": top1_regret(value, truth),
-        "n": len(rows),
-    }
-
-
-BETTI_PROFILE_SCORES = ("betti_slope_norm", "betti_slope", "betti_decay_norm", "betti_decay")
-
-
-def _curve_grid(details: dict[str, Any] | None) -> list[float]:
-    """The thresholds of a Betti score's stored curves, or [] when it has none that fit."""
-    if not details or not details.get("taps"):
-        return []
-    grid: list[float] = details.get("curve_thresholds") or details.get("curve_quantiles") or []
-    return grid if grid and all(len(t.get("curve", [])) == len(grid) for t in details["taps"]) else []
-
-
-def job_figures(results: list[Any]) -> dict[str, Any]:
-    """SVG figures of what the scores saw: the Betti profile over depth, the hidden-margin
-    distributions, and margins against the distance to the nearest other-class sample."""
-    by_model: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in results:
-        if r.value is not None:
-            by_model.setdefault(r.model, {})[r.score] = r.details
-    figures: dict[str, str] = {}
-    profiles = {}
-    for model, details in by_model.items():
-        source = next((details[s] for s in BETTI_PROFILE_SCORES if details.get(s, {}).get("omega")), None)
-        if source is None:
-            continue
-        omega = np.asarray(source["omega"], dtype=float)
-        norm = float(np.linalg.norm(omega))
-        if len(omega) > 1 and norm > 0:
-            depth = np.linspace(0.0, 1.0, len(omega))
-            profiles[model] = list(zip(depth.tolist(), (omega / norm).tolist(), strict=True))
-    if profiles:
-        figures["betti_profile"] = charts.line_chart(
-            profiles,
-            title="Normalised Betti profile over depth",
-            x_label="depth (first tap 0, last tap 1)",
-            y_label="Betti sum / its L2 norm over taps",
-        )
-    curves = {}
-    for model, details in by_model.items():
-        source = next((details[s] for s in ("betti_decay", "betti_auc") if _curve_grid(details.get(s))), None)
-        if source is None:
-            continue
-        grid = _curve_grid(source)
-        taps = source["taps"]
-        picked = sorted({round(i) for i in np.linspace(0, len(taps) - 1, min(6, len(taps)))})
-        curves[model] = charts.line_chart(
-            {
-                f"tap {i + 1} (depth {taps[i]['depth']:.2f})": list(zip(grid, taps[i]["curve"], strict=True))
-                for i in picked
-            },
-            title=f"Betti curves of {model}",
-            x_label="threshold η" if source.get("curve_thresholds") else "threshold (quantile of the tap)",
-            y_label="β0 + β1 + β2 (class-balanced mean per image)",
-        )
-    if curves:
-        figures["betti_curves"] = curves  # type: ignore[assignment]
-    margins = {
-        m: d["hidden_margin"]["nuances"]["margin"]
-        for m, d in by_model.items()
-        if d.get("hidden_margin", {}).get("nuances", {}).get("margin")
-    }
-    if margins:
-        figures["margins"] = charts.box_chart(
-            margins,
-            title="Hidden margins of held-out samples",
-            y_label="margin / sqrt(total feature variance)",
-        )
-        figures["nuances"] = charts.scatter_chart(
-            {
-                m: list(
-                    zip(
-                        by_model[m]["hidden_margin"]["nuances"]["nearest_other_class_distance"][:300],
-                        values[:300],
-                        strict=False,
-                    )
-                )
-                for m, values in margins.items()
-            },
-            title="Margin nuances",
-            x_label="distance to the nearest other-class sample (normalised)",
-            y_label="hidden margin (normalised)",
-        )
-    return figures
-
-
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, session: Session = Depends(get_session)) -> HTMLResponse:
     rows = [
@@ -415,17 +254,6 @@ def models_page(request: Request, session: Session = Depends(get_session)) -> HT
         for m in catalogue.models(session).data
     ]
     return templates.TemplateResponse(request, "models.html", {"models": rows})
-
-
-@functools.cache
-def parameter_count(architecture: str) -> int | None:
-    """Parameters of a timm architecture (built once, without weights)."""
-    try:
-        import timm
-
-        return int(sum(p.numel() for p in timm.create_model(architecture, pretrained=False).parameters()))
-    except Exception:  # an architecture timm does not know: shown as unknown
-        return None
 
 
 @router.get("/scores", response_class=HTMLResponse)
@@ -473,7 +301,7 @@ def _datasets_page(
     status: int = 200,
 ) -> HTMLResponse:
     rows = [
-        d.model_dump() | {"thumbnails": thumbnails(request.app.state.settings, d.ref)}
+        d.model_dump() | {"thumbnails": figures.thumbnails(request.app.state.settings, d.ref)}
         for d in catalogue.datasets(session, request.app.state.settings).data
     ]
     return templates.TemplateResponse(
@@ -488,44 +316,3 @@ def _datasets_page(
         },
         status_code=status,
     )
-
-
-def thumbnails(settings: Any, ref: str, per_class: int = 3) -> list[dict[str, Any]]:
-    """A few images per class as PNG data URIs (cached per dataset reference); empty when the
-    dataset cannot be read here."""
-    return _thumbnails(ref, str(settings.upload_dir), per_class)
-
-
-@functools.lru_cache(maxsize=64)
-def _thumbnails(ref: str, upload_dir: str, per_class: int) -> list[dict[str, Any]]:
-    from zoorank.data import load_dataset
-
-    try:
-        dataset = load_dataset(ref, upload_dir=upload_dir)
-        out = []
-        for cls, name in enumerate(dataset.class_names[:20]):
-            rows = np.flatnonzero(dataset.labels == cls)[:per_class]
-            images = dataset.read(rows).mean(axis=-1) / 255.0  # (m, h, w) grey
-            out.append({"class": name, "images": [png_data_uri(image.tolist(), scale=2) for image in images]})
-        return out
-    except Exception:  # a dataset missing on this host (e.g. an optional package): no thumbnails
-        return []
-
-
-def png_data_uri(matrix: list[list[float]], tint: str = "grey", scale: int = 4) -> str:
-    """A ``data:image/png`` URI of a matrix of values in [0, 1], scaled up (nearest), grey
-    or as a white-to-red heat map; inline, so the page loads nothing from anywhere else."""
-    from PIL import Image
-
-    values = np.clip(np.asarray(matrix, dtype=np.float64), 0.0, 1.0)
-    level = (255 * values).astype(np.uint8)
-    if tint == "heat":
-        inverse = 255 - level
-        pixels = np.stack([np.full_like(level, 255), inverse, inverse], axis=-1)
-        image = Image.fromarray(pixels, "RGB")
-    else:
-        image = Image.fromarray(level, "L")
-    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

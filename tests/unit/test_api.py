@@ -909,29 +909,6 @@ def test_json_logs_carry_the_job_model_and_task():
     assert "job_id" not in outside and outside["logger"] == "zoorank.test.logs"
 
 
-def test_job_figures_draw_the_stored_betti_curves():
-    """betti_decay stores, per tap, the Betti sum at each threshold of its grid: one chart per
-    model, up to 6 taps from first to last, the text alternative listing the stored points."""
-    from types import SimpleNamespace
-
-    from zoorank_app.pages import job_figures
-
-    grid = [0.0, 0.25, 0.5, 0.75]
-    taps = [{"depth": d, "curve": [10.0 - i, 8.0 - i, 5.0, 1.0 + i]} for i, d in enumerate(range(1, 9))]
-    details = {"taps": taps, "curve_thresholds": grid, "omega": [1.0] * 8}
-    results = [SimpleNamespace(model="m", score="betti_decay", value=0.1, details=details)]
-    figures = job_figures(results)
-    svg = figures["betti_curves"]["m"]
-    assert "Betti curves of m</title>" in svg and "threshold η" in svg
-    assert svg.count("<polyline") == 6  # 8 taps, 6 drawn, first and last among them
-    assert "tap 1 (depth 1.00): (0.00, 10.000), (0.25, 8.000), (0.50, 5.000), (0.75, 1.000)" in svg
-    assert "tap 8 (depth 8.00): (0.00, 3.000)" in svg
-    broken = {**details, "taps": [{"depth": 1, "curve": [1.0]}]}  # curve and grid disagree: not drawn
-    assert "betti_curves" not in job_figures(
-        [SimpleNamespace(model="m", score="betti_decay", value=0.1, details=broken)]
-    )
-
-
 def test_too_few_samples_per_class_is_refused_everywhere(client):
     from typer.testing import CliRunner
 

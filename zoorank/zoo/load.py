@@ -178,3 +178,14 @@ def create_model(spec: ModelSpec) -> nn.Module:
         state = match_state_dict(model, read_state_dict(path), source=path.name)
         model.load_state_dict(state, strict=False)
     return model.eval()
+
+
+@cache
+def parameter_count(architecture: str) -> int | None:
+    """Parameters of a timm architecture (built once per process, without weights); ``None`` for
+    a name timm does not know."""
+    import timm
+
+    if not timm.is_model(architecture):
+        return None
+    return int(sum(p.numel() for p in timm.create_model(architecture, pretrained=False).parameters()))
