@@ -23,6 +23,13 @@ from zoorank.rank import Stage
 log = logging.getLogger(__name__)
 
 DATABASE_RETRIES = 6  # pauses 2, 4, 8, 16, 32, 60 s: about two minutes in all
+# a task that retries while the database is down; acknowledged late, re-queued if its worker dies
+RETRIED: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": DATABASE_RETRIES,
+}
 
 
 def _pause(task: Task) -> int:
@@ -40,37 +47,19 @@ def _model_stage(task: Task, job_id: str, model: str, stage: Stage) -> dict[str,
         return {"model": model, "status": "failed", "error": f"database unreachable: {exc}"}
 
 
-@shared_task(
-    bind=True,
-    name=EXTRACT_MODEL,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=DATABASE_RETRIES,
-)
+@shared_task(name=EXTRACT_MODEL, **RETRIED)
 def extract_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
     """The forward passes (into the shared feature cache) and the scores that need the model."""
     return _model_stage(self, job_id, model, "device")
 
 
-@shared_task(
-    bind=True,
-    name=RANK_MODEL,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=DATABASE_RETRIES,
-)
+@shared_task(name=RANK_MODEL, **RETRIED)
 def rank_model(self: Task, job_id: str, model: str) -> dict[str, Any]:
     """The other scores, from the cached arrays; closes the model."""
     return _model_stage(self, job_id, model, "arrays")
 
 
-@shared_task(
-    bind=True,
-    name=FINALISE_JOB,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=DATABASE_RETRIES,
-)
+@shared_task(name=FINALISE_JOB, **RETRIED)
 def finalise_job(self: Task, member_results: list[dict[str, Any]], job_id: str) -> str:
     from zoorank_app import confirmations
 
@@ -96,13 +85,7 @@ def validate_job(job_id: str) -> str:
     return validations.run_validation(get_settings(), job_id)
 
 
-@shared_task(
-    bind=True,
-    name=CONFIRM_UNIT,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=DATABASE_RETRIES,
-)
+@shared_task(name=CONFIRM_UNIT, **RETRIED)
 def confirm_unit(self: Task, confirmation_id: str, model: str, rung: int) -> dict[str, Any]:
     """One (model, rung) of a confirmation: trains from the previous rung's checkpoint, then
     advances the confirmation (queues the next rung, or closes it)."""

@@ -108,13 +108,7 @@ def run_validation(settings: Settings, job_id: str) -> str:
 
     def on_truth(truth: Any) -> None:
         with session_scope(settings.database_url) as session:
-            crud.finish_model(
-                session,
-                job_id,
-                truth.model,
-                status="succeeded" if truth.error is None else "failed",
-                error=truth.error,
-            )
+            _finish_model(session, job_id, truth)
 
     try:
         result = validate(
@@ -158,13 +152,7 @@ def run_validation(settings: Settings, job_id: str) -> str:
                     seeds=result.seeds,
                     details={"runs": _jsonable_runs(truth.runs)},
                 )
-            crud.finish_model(
-                session,
-                job_id,
-                truth.model,
-                status="succeeded" if truth.error is None else "failed",
-                error=truth.error,
-            )
+            _finish_model(session, job_id, truth)
         failed = [g for g in result.ground_truth if g.error is not None]
         status = "failed" if len(failed) == len(result.ground_truth) else "partial" if failed else "succeeded"
         job = crud.get_job(session, job_id)
@@ -177,6 +165,12 @@ def run_validation(settings: Settings, job_id: str) -> str:
             error="; ".join(f"{g.model}: {g.error}" for g in failed) or None,
         )
     return status
+
+
+def _finish_model(session: Any, job_id: str, truth: Any) -> None:
+    """A model's row closed with the outcome of its ground truth."""
+    status = "succeeded" if truth.error is None else "failed"
+    crud.finish_model(session, job_id, truth.model, status=status, error=truth.error)
 
 
 def _jsonable_runs(runs: Sequence[Any]) -> list[Any]:
