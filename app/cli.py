@@ -76,7 +76,7 @@ def worker(
     ),
     queues: str | None = typer.Option(
         None,
-        help="gpu (forward passes), cpu (scores on cached arrays), or both [default: ZOORANK_WORKER_QUEUES].",
+        help="gpu (forward passes), cpu (scores on cached arrays), or both (default: ZOORANK_WORKER_QUEUES).",
     ),
 ) -> None:
     """A Celery worker alone."""

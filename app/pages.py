@@ -26,10 +26,11 @@ from zoorank_app.services.jobs import submit_ranking
 from zoorank.errors import InvalidInputError, TooLargeError, ZoorankError
 from zoorank.explain.model import EXPLAIN_SCORE
 from zoorank.policy import DEFAULT_RANKING, score_catalogue
+from zoorank.rank_request import RankRequest
 from zoorank.scores import list_scores
 from zoorank.states import TERMINAL
-
 from zoorank.zoo.load import parameter_count
+
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
 
@@ -101,24 +102,10 @@ async def submit_job_form(request: Request, session: Session = Depends(get_sessi
     if not key_allows_writes(request, str(form.get("api_key", ""))):
         return _new_job_form(request, session, entered, error="the API key is missing or wrong", status=401)
     models = chosen_models + [m.strip() for m in text["extra_models"].split(",") if m.strip()]
-    options: dict[str, Any] = {}
-    for name, value in sizes.items():
-        if value:
-            try:
-                options[name] = int(value)
-            except ValueError:
-                return _new_job_form(
-                    request, session, entered, error=f"{name} must be a whole number", status=422
-                )
+    options = {name: value for name, value in sizes.items() if value}  # text: the request's number rule
     try:
-        job_id = submit_ranking(
-            settings,
-            dataset=text["dataset"],
-            models=models,
-            scores=chosen_scores,
-            options=options,
-            dispatch=request.app.state.dispatch,
-        ).id
+        body = {"dataset": text["dataset"], "models": models, "scores": chosen_scores, "options": options}
+        job_id = submit_ranking(settings, RankRequest.from_dict(body), dispatch=request.app.state.dispatch).id
     except ZoorankError as exc:
         return _new_job_form(request, session, entered, error=str(exc), status=422)
     metrics.JOBS_SUBMITTED.inc()

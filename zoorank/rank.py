@@ -36,6 +36,7 @@ from zoorank.features.cache import FeatureCache, feature_key
 from zoorank.features.extract import FeatureSet, extract_features, prelogits_and_logits, resolve_device
 from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
 from zoorank.policy import DEFAULT_RANKING, RankingPolicy, job_policy
+from zoorank.rank_request import DEFAULT_INPUT_SIZE, DEFAULT_SAMPLES_PER_CLASS, DEFAULT_SEED
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score
 from zoorank.settings import check_device, default_device
 from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, budgeted, rank_uncertainty
@@ -55,10 +56,10 @@ class RankOptions:
     """Settings of one ranking. Defaults keep the 8-model offline zoo on ``builtin:digits``
     well under a minute per model on a 2-core CPU: 50 samples per class at 64 px."""
 
-    samples_per_class: int = 50
-    input_size: int | None = 64
+    samples_per_class: int = DEFAULT_SAMPLES_PER_CLASS
+    input_size: int | None = DEFAULT_INPUT_SIZE
     tap_images_per_class: int = 5
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     batch_size: int = 64
     device: str = "auto"
     min_samples_per_class: int = 5
@@ -89,9 +90,9 @@ class RankOptions:
         low, high = INPUT_SIZE_RANGE
         if self.input_size is not None and not low <= self.input_size <= high:
             raise InvalidInputError(f"input_size must be between {low} and {high} pixels", field="options")
-        if self.batch_size < 1 or self.samples_per_class < 0 or self.tap_images_per_class < 0:
+        if self.batch_size < 1 or min(self.samples_per_class, self.tap_images_per_class, self.seed) < 0:
             raise InvalidInputError(
-                "batch_size must be >= 1; samples_per_class and tap_images_per_class >= 0",
+                "batch_size must be >= 1; samples_per_class, tap_images_per_class and seed >= 0",
                 field="options",
             )
         if self.seed < 0:
@@ -126,7 +127,10 @@ def _check_option_type(name: str, value: Any, hint: Any) -> Any:
         if kind is type(None) and value is None:
             return value
         if kind is int and isinstance(value, int | float | str) and not isinstance(value, bool):
-            return as_number(value, f"options.{name}", int, field="options")  # the one number rule
+            try:
+                return as_number(value, f"options.{name}", int, field="options")  # the one number rule
+            except InvalidInputError:
+                continue  # the message below lists what the option may be
         if kind is str and isinstance(value, str):
             return value
         if (

@@ -28,6 +28,8 @@ from zoorank_app.services.jobs import Created, submit_ranking
 from zoorank_app.settings import Settings
 
 from zoorank.export import job_table
+from zoorank.rank_request import FIELDS as RANK_FIELDS
+from zoorank.rank_request import RankRequest
 from zoorank.states import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(422, 503))
@@ -82,10 +84,7 @@ def create_job(
         )
     created = submit_ranking(
         settings,
-        dataset=body.dataset,
-        models=body.models,
-        scores=body.scores,
-        options=body.options,
+        RankRequest.from_dict(body.model_dump(include=set(RANK_FIELDS), exclude_none=True)),
         dispatch=request.app.state.dispatch,
         confirm=body.confirm.options() if body.confirm is not None else None,
     )

@@ -14,12 +14,8 @@ from zoorank_app.settings import Settings
 
 from zoorank.data import DatasetIdentity
 from zoorank.errors import InvalidInputError
-from zoorank.rank import (
-    RankOptions,
-    check_weight_files,
-    prepare_dataset,
-    resolve_scores,
-)
+from zoorank.rank import check_weight_files, prepare_dataset
+from zoorank.rank_request import RankRequest
 from zoorank.zoo import ModelSpec
 
 Dispatch = Callable[[str, list[str]], list[str]]
@@ -39,15 +35,13 @@ class Created:
 
 def submit_ranking(
     settings: Settings,
+    request: RankRequest,
     *,
-    dataset: str,
-    models: Sequence[str] | None,
-    scores: Sequence[str] | None,
-    options: dict[str, Any] | None,
     dispatch: Dispatch,
     confirm: dict[str, Any] | None = None,
 ) -> Created:
-    """Check the request, create the job, queue one task per model.
+    """Check the request (:class:`~zoorank.rank_request.RankRequest`, the rules of the library
+    and the CLI too), create the job, queue one task per model.
 
     Every check that can fail on user input runs before anything is queued, and each is
     cheap: names, options, and the dataset's class counts from its cached index
@@ -62,11 +56,11 @@ def submit_ranking(
     from zoorank.confirm.plan import plan_confirmation
     from zoorank.confirm.request import ConfirmRequest
 
-    parsed_options = RankOptions.from_dict(options)
+    score_names = request.check()
+    parsed_options, dataset = request.options, request.dataset
     confirm_request = ConfirmRequest.from_dict(confirm) if confirm is not None else None
-    score_names = resolve_scores(scores)
     with session_scope(settings.database_url) as session:
-        specs = job_models(settings, session, models)
+        specs = job_models(settings, session, request.models)
         prepared = prepare_dataset(
             dataset, parsed_options, data_roots=settings.data_roots, upload_dir=settings.upload_dir
         )

@@ -788,7 +788,8 @@ def test_new_job_form_submits_through_the_same_checks(client, settings):
         "/jobs/new",
         data={"dataset": "builtin:digits", "models": ["mobilenetv2_100"], "samples_per_class": "ten"},
     )
-    assert wrong.status_code == 422 and "samples_per_class must be a whole number" in wrong.text
+    # the message of the API and the CLI: one rule
+    assert wrong.status_code == 422 and "options.samples_per_class must be an integer" in wrong.text
     ok = client.post(
         "/jobs/new",
         data={

@@ -111,15 +111,17 @@ def test_a_cpu_stage_that_found_its_features_evicted_is_counted(tmp_path):
     from zoorank_app.services.jobs import submit_ranking
     from zoorank_app.services.runner import run_model
 
+    from zoorank.rank_request import RankRequest
+
     settings = Settings(var_dir=tmp_path / "var", data_roots=[tmp_path / "data"])
     api = create_app(settings, dispatch=lambda job_id, names: [])  # migrates the database
     models = ["mobilenetv2_100@random", "resnet10t@random"]
+    options = {"samples_per_class": 5, "input_size": 32, "tap_images_per_class": 0}
     created = submit_ranking(
         settings,
-        dataset="builtin:digits",
-        models=models,
-        scores=["logme"],
-        options={"samples_per_class": 5, "input_size": 32, "tap_images_per_class": 0},
+        RankRequest.from_dict(
+            {"dataset": "builtin:digits", "models": models, "scores": ["logme"], "options": options}
+        ),
         dispatch=lambda job_id, names: [],
     )
     kept, evicted = models

@@ -92,7 +92,7 @@ def cache_stats(
 @cache_app.command("prune")
 def cache_prune(
     max_mb: int | None = typer.Option(
-        None, min=0, help="Keep at most this many MB [default: ZOORANK_CACHE_MAX_MB]."
+        None, min=0, help="Keep at most this many MB (default: ZOORANK_CACHE_MAX_MB)."
     ),
     older_than_days: float | None = typer.Option(
         None, min=0, help="Remove entries unused for this many days."

@@ -15,10 +15,17 @@ from zoorank.cli.options import (
     CONFIRM_LOSS_HELP,
     CONFIRM_SETTING_HELP,
     DATA_ROOT_HELP,
+    DATASET_HELP,
+    INPUT_SIZE_HELP,
+    MODELS_HELP,
+    SAMPLES_HELP,
+    SCORES_HELP,
+    SEED_HELP,
     TOP_K_HELP,
     fail,
     feature_cache,
     parse_params,
+    rank_request_body,
     read_paths,
     split_option,
 )
@@ -27,15 +34,13 @@ from zoorank.validation_request import DEFAULT_ALPHA, DEFAULT_LOSS, DEFAULT_MODE
 
 
 def rank(
-    dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
-    models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
-    scores: str | None = typer.Option(
-        None, help="Comma-separated scores (default: the default ranking's own scores)."
-    ),
-    samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
-    input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
-    seed: int = typer.Option(0),
-    cache_dir: Path | None = typer.Option(None, help="Feature cache folder [default: ZOORANK_CACHE_DIR]."),
+    dataset: str = typer.Option(..., help=DATASET_HELP),
+    models: str | None = typer.Option(None, help=MODELS_HELP),
+    scores: str | None = typer.Option(None, help=SCORES_HELP),
+    samples_per_class: int | None = typer.Option(None, help=SAMPLES_HELP),
+    input_size: int | None = typer.Option(None, help=INPUT_SIZE_HELP),
+    seed: int | None = typer.Option(None, help=SEED_HELP),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder (default: ZOORANK_CACHE_DIR)."),
     data_root: list[Path] = typer.Option([], help=DATA_ROOT_HELP),
     param: list[str] = typer.Option([], help="Score parameter SCORE.k=v (repeatable)."),
     bootstrap_resamples: int | None = typer.Option(
@@ -59,8 +64,8 @@ def rank(
     from tqdm import tqdm
 
     from zoorank.errors import ZoorankError
-    from zoorank.rank import RankOptions
     from zoorank.rank import rank as run_rank
+    from zoorank.rank_request import RankRequest
 
     score_params: dict[str, dict[str, str]] = {}
     for key, value in parse_params(param).items():
@@ -68,14 +73,18 @@ def rank(
             fail(f"--param takes SCORE.k=v, got {key!r}")
         score, name = key.split(".", 1)
         score_params.setdefault(score, {})[name] = value
-    options = RankOptions(
-        samples_per_class=samples_per_class,
-        input_size=input_size or None,
-        seed=seed,
-        score_params=score_params,
-    )
-    if bootstrap_resamples is not None:
-        options.bootstrap_resamples = bootstrap_resamples
+    given = {
+        "samples_per_class": samples_per_class,
+        "input_size": input_size,
+        "seed": seed,
+        "score_params": score_params or None,
+        "bootstrap_resamples": bootstrap_resamples,
+    }
+    try:  # the rules of POST /v1/jobs and zoorank submit
+        request = RankRequest.from_dict(rank_request_body(dataset, models, scores, given))
+    except ZoorankError as exc:
+        fail(str(exc))
+        return
     if as_csv and (as_json or confirm):
         fail("--csv prints the ranking alone: leave out --json and --confirm")
     confirm_request = None
@@ -94,10 +103,10 @@ def rank(
 
     try:
         result = run_rank(
-            dataset,
-            split_option(models),
-            split_option(scores),
-            options,
+            request.dataset,
+            request.models,
+            request.scores,
+            request.options,
             cache=feature_cache(cache_dir),
             **read_paths(data_root),
             on_model=on_model,
@@ -133,7 +142,7 @@ def rank(
         {r.model: {s: v.value for s, v in r.scores.items()} for r in result.results},
         [r.model for r in result.results if r.error],
         title=f"{dataset}: {len(result.sample_ids)} images, "
-        f"{options.input_size or 'native'} px, {result.seconds:.1f} s",
+        f"{request.options.input_size or 'native'} px, {result.seconds:.1f} s",
     )
     for r in failed:
         typer.secho(f"{r.model} failed: {r.error}", fg=typer.colors.YELLOW, err=True)
@@ -264,7 +273,7 @@ def explain(
     samples_per_class: int = typer.Option(50, help="Stratified sample per class (0 = all)."),
     input_size: int = typer.Option(64, help="Input resolution in pixels (0 = the model's own)."),
     seed: int = typer.Option(0),
-    cache_dir: Path | None = typer.Option(None, help="Feature cache folder [default: ZOORANK_CACHE_DIR]."),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder (default: ZOORANK_CACHE_DIR)."),
     data_root: list[Path] = typer.Option([], help=DATA_ROOT_HELP),
     param: list[str] = typer.Option([], help="layer_tree_fidelity parameter k=v (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole explanation as JSON."),
@@ -342,7 +351,7 @@ def validate_command(
         [], help="Training setting k=v (repeatable), e.g. epochs=3, input_size=32."
     ),
     resamples: int = typer.Option(1000, help="Bootstrap resamples over models (0: none)."),
-    cache_dir: Path | None = typer.Option(None, help="Feature cache folder [default: ZOORANK_CACHE_DIR]."),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder (default: ZOORANK_CACHE_DIR)."),
     data_root: list[Path] = typer.Option([], help=DATA_ROOT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
 ) -> None:

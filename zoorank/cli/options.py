@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from zoorank.confirm.request import DEFAULT_TOP_K
+from zoorank.rank_request import DEFAULT_INPUT_SIZE, DEFAULT_SAMPLES_PER_CLASS, DEFAULT_SEED
 from zoorank.settings import CoreSettings
 
 if TYPE_CHECKING:
@@ -41,25 +42,48 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+# A ranking request's options; the defaults are RankRequest's (None: not given, so the default).
+DATASET_HELP = "Dataset reference, e.g. builtin:digits."
+MODELS_HELP = "Comma-separated models (default: the built-in zoo)."
+SCORES_HELP = "Comma-separated scores (default: the default ranking's own scores)."
+SAMPLES_HELP = f"Stratified sample per class (0 = all) (default: {DEFAULT_SAMPLES_PER_CLASS})."
+INPUT_SIZE_HELP = f"Input resolution in pixels (0 = each model's own) (default: {DEFAULT_INPUT_SIZE})."
+SEED_HELP = f"Seed of the stratified sample (default: {DEFAULT_SEED})."
+
+
+def rank_request_body(
+    dataset: str, models: str | None, scores: str | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """A ranking request as ``zoorank.rank_request.RankRequest.from_dict`` and ``POST /v1/jobs``
+    take it: what the user gave, nothing else (the request's own defaults fill the rest)."""
+    body: dict[str, Any] = {
+        "dataset": dataset,
+        "models": split_option(models),
+        "scores": split_option(scores),
+    }
+    body["options"] = {name: value for name, value in options.items() if value is not None} or None
+    return {name: value for name, value in body.items() if value is not None}
+
+
 DATA_ROOT_HELP = "Also read folder:/npz: datasets and weight files under this folder (repeatable)."
 
 
-CACHE_DIR_HELP = "Feature cache folder [default: ZOORANK_CACHE_DIR]."
+CACHE_DIR_HELP = "Feature cache folder (default: ZOORANK_CACHE_DIR)."
 
 
 TOP_K_HELP = (
     "Confirmation: how many of the best-ranked models to fine-tune"
-    f" [default: {DEFAULT_TOP_K}, chosen by benchmarks/confirm.py]."
+    f" (default: {DEFAULT_TOP_K}, chosen by benchmarks/confirm.py)."
 )
 
 
-BUDGET_HELP = "Confirmation: a cap in --budget-unit [default: none, the schedule's own cost]."
+BUDGET_HELP = "Confirmation: a cap in --budget-unit (default: none, the schedule's own cost)."
 
 
-BUDGET_UNIT_HELP = "Confirmation: images (image passes) or seconds (estimated) [default: images]."
+BUDGET_UNIT_HELP = "Confirmation: images (image passes) or seconds (estimated) (default: images)."
 
 
-CONFIRM_LOSS_HELP = "Confirmation: the fine-tuning loss, ce or powergrad [default: ce]."
+CONFIRM_LOSS_HELP = "Confirmation: the fine-tuning loss, ce or powergrad (default: ce)."
 
 
 CONFIRM_SETTING_HELP = "Confirmation: a trainer setting k=v, e.g. epochs=8, val_per_class=20 (repeatable)."

@@ -14,9 +14,15 @@ from zoorank.cli.options import (
     BUDGET_UNIT_HELP,
     CONFIRM_LOSS_HELP,
     CONFIRM_SETTING_HELP,
+    DATASET_HELP,
+    INPUT_SIZE_HELP,
+    MODELS_HELP,
+    SAMPLES_HELP,
+    SCORES_HELP,
+    SEED_HELP,
     TOP_K_HELP,
     parse_params,
-    split_option,
+    rank_request_body,
 )
 from zoorank.cli.render import print_job, print_json, print_table
 from zoorank.states import TERMINAL
@@ -27,21 +33,20 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a running server (--s
 TERMINAL_STATUSES = tuple(TERMINAL)
 
 
-SERVER_HELP = "Base URL of a running zoorank API [default: ZOORANK_SERVER, else http://127.0.0.1:8000]."
+SERVER_HELP = "Base URL of a running zoorank API (default: ZOORANK_SERVER, else http://127.0.0.1:8000)."
 
 
 CSV_HELP = "Print the table as CSV (zoorank.export lists the columns)."
 
 
 def submit(
-    dataset: str = typer.Option(..., help="Dataset reference, e.g. builtin:digits."),
+    dataset: str = typer.Option(..., help=DATASET_HELP),
     server: str | None = typer.Option(None, help=SERVER_HELP),
-    models: str | None = typer.Option(None, help="Comma-separated models (default: the built-in zoo)."),
-    scores: str | None = typer.Option(
-        None, help="Comma-separated scores (default: the default ranking's own scores)."
-    ),
-    samples_per_class: int | None = typer.Option(None, help="Stratified sample per class (0 = all)."),
-    input_size: int | None = typer.Option(None, help="Input resolution in pixels."),
+    models: str | None = typer.Option(None, help=MODELS_HELP),
+    scores: str | None = typer.Option(None, help=SCORES_HELP),
+    samples_per_class: int | None = typer.Option(None, help=SAMPLES_HELP),
+    input_size: int | None = typer.Option(None, help=INPUT_SIZE_HELP),
+    seed: int | None = typer.Option(None, help=SEED_HELP),
     wait: bool = typer.Option(False, "--wait", help="Show progress until the job ends, then its ranking."),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
 ) -> None:
@@ -50,20 +55,10 @@ def submit(
 
     from tqdm import tqdm
 
-    options = {
-        k: v
-        for k, v in {"samples_per_class": samples_per_class, "input_size": input_size}.items()
-        if v is not None
-    }
-    body: dict[str, Any] = {
-        "dataset": dataset,
-        "models": split_option(models),
-        "scores": split_option(scores),
-    }
-    if options:
-        body["options"] = options
+    given = {"samples_per_class": samples_per_class, "input_size": input_size, "seed": seed}
+    body = rank_request_body(dataset, models, scores, given)  # the server checks it as zoorank rank does
     with server_client(server) as client:
-        job = answer(client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None}), 202)
+        job = answer(client.post("/v1/jobs", json=body), 202)
         if not wait:
             print_json(job) if as_json else typer.echo(
                 f"job {job['id']} {job['status']}: {client.base}/jobs/{job['id']}"
