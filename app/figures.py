@@ -44,7 +44,7 @@ def job_truth_figure(session: Session, job: Any) -> dict[str, Any] | None:
 def truth_figure(board: Any, score: str | None) -> dict[str, Any] | None:
     """Ranking value against ground truth, with the weighted τ and the top-1 regret, when at
     least 3 ranked models have ground truth (a validation job on this dataset)."""
-    from zoorank.validate.agreement import top1_regret, weighted_tau
+    from zoorank.groundtruth.agreement import top1_regret, weighted_tau
 
     rows = [r for r in board.data if r.ground_truth is not None and r.value is not None]
     if len(rows) < 3:

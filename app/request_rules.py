@@ -21,11 +21,11 @@ from typing import Annotated, Any
 from pydantic import WithJsonSchema
 
 from zoorank.data.refs import reference_pattern
+from zoorank.groundtruth.powergrad import LOSSES
+from zoorank.groundtruth.training import MODES, OPTIMIZERS
 from zoorank.rank import BOOTSTRAP_MAX, INPUT_SIZE_RANGE
 from zoorank.scores import get_score, list_scores
 from zoorank.settings import DEVICES
-from zoorank.validate.groundtruth import MODES, OPTIMIZERS
-from zoorank.validate.powergrad import LOSSES
 from zoorank.validation_request import MAX_SEEDS
 
 DATASET_REF: dict[str, Any] = {"pattern": reference_pattern()}
@@ -59,7 +59,11 @@ def rank_options() -> dict[str, Any]:
         "properties": {
             "samples_per_class": {"type": "integer", "minimum": 0, "description": "0: every image"},
             "input_size": {
-                "anyOf": [{"type": "integer", "minimum": low, "maximum": high}, {"const": 0}, {"type": "null"}],
+                "anyOf": [
+                    {"type": "integer", "minimum": low, "maximum": high},
+                    {"const": 0},
+                    {"type": "null"},
+                ],
                 "description": "pixels; 0 or null: each model's own input size",
             },
             "tap_images_per_class": {"type": "integer", "minimum": 0},

@@ -85,7 +85,7 @@ class JobCreate(BaseModel):
 
 
 class ValidationCreate(BaseModel):
-    # The rules are zoorank.validate's (one message for library, CLI and API); the schema says
+    # The rules are zoorank.groundtruth's (one message for library, CLI and API); the schema says
     # them: the linear mode's loss is ce, PowerGrad's alpha is in (0, 1].
     model_config = ConfigDict(
         extra="forbid",

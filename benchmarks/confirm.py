@@ -32,7 +32,7 @@ user runs one seed):
 
 Rankings: the released default (:data:`zoorank.policy.DEFAULT_RANKING`) and, with
 ``--policy-fit loto`` (or ``both``, the default), for each target the procedure that
-:func:`zoorank.validate.selection.choose` picks among :func:`benchmarks.heldout.analyse.procedures`
+:func:`zoorank.groundtruth.selection.choose` picks among :func:`benchmarks.heldout.analyse.procedures`
 on the *other* targets, fitted on them: out of sample. The default top-k and budget are chosen
 leave-one-target-out: on the other targets by "lowest mean regret, then lowest cost", reported on
 the held-out one.
@@ -60,9 +60,9 @@ import numpy as np
 
 from zoorank.confirm.halving import accuracy_interval, successive_halving
 from zoorank.errors import InvalidInputError
+from zoorank.groundtruth.selection import TargetData, Training, bootstrap_mean_interval, choose
 from zoorank.policy import DEFAULT_POLICY, DEFAULT_RANKING, RankingPolicy, released
 from zoorank.scores import get_score
-from zoorank.validate.selection import TargetData, Training, bootstrap_mean_interval, choose
 
 from .heldout.analyse import load_targets, pool_twins, procedures
 from .heldout.work import RESULTS, SEEDS, cached, score_names

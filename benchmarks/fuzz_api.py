@@ -529,9 +529,9 @@ def informed_requests(known: Known) -> dict[str, Any]:
     """Per operation, a strategy of ``Case`` arguments: known values and junk, mixed."""
     from hypothesis import strategies as st
 
+    from zoorank.groundtruth.training import TrainSettings
     from zoorank.rank import RankOptions
     from zoorank.scores import list_scores
-    from zoorank.validate.groundtruth import TrainSettings
 
     junk = st.recursive(
         st.none()

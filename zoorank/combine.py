@@ -1,7 +1,7 @@
 """Ways to turn several scores of one pool of models into one ranking, and the rules every
 combination keeps.
 
-Every score is first oriented (higher = better, :func:`zoorank.validate.agreement.orient`).
+Every score is first oriented (higher = better, :func:`zoorank.groundtruth.agreement.orient`).
 Within one pool (one job's models on one dataset):
 
 * ``mean_rank`` -- the average over scores of each model's rank (1 = best; ties share the mean
@@ -270,8 +270,9 @@ def rank_pool(
     if not used:
         rows = [{"model": m, "value": 0.0, "rank": 1} for m in models]
     else:
-        combined = _combined(matrix, method, used_weights)
-        tiebreak = [float(v) for v in mean_rank(matrix)]
+        # combined values equal but for float noise (z-scores of a rescaled score) are a tie
+        combined = [float(v) for v in snap_ties(np.asarray(_combined(matrix, method, used_weights)))]
+        tiebreak = [float(v) for v in snap_ties(mean_rank(matrix))]
         key = {m: (combined[i], tiebreak[i]) for i, m in enumerate(models)}
         ordered = sorted(models, key=lambda m: (-key[m][0], -key[m][1], m))
         for position, model in enumerate(ordered, start=1):

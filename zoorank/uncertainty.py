@@ -146,7 +146,7 @@ def rank_uncertainty(
       Rubin 1981), so scores that disagree on the top two make it uncertain. Used when the
       policy has two or more informative scores and no temperature;
     * ``benchmark error`` -- with the policy's ``temperature`` (fitted on the benchmark's
-      held-out values, :func:`zoorank.validate.selection.fit_temperature`), Gumbel noise of that
+      held-out values, :func:`zoorank.groundtruth.selection.fit_temperature`), Gumbel noise of that
       scale on each draw's combined values: rankings drawn from the Plackett-Luce model.
 
     Models tied in a draw share its first place (P(top-1) is split between them). When a score

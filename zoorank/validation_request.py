@@ -1,5 +1,5 @@
 """The defaults and limits of a ground-truth (validation) request, in one place for the
-library (:func:`zoorank.validate.validate`), the CLI (``zoorank validate``) and the API
+library (:func:`zoorank.groundtruth.validate`), the CLI (``zoorank validate``) and the API
 (``POST /v1/validations``). Kept free of heavy imports: the CLI reads it at start-up.
 
 The default is the cheap linear ground truth (a logistic regression on frozen pre-logits) with

@@ -35,7 +35,7 @@ def submit_validation(
     dispatch: Callable[[str], list[str]],
 ) -> Created:
     """Validate a ground-truth request, create a ``validation`` job, queue its task."""
-    from zoorank.validate.groundtruth import TrainSettings, check_request
+    from zoorank.groundtruth.training import TrainSettings, check_request
 
     seeds = check_request(mode, loss, alpha, seeds)
     parsed = TrainSettings.from_dict(train_settings)
@@ -83,7 +83,7 @@ def run_validation(settings: Settings, job_id: str) -> str:
     """Train every model of a validation job, store ground truth and the score agreement. Each
     model's row follows its steps: running while scored, queued (1 step done) until its turn to
     train, running while trained, then finished with its outcome (not when the whole job ends)."""
-    from zoorank.validate import validate
+    from zoorank.groundtruth import validate
 
     with session_scope(settings.database_url) as session:
         job = crud.get_job(session, job_id)

@@ -153,7 +153,7 @@ DEGREES = {"sum": slice(0, 3), "b0": slice(0, 1), "b1": slice(1, 2)}
 
 
 def analyse(payload: dict[str, Any], ranking: dict[str, Any]) -> dict[str, Any]:
-    from zoorank.validate.agreement import count_above_twin, weighted_tau
+    from zoorank.groundtruth.agreement import count_above_twin, weighted_tau
 
     rows = []
     for ref, profiles in payload["targets"].items():

@@ -19,12 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zoorank.policy import RankingPolicy, load_policy, released
-from zoorank.rank import RankOptions
-from zoorank.scores import ScoreOutput, get_score
-from zoorank.uncertainty import budgeted, rank_uncertainty, resampled
-from zoorank.validate.agreement import count_above_twin, seed_agreement
-from zoorank.validate.selection import (
+from zoorank.groundtruth.agreement import count_above_twin, seed_agreement
+from zoorank.groundtruth.selection import (
     Procedure,
     SignedStack,
     TargetData,
@@ -44,6 +40,10 @@ from zoorank.validate.selection import (
     single,
     top_k,
 )
+from zoorank.policy import RankingPolicy, load_policy, released
+from zoorank.rank import RankOptions
+from zoorank.scores import ScoreOutput, get_score
+from zoorank.uncertainty import budgeted, rank_uncertainty, resampled
 
 from .populations import population
 from .targets import TARGETS

@@ -3,7 +3,7 @@
 * ``scores`` (target, model): every score a default job computes, at the job defaults
   (:class:`zoorank.rank.RankOptions` ``()``), through ``zoorank.rank.score_model`` and the
   service's :class:`~zoorank.features.cache.FeatureCache`;
-* ``train`` (target, model, seed): full fine-tuning (``zoorank.validate.finetune_accuracy``) at
+* ``train`` (target, model, seed): full fine-tuning (``zoorank.groundtruth.finetune_accuracy``) at
   64 px with the target's split, its test, validation and final train accuracy;
 * ``extra`` and ``trees`` (target, model): the expensive scores a job computes only when asked
   (Betti variants; layer-tree fidelity), see :data:`EXTRA_KINDS`.
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from zoorank.errors import ZoorankError
-from zoorank.validate import TrainSettings
+from zoorank.groundtruth import TrainSettings
 
 from ..ranking.zoo import ZooModel
 from ..unitcache import BulkPath, UnitCache, split_bulk
@@ -294,7 +294,7 @@ def run_calib(unit: Unit) -> dict[str, Any]:
 
 
 def run_train(unit: Unit) -> dict[str, Any]:
-    from zoorank.validate.groundtruth import finetune_accuracy
+    from zoorank.groundtruth.training import finetune_accuracy
     from zoorank.zoo import create_model, get_model_spec
 
     settings = train_settings(unit.target)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoorank.validate import TrainSettings
+from zoorank.groundtruth import TrainSettings
 
 OFFLINE_MODELS = (
     "tf_efficientnet_lite0",

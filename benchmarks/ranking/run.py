@@ -1,4 +1,4 @@
-"""Run the ranking benchmark: build the zoo, then per target ``zoorank.validate.validate``
+"""Run the ranking benchmark: build the zoo, then per target ``zoorank.groundtruth.validate``
 (every score + fine-tuned ground truth over several seeds), then the PowerGrad study.
 
 Results: ``ranking.json`` / ``ranking.md`` and ``powergrad.json`` / ``powergrad.md`` under
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoorank.groundtruth import ValidationResult, compare_with_ground_truth, validate
 from zoorank.rank import PreparedData, RankOptions, jsonable
 from zoorank.scores import list_scores
-from zoorank.validate import ValidationResult, compare_with_ground_truth, validate
 
 from .config import BenchConfig
 from .report import powergrad_markdown, ranking_markdown

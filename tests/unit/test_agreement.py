@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from zoorank.errors import InvalidInputError
-from zoorank.validate.agreement import (
+from zoorank.groundtruth.agreement import (
     best_within_noise,
     bootstrap_interval,
     count_above_twin,
@@ -198,7 +198,7 @@ def test_best_is_named_only_when_its_tau_is_positive() -> None:
 def test_few_models_warning_lists_the_taus_that_so_few_models_allow() -> None:
     from itertools import permutations
 
-    from zoorank.validate.agreement import MIN_MODELS, few_models_warning
+    from zoorank.groundtruth.agreement import MIN_MODELS, few_models_warning
 
     for n in (2, 3):
         possible = {stats.kendalltau(np.arange(n), p).statistic for p in permutations(range(n))}

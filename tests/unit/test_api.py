@@ -868,7 +868,7 @@ def test_one_validation_rule_for_library_cli_and_http(client, request_, field, m
 
     cli = load_commands()
     from zoorank.errors import InvalidInputError
-    from zoorank.validate import validate
+    from zoorank.groundtruth import validate
 
     with pytest.raises(InvalidInputError) as caught:
         validate("builtin:digits", ["mobilenetv2_100"], **request_)

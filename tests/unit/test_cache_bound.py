@@ -253,7 +253,7 @@ def test_cache_prune_command(tmp_path, monkeypatch):
     [
         (["rank"], "zoorank.rank", "rank"),
         (["explain", "--model", "mobilenetv2_100"], "zoorank.explain.model", "explain_model"),
-        (["validate"], "zoorank.validate", "validate"),
+        (["validate"], "zoorank.groundtruth", "validate"),
     ],
 )
 def test_the_setting_bounds_the_cache_of_every_cli_command(tmp_path, monkeypatch, command, module, function):

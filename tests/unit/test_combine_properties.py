@@ -249,3 +249,17 @@ def test_the_previous_default_cannot_be_loaded_as_a_job_policy():
     assert min(released("heldout-ridge-v3")["weights"]) < 0
     with pytest.raises(InvalidInputError, match=">= 0"):
         load_policy("heldout-ridge-v3")
+
+
+def test_a_tie_stays_a_tie_when_a_score_is_rescaled():
+    """Found by the rescaling property: two models tied by weighted z (each wins one score)
+    came apart by float noise (-2.2e-16 against -4.4e-16) once one score was scaled by 79.63
+    and shifted by 41, so the listing decided which of them ranked first."""
+    directions = {"s0": "higher", "s1": "higher"}
+    values = {"m0": {"s0": -1.25, "s1": 1.0}, "m1": {"s0": -2.75, "s1": 3.5}}
+    moved = {m: {**row, "s0": row["s0"] * 79.63446378602656 + 41} for m, row in values.items()}
+    for pool_values in (values, moved):
+        pool = rank_pool(
+            pool_values, directions, method="weighted_z", scores=["s0", "s1"], weights=[1.5, 1.5]
+        )
+        assert _ranks(pool) == {"m0": 1, "m1": 1}

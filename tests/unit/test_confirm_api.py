@@ -11,7 +11,7 @@ from zoorank_app.main import create_app
 from zoorank_app.settings import Settings
 
 from tests.service_harness import inline_client
-from zoorank.validate import groundtruth
+from zoorank.groundtruth import training
 
 MODELS = ["resnet10t@random", "test_resnet@random", "mobilenetv2_100@random"]
 JOB = {"dataset": "builtin:digits", "models": MODELS, "scores": ["nce"], "options": {"samples_per_class": 10}}
@@ -135,14 +135,14 @@ def test_one_open_confirmation_per_job_and_cancel(finished):
 
 def test_a_diverging_model_leaves_with_its_reason_and_the_others_go_on(finished, monkeypatch):
     settings, job_id = finished
-    train_epoch = groundtruth.FineTuneRun.train_epoch
+    train_epoch = training.FineTuneRun.train_epoch
 
     def diverge_for_one(run, should_stop=None):
         if type(run.model).__name__ == "EfficientNet":  # timm builds mobilenetv2_100 as one
-            raise groundtruth.Diverged("training diverged (loss nan) at epoch 1; lower the learning rate")
+            raise training.Diverged("training diverged (loss nan) at epoch 1; lower the learning rate")
         return train_epoch(run, should_stop)
 
-    monkeypatch.setattr(groundtruth.FineTuneRun, "train_epoch", diverge_for_one)
+    monkeypatch.setattr(training.FineTuneRun, "train_epoch", diverge_for_one)
     client = _client(settings)
     response = client.post(f"/v1/jobs/{job_id}/confirm", json={"settings": SMALL})
     assert response.status_code == 202, response.text

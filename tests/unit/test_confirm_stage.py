@@ -693,7 +693,7 @@ def test_run_confirmation_trains_rung_by_rung_with_checkpoints(digits, specs, tm
 
 
 def test_a_rung_resumed_from_its_checkpoint_trains_as_one_straight_run(digits, specs, tmp_path):
-    from zoorank.validate.groundtruth import FineTuneRun
+    from zoorank.groundtruth.training import FineTuneRun
     from zoorank.zoo import create_model
 
     spec = specs[MODELS[0]]

@@ -62,7 +62,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     b = client.post("/v1/jobs", json=B).json()["id"]
     steps: list[dict[str, Any]] = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("zoorank.validate.validate", _watching(settings, steps))
+        patch.setattr("zoorank.groundtruth.validate", _watching(settings, steps))
         validation = client.post("/v1/validations", json=VALIDATION)
     assert validation.status_code == 202, validation.text
     jobs = {name: client.get(f"/v1/jobs/{i}").json() for name, i in (("a", a), ("b", b))}
@@ -73,7 +73,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _watching(settings: Settings, steps: list[dict[str, Any]]) -> Any:
     """``validate`` that records the job as the API shows it after each progress callback."""
-    from zoorank.validate import validate
+    from zoorank.groundtruth import validate
 
     def look(event: str) -> None:
         with session_scope(settings.database_url) as session:

@@ -10,8 +10,7 @@ import pytest
 
 from zoorank.combine import combine, mean_rank, standardise, weighted_z
 from zoorank.errors import InvalidInputError
-from zoorank.policy import RankingPolicy
-from zoorank.validate.selection import (
+from zoorank.groundtruth.selection import (
     TargetData,
     Training,
     best_single,
@@ -25,6 +24,7 @@ from zoorank.validate.selection import (
     single,
     top_k,
 )
+from zoorank.policy import RankingPolicy
 
 DIRECTIONS = {"good": "higher", "bad": "higher", "noise": "lower"}
 

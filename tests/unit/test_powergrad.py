@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from zoorank.errors import InvalidInputError
-from zoorank.validate.powergrad import make_loss, powergrad_cross_entropy
+from zoorank.groundtruth.powergrad import make_loss, powergrad_cross_entropy
 
 
 def _batch(seed: int = 0, b: int = 6, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -109,7 +109,7 @@ def test_a_bad_zoorank_device_is_refused_naming_the_variable_everywhere(monkeypa
     RankOptions(device="cpu").validate()  # named explicitly: the variable is not read
     with pytest.raises(ValidationError, match=BAD_DEVICE):
         CoreSettings()  # the service's settings, by the same rule
-    from zoorank.validate import validate
+    from zoorank.groundtruth import validate
 
     with pytest.raises(InvalidInputError, match=BAD_DEVICE):
         validate("builtin:digits", ["mobilenetv2_100@random"], scores=[])

@@ -67,7 +67,7 @@ def test_the_wheel_lists_every_package_folder():
 
 def test_the_whole_cli_and_pipeline_load_no_service_code_at_import():
     code = (
-        "import sys, zoorank.cli, zoorank.rank, zoorank.validate; "
+        "import sys, zoorank.cli, zoorank.rank, zoorank.groundtruth; "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & { {*SERVICE_LIBRARIES, *PACKAGES[1:]}!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
@@ -117,7 +117,13 @@ def test_each_cli_module_keeps_to_its_concern():
 
     assert {"local", "catalogues", "remote", "client", "render", "options"} <= set(imports)
     http = ("httpx", "zoorank.cli.client", "zoorank.cli.remote")
-    pipeline = ("zoorank.rank", "zoorank.validate", "zoorank.explain", "zoorank.features", "zoorank.scores")
+    pipeline = (
+        "zoorank.rank",
+        "zoorank.groundtruth",
+        "zoorank.explain",
+        "zoorank.features",
+        "zoorank.scores",
+    )
     commands = ("zoorank.cli.local", "zoorank.cli.catalogues", "zoorank.cli.remote")
     assert not uses("local", *http) and not uses("catalogues", *http)
     assert not uses("remote", *pipeline, "zoorank.cli.local", "zoorank.cli.catalogues")

@@ -154,7 +154,7 @@ def test_a_temperature_draws_rankings_from_plackett_luce():
 
 
 def test_plackett_luce_likelihood_and_temperature_fit():
-    from zoorank.validate.selection import TEMPERATURE_GRID, fit_temperature, plackett_luce_loglik
+    from zoorank.groundtruth.selection import TEMPERATURE_GRID, fit_temperature, plackett_luce_loglik
 
     # two models, true order b then a: log(e^{s_b} / (e^{s_a} + e^{s_b})) with s = v / T
     value = plackett_luce_loglik(np.array([0.0, 2.0]), np.array([0.1, 0.9]), 2.0)

@@ -10,8 +10,8 @@ import pytest
 
 from zoorank.data import load_dataset
 from zoorank.errors import InvalidInputError
-from zoorank.validate import TrainSettings, compare_with_ground_truth, split_rows, validate
-from zoorank.validate.groundtruth import check_mode, finetune_accuracy, linear_probe_accuracy
+from zoorank.groundtruth import TrainSettings, compare_with_ground_truth, split_rows, validate
+from zoorank.groundtruth.training import check_mode, finetune_accuracy, linear_probe_accuracy
 from zoorank.zoo import create_model, get_model_spec
 
 TINY = {

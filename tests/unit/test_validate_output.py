@@ -14,10 +14,10 @@ from collections.abc import Mapping
 import pytest
 from typer.testing import CliRunner
 
-import zoorank.validate
+import zoorank.groundtruth
 from zoorank.cli import load_commands
-from zoorank.validate import compare_with_ground_truth
-from zoorank.validate.validation import GroundTruth, ValidationResult
+from zoorank.groundtruth import compare_with_ground_truth
+from zoorank.groundtruth.validation import GroundTruth, ValidationResult
 
 runner = CliRunner()
 ARGS = ["validate", "--dataset", "builtin:digits"]
@@ -54,7 +54,7 @@ def _stored(values: Mapping[str, Mapping[str, float]], accuracy: Mapping[str, fl
 @pytest.fixture
 def validate_returns(monkeypatch: pytest.MonkeyPatch):
     def install(result: ValidationResult) -> None:
-        monkeypatch.setattr(zoorank.validate, "validate", lambda *args, **kwargs: result)
+        monkeypatch.setattr(zoorank.groundtruth, "validate", lambda *args, **kwargs: result)
 
     return install
 

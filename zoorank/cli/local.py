@@ -357,7 +357,7 @@ def validate_command(
 ) -> None:
     """Ground truth (fine-tune or linear probe) and each score's agreement with it."""
     from zoorank.errors import ZoorankError
-    from zoorank.validate import validate
+    from zoorank.groundtruth import validate
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]

@@ -15,7 +15,7 @@ import numpy as np
 from zoorank.confirm.halving import clamp_top_k, estimated_cost, minimum_budget, rungs
 from zoorank.confirm.request import ConfirmRequest
 from zoorank.errors import InvalidInputError
-from zoorank.validate.groundtruth import Split
+from zoorank.groundtruth.training import Split
 
 # A training step passes an image forward and backward, about three forward passes; what the
 # estimate of seconds assumes until a rung has measured them.

@@ -17,7 +17,7 @@ from zoorank.errors import InvalidInputError
 from zoorank.values import as_number
 
 if TYPE_CHECKING:
-    from zoorank.validate.groundtruth import TrainSettings
+    from zoorank.groundtruth.training import TrainSettings
 
 DEFAULT_TOP_K = 5
 DEFAULT_ETA = 2
@@ -104,7 +104,7 @@ class ConfirmRequest:
                 f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, got {self.budget_unit!r}",
                 field="budget_unit",
             )
-        from zoorank.validate.powergrad import LOSSES, make_loss
+        from zoorank.groundtruth.powergrad import LOSSES, make_loss
 
         if self.loss not in LOSSES:
             raise InvalidInputError(
@@ -119,7 +119,7 @@ class ConfirmRequest:
 
     def train_settings(self) -> TrainSettings:
         """The trainer's settings (validated)."""
-        from zoorank.validate.groundtruth import TrainSettings
+        from zoorank.groundtruth.training import TrainSettings
 
         return TrainSettings.from_dict(self.settings)
 

@@ -1,5 +1,5 @@
 """One unit of a confirmation: one model trained through one rung, from the previous rung's
-checkpoint, with the trainer ``validate`` uses (:class:`zoorank.validate.groundtruth.FineTuneRun`).
+checkpoint, with the trainer ``validate`` uses (:class:`zoorank.groundtruth.training.FineTuneRun`).
 
 A rung ``r`` continues the full schedule from epoch ``schedule[r - 2]`` (0 for the first rung) to
 ``schedule[r - 1]`` and writes ``rung-r.pt`` at its end only, atomically: a unit that is killed or
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from zoorank.data import ImageDataset
-from zoorank.validate.groundtruth import Diverged, FineTuneRun, Split, TrainSettings
+from zoorank.groundtruth.training import Diverged, FineTuneRun, Split, TrainSettings
 from zoorank.zoo import ModelSpec, create_model
 
 

@@ -4,10 +4,10 @@ each score's ranking agreed with it (weighted Kendall τ, Kendall τ, Pearson r,
 Entry point: :func:`validate` (``zoorank validate``, ``POST /v1/validations``).
 """
 
-from zoorank.validate.agreement import Agreement, score_agreement, seed_agreement
-from zoorank.validate.groundtruth import MODES, TrainSettings, split_rows
-from zoorank.validate.powergrad import LOSSES, PowerGradCrossEntropy, powergrad_cross_entropy
-from zoorank.validate.validation import (
+from zoorank.groundtruth.agreement import Agreement, score_agreement, seed_agreement
+from zoorank.groundtruth.powergrad import LOSSES, PowerGradCrossEntropy, powergrad_cross_entropy
+from zoorank.groundtruth.training import MODES, TrainSettings, split_rows
+from zoorank.groundtruth.validation import (
     GroundTruth,
     ValidationResult,
     compare_with_ground_truth,

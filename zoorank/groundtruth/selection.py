@@ -33,8 +33,8 @@ import numpy as np
 from scipy.optimize import nnls
 
 from zoorank.combine import Values, oriented_matrix, standardise
+from zoorank.groundtruth.agreement import bootstrap_interval, count_above_twin, weighted_tau
 from zoorank.policy import RankingPolicy
-from zoorank.validate.agreement import bootstrap_interval, count_above_twin, weighted_tau
 
 
 @dataclass(eq=False)  # hashed by identity: per-target results are cached

@@ -18,6 +18,22 @@ from zoorank.data import DatasetIdentity, class_balanced_rows, load_dataset
 from zoorank.data.subsample import check_class_counts
 from zoorank.errors import ZoorankError
 from zoorank.features.cache import FeatureCache
+from zoorank.groundtruth.agreement import (
+    Agreement,
+    best_within_noise,
+    count_above_twin,
+    few_models_warning,
+    score_agreement,
+    seed_agreement,
+)
+from zoorank.groundtruth.training import (
+    RunResult,
+    Split,
+    TrainSettings,
+    check_request,
+    finetune_accuracy,
+    linear_probe_accuracy,
+)
 from zoorank.rank import (
     ModelResult,
     PreparedData,
@@ -31,22 +47,6 @@ from zoorank.rank import (
     summarise,
 )
 from zoorank.scores import get_score
-from zoorank.validate.agreement import (
-    Agreement,
-    best_within_noise,
-    count_above_twin,
-    few_models_warning,
-    score_agreement,
-    seed_agreement,
-)
-from zoorank.validate.groundtruth import (
-    RunResult,
-    Split,
-    TrainSettings,
-    check_request,
-    finetune_accuracy,
-    linear_probe_accuracy,
-)
 from zoorank.validation_request import DEFAULT_MODE, DEFAULT_SEEDS
 from zoorank.zoo import ModelSpec, create_model
 
@@ -71,7 +71,7 @@ class ValidationResult:
 
     ``scores``: model -> score -> value as ranked (pool-normalised where the score has a pool
     step), ``None`` when the score failed (``score_errors`` says why). ``agreement``: one entry
-    per score (see :class:`zoorank.validate.agreement.Agreement`). ``best``: per statistic the
+    per score (see :class:`zoorank.groundtruth.agreement.Agreement`). ``best``: per statistic the
     best score and those statistically tied with it. ``above_random``: per score, how many
     pretrained models it puts above their random-init twin (``ARCH@random`` in the pool).
     ``score_seconds``: time spent in each score over all models (features excluded).

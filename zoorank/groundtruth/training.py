@@ -31,8 +31,8 @@ from zoorank.data import ImageDataset
 from zoorank.errors import InvalidInputError
 from zoorank.features.extract import resolve_device
 from zoorank.features.preprocess import model_preprocessing
+from zoorank.groundtruth.powergrad import LOSSES, make_loss
 from zoorank.settings import DEVICES
-from zoorank.validate.powergrad import LOSSES, make_loss
 from zoorank.validation_request import MAX_SEEDS
 from zoorank.values import as_number
 
