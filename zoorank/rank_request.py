@@ -41,12 +41,12 @@ def _default_options() -> RankOptions:
 
 
 def _names(value: Any, name: str) -> list[str] | None:
-    """None, or a list of non-empty strings (a model or score list)."""
+    """None, or a list of strings (a model or score list)."""
     if value is None:
         return None
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise InvalidInputError(f"{name} must be a list of names, got {value!r}", field=name)
-    return [v.strip() for v in value]
+    return list(value)  # what each name means (a catalogue name, ARCH@SOURCE) is checked later
 
 
 @dataclass
@@ -80,7 +80,7 @@ class RankRequest:
                 f"dataset must be a reference such as builtin:digits, got {dataset!r}", field="dataset"
             )
         request = cls(
-            dataset=dataset.strip(),
+            dataset=dataset,
             models=_names(body.get("models"), "models"),
             scores=_names(body.get("scores"), "scores"),
             options=RankOptions.from_dict(body.get("options")),
