@@ -36,7 +36,12 @@ from zoorank.features.cache import FeatureCache, feature_key
 from zoorank.features.extract import FeatureSet, extract_features, prelogits_and_logits, resolve_device
 from zoorank.features.preprocess import Preprocessing, architecture_preprocessing
 from zoorank.policy import DEFAULT_RANKING, RankingPolicy, job_policy
-from zoorank.rank_request import DEFAULT_INPUT_SIZE, DEFAULT_SAMPLES_PER_CLASS, DEFAULT_SEED
+from zoorank.rank_request import (
+    DEFAULT_INPUT_SIZE,
+    DEFAULT_SAMPLES_PER_CLASS,
+    DEFAULT_SEED,
+    check_model_list,
+)
 from zoorank.scores import ScoreInputs, ScoreOutput, get_score
 from zoorank.settings import check_device, default_device
 from zoorank.uncertainty import BOOTSTRAP_KEY, bootstrap_values, budgeted, rank_uncertainty
@@ -229,8 +234,7 @@ def resolve_scores(names: Sequence[str] | None) -> list[str]:
 def resolve_models(names: Sequence[str] | None, *, data_roots: Sequence[str | Path] = ()) -> list[ModelSpec]:
     """Requested model specs (validated), or the whole built-in zoo. ``file:`` weights must lie
     under ``data_roots`` (:func:`check_weight_files`)."""
-    if names is not None and len(names) == 0:
-        raise InvalidInputError("the model list is empty; name at least one model", field="models")
+    check_model_list(names)
     from zoorank.zoo.load import check_reachable
 
     specs = [get_model_spec(n) for n in (names or default_models())]

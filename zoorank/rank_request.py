@@ -16,7 +16,7 @@ The rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,13 @@ def _default_options() -> RankOptions:
     from zoorank.rank import RankOptions
 
     return RankOptions()
+
+
+def check_model_list(models: Sequence[str] | None) -> None:
+    """None is the built-in zoo; an empty list is refused (the one place of this rule: the
+    request, the library's ``resolve_models`` and the service's ``job_models`` call it)."""
+    if models is not None and len(models) == 0:
+        raise InvalidInputError("the model list is empty; name at least one model", field="models")
 
 
 def _names(value: Any, name: str) -> list[str] | None:
@@ -99,12 +106,10 @@ class RankRequest:
         from zoorank.zoo.specs import parse_model_ref
 
         parse_dataset_ref(self.dataset)
-        if self.models is not None:
-            if len(self.models) == 0:
-                raise InvalidInputError("the model list is empty; name at least one model", field="models")
-            for model in self.models:
-                if "@" in model:  # a name is the catalogue's (built-in or registered) to resolve
-                    parse_model_ref(model)
+        check_model_list(self.models)
+        for model in self.models or ():
+            if "@" in model:  # a name is the catalogue's (built-in or registered) to resolve
+                parse_model_ref(model)
         self.options.validate()
         return resolve_scores(self.scores)
 

@@ -13,9 +13,8 @@ from zoorank_app.db.session import session_scope
 from zoorank_app.settings import Settings
 
 from zoorank.data import DatasetIdentity
-from zoorank.errors import InvalidInputError
 from zoorank.rank import check_weight_files, prepare_dataset
-from zoorank.rank_request import RankRequest
+from zoorank.rank_request import RankRequest, check_model_list
 from zoorank.zoo import ModelSpec
 
 Dispatch = Callable[[str, list[str]], list[str]]
@@ -93,8 +92,7 @@ def job_models(settings: Settings, session: Any, models: Sequence[str] | None) -
     data roots, like datasets (registered models were checked when registered)."""
     from zoorank.zoo.specs import default_models
 
-    if models is not None and len(models) == 0:
-        raise InvalidInputError("the model list is empty; name at least one model", field="models")
+    check_model_list(models)
     from zoorank.zoo.load import check_reachable
 
     specs = crud.resolve_models(session, models or default_models())
